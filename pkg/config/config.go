@@ -1,0 +1,274 @@
+// Package config parses and validates macguard's entry in a conflist, the
+// CNI_ARGS it reads, and resolves which requested MAC wins.
+//
+// Every failure is a *types.Error with a spec code and a message that names
+// the field and what is allowed, so the runtime (and the user reading
+// `kubectl describe pod`) sees something actionable.
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/macguard-cni/macguard/pkg/identity"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
+)
+
+// Assign says when macguard derives a MAC itself (config field "assign").
+type Assign string
+
+// Assign modes.
+const (
+	AssignZero   Assign = "zero"
+	AssignAlways Assign = "always"
+	AssignNever  Assign = "never"
+)
+
+// OnUnsupported says what to do when the device cannot carry a MAC.
+type OnUnsupported string
+
+// OnUnsupported choices.
+const (
+	UnsupportedFail OnUnsupported = "fail"
+	UnsupportedSkip OnUnsupported = "skip"
+)
+
+// Defaults.
+const (
+	DefaultDataDir  = "/run/cni/macguard"
+	DefaultLogLevel = "info"
+)
+
+// Names of the places a requested MAC can come from, lowest precedence first.
+// They appear in error messages and log lines.
+const (
+	SourceConfig        = "config mac"
+	SourceCNIArgs       = "CNI_ARGS MAC"
+	SourceRuntimeConfig = "runtimeConfig.mac"
+	SourceArgs          = "args.cni.mac"
+)
+
+// NetConf is the plugin's configuration as it arrives on stdin.
+type NetConf struct {
+	types.PluginConf
+
+	Assign        Assign        `json:"assign,omitempty"`
+	Identity      identity.Mode `json:"identity,omitempty"`
+	Salt          string        `json:"salt,omitempty"`
+	Prefix        string        `json:"prefix,omitempty"`
+	MAC           string        `json:"mac,omitempty"`
+	OnUnsupported OnUnsupported `json:"onUnsupported,omitempty"`
+	Announce      *bool         `json:"announce,omitempty"`
+	DataDir       string        `json:"dataDir,omitempty"`
+	LogFile       string        `json:"logFile,omitempty"`
+	LogLevel      string        `json:"logLevel,omitempty"`
+
+	RuntimeConfig struct {
+		MAC string `json:"mac,omitempty"`
+	} `json:"runtimeConfig,omitempty"`
+	Args struct {
+		CNI struct {
+			MAC string `json:"mac,omitempty"`
+		} `json:"cni,omitempty"`
+	} `json:"args,omitempty"`
+}
+
+// Requested is a MAC the user asked for, with where it came from.
+type Requested struct {
+	MAC    net.HardwareAddr
+	Source string
+}
+
+// Config is the validated configuration the plugin acts on.
+type Config struct {
+	NetConf
+	Prefix    macaddr.Prefix
+	Announce  bool
+	Requested *Requested
+	Pod       identity.Pod
+	// cniArgsMAC is CNI_ARGS MAC=, resolved by ResolveRequested.
+	cniArgsMAC string
+	// PrevResult is the raw prevResult JSON exactly as the runtime sent it,
+	// so a pass-through can return it byte for byte.
+	PrevResult json.RawMessage
+}
+
+// Parse decodes stdin and CNI_ARGS into a Config (requested MACs are checked
+// separately by ResolveRequested). Nothing here touches the system, so a
+// config error can never leave anything half-done.
+func Parse(stdin []byte, cniArgs string) (*Config, error) {
+	var nc NetConf
+	if err := json.Unmarshal(stdin, &nc); err != nil {
+		return nil, decodeError(err)
+	}
+	var raw struct {
+		PrevResult json.RawMessage `json:"prevResult"`
+	}
+	// Cannot fail after the decode above succeeded on the same bytes.
+	_ = json.Unmarshal(stdin, &raw)
+
+	c := &Config{NetConf: nc}
+	if isNull(raw.PrevResult) {
+		c.PrevResult = nil
+	} else {
+		c.PrevResult = raw.PrevResult
+	}
+	if err := c.defaults(); err != nil {
+		return nil, err
+	}
+	args, err := ParseCNIArgs(cniArgs)
+	if err != nil {
+		return nil, err
+	}
+	c.Pod = identity.Pod{Namespace: args["K8S_POD_NAMESPACE"], Name: args["K8S_POD_NAME"]}
+	c.cniArgsMAC = args["MAC"]
+	return c, nil
+}
+
+func isNull(m json.RawMessage) bool {
+	t := bytes.TrimSpace(m)
+	return len(t) == 0 || bytes.Equal(t, []byte("null"))
+}
+
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		field := typeErr.Field
+		if field == "" {
+			field = "(top level)"
+		}
+		return types.NewError(types.ErrInvalidNetworkConfig,
+			fmt.Sprintf("invalid network config: field %q must be %s, got JSON %s", field, friendlyType(typeErr.Type.String()), typeErr.Value), "")
+	}
+	return types.NewError(types.ErrDecodingFailure,
+		fmt.Sprintf("network config on stdin is not valid JSON: %v", err), "")
+}
+
+func friendlyType(goType string) string {
+	switch {
+	case goType == "string" || strings.HasSuffix(goType, ".Assign") || strings.HasSuffix(goType, ".Mode") || strings.HasSuffix(goType, ".OnUnsupported"):
+		return "a string"
+	case goType == "bool":
+		return "a boolean"
+	case strings.HasPrefix(goType, "map[") || strings.HasPrefix(goType, "struct"):
+		return "an object"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	}
+	return "a " + goType
+}
+
+func invalid(format string, a ...any) error {
+	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(format, a...), "")
+}
+
+func (c *Config) defaults() error {
+	switch c.NetConf.Assign {
+	case "":
+		c.NetConf.Assign = AssignZero
+	case AssignZero, AssignAlways, AssignNever:
+	default:
+		return invalid(`invalid "assign" %q: use "zero" (default), "always" or "never"`, c.NetConf.Assign)
+	}
+	switch c.Identity {
+	case "":
+		c.Identity = identity.ModeAuto
+	case identity.ModeAuto, identity.ModePod, identity.ModeContainer:
+	default:
+		return invalid(`invalid "identity" %q: use "auto" (default), "pod" or "container"`, c.Identity)
+	}
+	switch c.OnUnsupported {
+	case "":
+		c.OnUnsupported = UnsupportedFail
+	case UnsupportedFail, UnsupportedSkip:
+	default:
+		return invalid(`invalid "onUnsupported" %q: use "fail" (default) or "skip"`, c.OnUnsupported)
+	}
+	p, err := macaddr.ParsePrefix(c.NetConf.Prefix)
+	if err != nil {
+		return invalid(`invalid "prefix": %v`, err)
+	}
+	c.Prefix = p
+	c.Announce = c.NetConf.Announce == nil || *c.NetConf.Announce
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if !strings.HasPrefix(c.DataDir, "/") {
+		return invalid(`invalid "dataDir" %q: must be an absolute path (default %s)`, c.DataDir, DefaultDataDir)
+	}
+	if c.LogFile != "" && !strings.HasPrefix(c.LogFile, "/") {
+		return invalid(`invalid "logFile" %q: must be an absolute path, or empty to log to stderr`, c.LogFile)
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "":
+		c.LogLevel = DefaultLogLevel
+	case "debug", "info", "warn", "error":
+		c.LogLevel = strings.ToLower(c.LogLevel)
+	default:
+		return invalid(`invalid "logLevel" %q: use "debug", "info" (default), "warn" or "error"`, c.LogLevel)
+	}
+	return nil
+}
+
+// ResolveRequested validates every requested MAC that is present (a bad
+// value is an error even when a higher-precedence source overrides it: it is
+// still a mistake somebody will want to know about) and keeps the winner.
+// The order matches the reference tuning plugin so users can move over.
+// ADD and CHECK call it; DEL does not, so a bad value can never block a
+// pod's teardown.
+func (c *Config) ResolveRequested() error {
+	sources := []struct{ name, value string }{
+		{SourceConfig, c.MAC},
+		{SourceCNIArgs, c.cniArgsMAC},
+		{SourceRuntimeConfig, c.RuntimeConfig.MAC},
+		{SourceArgs, c.Args.CNI.MAC},
+	}
+	for _, s := range sources {
+		if s.value == "" {
+			continue
+		}
+		mac, err := macaddr.ParseUnicast(s.value)
+		if err != nil {
+			return invalid("invalid requested MAC from %s: %v", s.name, err)
+		}
+		c.Requested = &Requested{MAC: mac, Source: s.name}
+	}
+	return nil
+}
+
+// ParseCNIArgs splits CNI_ARGS ("K=V;K=V"). Unknown keys are kept and ignored
+// by callers: runtimes pass many (K8S_POD_UID, IgnoreUnknown, ...), and
+// rejecting them, as types.LoadArgs does by default, would break real pods.
+func ParseCNIArgs(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, pair := range strings.Split(s, ";") {
+		if pair == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok || k == "" {
+			return nil, types.NewError(types.ErrInvalidEnvironmentVariables,
+				fmt.Sprintf("invalid CNI_ARGS: %q is not KEY=VALUE (pairs are separated by ';')", pair), "")
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// RequirePrevResult is for ADD and CHECK: a chained plugin has nothing to
+// correct without one.
+func (c *Config) RequirePrevResult() error {
+	if c.PrevResult == nil {
+		return invalid("missing prevResult: macguard is a chained plugin; list it after the main plugin (cilium-cni, calico, macvlan, bridge, ...) in the conflist's \"plugins\" array")
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/safchain/ethtool"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/macguard-cni/macguard/pkg/announce"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
+)
+
+type kernelNetns struct {
+	path string
+	ns   ns.NetNS
+}
+
+// Open is the real Opener: it opens the namespace at path with the
+// reference plugins' ns package (which also verifies it is a netns).
+func Open(path string) (Netns, error) {
+	n, err := ns.GetNS(path)
+	if err != nil {
+		var notExist ns.NSPathNotExistErr
+		var notNS ns.NSPathNotNSErr
+		switch {
+		case errors.As(err, &notExist):
+			return nil, fmt.Errorf("CNI_NETNS %q does not exist (the sandbox may already be gone): %w", path, ErrNetns)
+		case errors.As(err, &notNS):
+			return nil, fmt.Errorf("CNI_NETNS %q is not a network namespace: %w", path, ErrNetns)
+		}
+		return nil, fmt.Errorf("opening CNI_NETNS %q: %w: %w", path, ErrNetns, err)
+	}
+	return &kernelNetns{path: path, ns: n}, nil
+}
+
+func (k *kernelNetns) Path() string { return k.path }
+
+func (k *kernelNetns) Close() error { return k.ns.Close() }
+
+func (k *kernelNetns) do(f func() error) error {
+	return k.ns.Do(func(ns.NetNS) error { return f() })
+}
+
+func (k *kernelNetns) Inspect(ifName string) (Observed, error) {
+	var o Observed
+	err := k.do(func() error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			var notFound netlink.LinkNotFoundError
+			if errors.As(err, &notFound) {
+				return fmt.Errorf("interface %q not found in netns %s (it has: %s): %w", ifName, k.path, k.names(), ErrNotFound)
+			}
+			return fmt.Errorf("reading interface %q in netns %s: %w", ifName, k.path, err)
+		}
+		o = observe(l)
+		// ethtool is best effort: virtual devices often lack a permanent
+		// address, and the names only improve messages.
+		if et, err := ethtool.NewEthtool(); err == nil {
+			if d, err := et.DriverName(ifName); err == nil {
+				o.Driver = d
+			}
+			if p, err := et.PermAddr(ifName); err == nil {
+				if mac, err := net.ParseMAC(p); err == nil && !macaddr.IsZero(mac) {
+					o.PermMAC = mac
+				}
+			}
+			et.Close()
+		}
+		return k.readAddrs(l, &o)
+	})
+	return o, err
+}
+
+// names lists the interfaces of the namespace for "not found" messages;
+// it runs inside the namespace already.
+func (k *kernelNetns) names() string {
+	links, err := netlinksafe.LinkList()
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	var names []string
+	for _, l := range links {
+		names = append(names, l.Attrs().Name)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func observe(l netlink.Link) Observed {
+	a := l.Attrs()
+	o := Observed{
+		Name:      a.Name,
+		Index:     a.Index,
+		Kind:      l.Type(),
+		EncapType: a.EncapType,
+		MAC:       append(net.HardwareAddr(nil), a.HardwareAddr...),
+		Up:        a.Flags&net.FlagUp != 0,
+		NoARP:     a.RawFlags&unix.IFF_NOARP != 0,
+	}
+	if nk, ok := l.(*netlink.Netkit); ok {
+		if nk.Mode == netlink.NETKIT_MODE_L3 {
+			o.NetkitMode = NetkitL3
+		} else {
+			o.NetkitMode = NetkitL2
+		}
+	}
+	return o
+}
+
+func (k *kernelNetns) readAddrs(l netlink.Link, o *Observed) error {
+	addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("listing addresses of %q in netns %s: %w", o.Name, k.path, err)
+	}
+	for _, a := range addrs {
+		ip := a.IP
+		switch {
+		case ip.To4() != nil:
+			o.IPv4 = append(o.IPv4, ip.To4())
+		case ip.IsLinkLocalUnicast():
+			o.LinkLocal = append(o.LinkLocal, ip)
+		case a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0:
+			o.IPv6 = append(o.IPv6, ip)
+		}
+	}
+	return nil
+}
+
+func (k *kernelNetns) SetMAC(ifName string, mac net.HardwareAddr) error {
+	return k.do(func() error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return fmt.Errorf("setting MAC %s on %q in netns %s: %w", mac, ifName, k.path, err)
+		}
+		if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
+			return translate(observe(l), k.path, mac, err)
+		}
+		return nil
+	})
+}
+
+// translate turns an errno from RTM_SETLINK into a sentinel plus a message
+// that says what to do about it.
+func translate(o Observed, path string, mac net.HardwareAddr, err error) error {
+	where := fmt.Sprintf("%q (%s) in netns %s", o.Name, o.Describe(), path)
+	switch {
+	case errors.Is(err, syscall.EOPNOTSUPP) && o.Kind == KindNetkit:
+		return fmt.Errorf("cannot set MAC %s on %s: %s: %w", mac, where, NetkitL3Remedy(o.Name), ErrNotSupported)
+	case errors.Is(err, syscall.EOPNOTSUPP):
+		return fmt.Errorf("cannot set MAC %s on %s: the driver does not support changing the MAC: %w", mac, where, ErrNotSupported)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("cannot set MAC %s on %s: another interface on the same parent device already uses it (two pods requesting the same MAC?): %w", mac, where, ErrAddrInUse)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return fmt.Errorf("cannot set MAC %s on %s: the kernel rejects this address for the device: %w", mac, where, ErrRefused)
+	case errors.Is(err, syscall.EBUSY):
+		return fmt.Errorf("cannot set MAC %s on %s: the device only accepts a new MAC while it is down: %w", mac, where, ErrRefused)
+	case errors.Is(err, syscall.ENODEV):
+		return fmt.Errorf("cannot set MAC %s on %s: the interface disappeared: %w", mac, where, ErrNotFound)
+	}
+	return fmt.Errorf("cannot set MAC %s on %s: %w: %w", mac, where, ErrRefused, err)
+}
+
+// NetkitL3Remedy is the advice for the case this project exists for.
+func NetkitL3Remedy(ifName string) string {
+	return fmt.Sprintf("%s is a netkit device in L3 mode, which cannot carry a MAC; set Cilium bpf.datapathMode=netkit-l2 (Cilium >= 1.17.3) or give the VM interface an explicit macAddress (or set onUnsupported: \"skip\" to let such pods start without one)", ifName)
+}
+
+// IPVlanRemedy is the advice for ipvlan, whose slaves share the parent MAC.
+func IPVlanRemedy(ifName string) string {
+	return fmt.Sprintf("%s is an ipvlan device, which shares its parent's MAC, so a MAC of its own cannot be honoured; use a macvlan attachment instead", ifName)
+}
+
+func (k *kernelNetns) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (bool, error) {
+	oldLL, newLL := macaddr.LinkLocal(from), macaddr.LinkLocal(to)
+	if oldLL == nil || newLL == nil {
+		return false, nil
+	}
+	changed := false
+	err := k.do(func() error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return fmt.Errorf("reading %q in netns %s: %w", ifName, k.path, err)
+		}
+		addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			return fmt.Errorf("listing IPv6 addresses of %q in netns %s: %w", ifName, k.path, err)
+		}
+		for _, a := range addrs {
+			if !a.IP.Equal(oldLL) {
+				continue
+			}
+			// Add first so the interface never has no link-local address;
+			// NODAD because the address is derived from a MAC the kernel
+			// just accepted on this segment.
+			add := &netlink.Addr{IPNet: &net.IPNet{IP: newLL, Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD, Scope: unix.RT_SCOPE_LINK}
+			if err := netlink.AddrReplace(l, add); err != nil {
+				return fmt.Errorf("adding link-local %s to %q in netns %s: %w", newLL, ifName, k.path, err)
+			}
+			if err := netlink.AddrDel(l, &a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+				return fmt.Errorf("removing stale link-local %s from %q in netns %s: %w", oldLL, ifName, k.path, err)
+			}
+			changed = true
+		}
+		return nil
+	})
+	return changed, err
+}
+
+func (k *kernelNetns) Announce(ifName string, mac net.HardwareAddr) error {
+	return k.do(func() error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return fmt.Errorf("reading %q in netns %s: %w", ifName, k.path, err)
+		}
+		o := observe(l)
+		if err := k.readAddrs(l, &o); err != nil {
+			return err
+		}
+		if !o.Up {
+			return nil
+		}
+		var v4 []net.IP
+		if !o.NoARP {
+			v4 = o.IPv4
+		}
+		v6 := append(append([]net.IP(nil), o.IPv6...), o.LinkLocal...)
+		if err := announce.Send(o.Index, mac, v4, v6); err != nil {
+			return fmt.Errorf("announcing %s on %q in netns %s: %w", mac, ifName, k.path, err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,480 @@
+// Package plugin implements macguard's CNI commands. Every command follows
+// the same one-way flow: parse config -> inspect the link -> decide (package
+// policy, pure) -> apply with rollback -> correct the result.
+package plugin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/macguard-cni/macguard/pkg/config"
+	"github.com/macguard-cni/macguard/pkg/identity"
+	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/logging"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/policy"
+	"github.com/macguard-cni/macguard/pkg/result"
+	"github.com/macguard-cni/macguard/pkg/state"
+)
+
+// Store is the part of package state the plugin uses; tests substitute one
+// that fails on purpose to prove rollback.
+type Store interface {
+	Lock(exclusive bool) (unlock func(), err error)
+	Save(state.Record) error
+	Load(state.Key) (state.Record, bool, error)
+	Remove(state.Key) error
+	GC(valid map[state.Key]bool) ([]state.Key, error)
+}
+
+// Plugin holds the seams to the outside world. The zero value is not
+// usable; New gives the real one.
+type Plugin struct {
+	Open     link.Opener
+	NewStore func(dir string) Store
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Now      func() time.Time
+}
+
+// New returns the plugin wired to the kernel, the filesystem and stdio.
+func New() *Plugin {
+	return &Plugin{
+		Open:     link.Open,
+		NewStore: func(dir string) Store { return state.New(dir) },
+		Stdout:   os.Stdout,
+		Stderr:   os.Stderr,
+		Now:      time.Now,
+	}
+}
+
+// Funcs returns the commands in the shape skel wants.
+func (p *Plugin) Funcs() skel.CNIFuncs {
+	return skel.CNIFuncs{Add: p.Add, Check: p.Check, Del: p.Del, GC: p.GC, Status: p.Status}
+}
+
+// invocation is what every command starts from.
+type invocation struct {
+	args *skel.CmdArgs
+	cfg  *config.Config
+	log  *slog.Logger
+}
+
+func (p *Plugin) start(args *skel.CmdArgs) (*invocation, func(), error) {
+	cfg, err := config.Parse(args.StdinData, args.Args)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, closeLog, err := logging.Open(cfg.LogFile, cfg.LogLevel, p.Stderr)
+	if err != nil {
+		return nil, nil, newError(types.ErrInvalidNetworkConfig, "%v (the directory must exist; leave logFile empty to log to stderr)", err)
+	}
+	return &invocation{args: args, cfg: cfg, log: log}, closeLog, nil
+}
+
+func (inv *invocation) key() state.Key {
+	return state.Key{ContainerID: inv.args.ContainerID, IfName: inv.args.IfName}
+}
+
+// inSandbox matches a result's "sandbox" against CNI_NETNS, by path or, when
+// a runtime spelled the same namespace differently, by inode.
+func (inv *invocation) inSandbox(sandbox string) bool {
+	if sandbox == inv.args.Netns {
+		return true
+	}
+	a, errA := os.Stat(sandbox)
+	b, errB := os.Stat(inv.args.Netns)
+	return errA == nil && errB == nil && os.SameFile(a, b)
+}
+
+// policyInput gathers what the decision needs from config and the link.
+func (inv *invocation) policyInput(obs link.Observed) (policy.Input, error) {
+	id, err := identity.Resolve(inv.cfg.Identity, inv.cfg.Pod, inv.args.ContainerID)
+	if err != nil {
+		return policy.Input{}, newError(types.ErrInvalidEnvironmentVariables, "%v", err)
+	}
+	derived := macaddr.Derive(macaddr.Input{
+		Kind: id.Kind, Key: id.Key, IfName: inv.args.IfName, Salt: inv.cfg.Salt, Prefix: inv.cfg.Prefix,
+	})
+	return policy.Input{
+		Assign:    inv.cfg.NetConf.Assign,
+		Requested: inv.cfg.Requested,
+		Derived:   derived,
+		Identity:  id.String(),
+		Link:      obs,
+	}, nil
+}
+
+// Add makes the interface's MAC right and prints the corrected result.
+func (p *Plugin) Add(args *skel.CmdArgs) error {
+	inv, closeLog, err := p.start(args)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	cfg := inv.cfg
+	if err := cfg.ResolveRequested(); err != nil {
+		return err
+	}
+	if err := cfg.RequirePrevResult(); err != nil {
+		return err
+	}
+	prev, err := result.Parse(cfg.PrevResult, cfg.CNIVersion)
+	if err != nil {
+		return newError(types.ErrInvalidNetworkConfig, "invalid prevResult from the previous plugin in the chain: %v", err)
+	}
+
+	netns, err := p.Open(args.Netns)
+	if err != nil {
+		return asCNIError(err)
+	}
+	defer netns.Close()
+	obs, err := netns.Inspect(args.IfName)
+	if err != nil {
+		return asCNIError(err)
+	}
+	in, err := inv.policyInput(obs)
+	if err != nil {
+		return err
+	}
+	d := policy.Decide(in)
+
+	final := obs.MAC
+	switch d.Action {
+	case policy.Unsupported:
+		if cfg.OnUnsupported != config.UnsupportedSkip {
+			return newError(ErrCodeUnsupported, "cannot give %q in netns %s (%s) the MAC %s, nothing was changed: %s",
+				args.IfName, args.Netns, obs.Describe(), d.MAC, d.Reason)
+		}
+		inv.log.Warn("MAC not applied: device cannot carry it; passing the result through (onUnsupported=skip)",
+			inv.logAttrs(obs, d)...)
+	case policy.Set:
+		if err := p.apply(inv, netns, obs, d); err != nil {
+			var skipped skippedError
+			if !errors.As(err, &skipped) {
+				return asCNIError(err)
+			}
+			inv.log.Warn("MAC not applied: kernel refused it on this device; passing the result through (onUnsupported=skip)",
+				append(inv.logAttrs(obs, d), "error", skipped.err)...)
+		} else {
+			final = d.MAC
+		}
+	default:
+		inv.log.Info("ADD", inv.logAttrs(obs, d)...)
+	}
+
+	out, err := inv.corrected(prev, final)
+	if err != nil {
+		return asCNIError(err)
+	}
+	return p.print(out)
+}
+
+// corrected returns the result to print: the prevResult exactly as received
+// when it already tells the truth about the sandbox interface's MAC, or a
+// copy whose entry for it carries final.
+func (inv *invocation) corrected(prev *result.Result, final net.HardwareAddr) (json.RawMessage, error) {
+	if macaddr.IsZero(final) {
+		return prev.Raw, nil
+	}
+	if _, mac, ok := prev.Find(inv.args.IfName, inv.inSandbox); ok {
+		if reported, err := macaddr.Parse(mac); err == nil && macaddr.Equal(reported, final) {
+			return prev.Raw, nil
+		}
+	}
+	return prev.WithMAC(inv.args.IfName, inv.args.Netns, inv.inSandbox, macaddr.String(final))
+}
+
+func (inv *invocation) logAttrs(obs link.Observed, d policy.Decision) []any {
+	return []any{
+		"container", inv.args.ContainerID, "netns", inv.args.Netns, "ifname", inv.args.IfName,
+		"device", obs.Describe(), "old", macaddr.String(obs.MAC), "new", macaddr.String(d.MAC),
+		"action", d.Action.String(), "reason", d.Reason,
+	}
+}
+
+func (p *Plugin) print(out json.RawMessage) error {
+	if _, err := p.Stdout.Write(append(out, '\n')); err != nil {
+		return fmt.Errorf("writing result to stdout: %w", err)
+	}
+	return nil
+}
+
+// skippedError marks a kernel refusal that onUnsupported=skip turns into a
+// pass-through.
+type skippedError struct{ err error }
+
+func (s skippedError) Error() string { return s.err.Error() }
+
+// apply changes the MAC with write-ahead state and rollback. The record is
+// written before the change so that an ADD killed at any point leaves
+// something DEL can undo; every later failure undoes, in reverse order,
+// exactly what was done.
+func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d policy.Decision) error {
+	args, cfg := inv.args, inv.cfg
+	store := p.NewStore(cfg.DataDir)
+	unlock, err := store.Lock(false)
+	if err != nil {
+		return stateErr(err)
+	}
+	defer unlock()
+
+	key := inv.key()
+	rec := state.Record{
+		ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
+		OriginalMAC: macaddr.String(obs.MAC), AppliedMAC: macaddr.String(d.MAC), Created: p.Now().UTC(),
+	}
+	prior, hadPrior, err := store.Load(key)
+	if err != nil {
+		return stateErr(err)
+	}
+	if hadPrior {
+		// A repeated ADD for the same attachment: the interface already
+		// carries what the first ADD set, and DEL must still go back to what
+		// it had before that.
+		if applied, perr := macaddr.Parse(prior.AppliedMAC); perr == nil && macaddr.Equal(applied, obs.MAC) {
+			rec.OriginalMAC = prior.OriginalMAC
+		}
+	}
+	var undo []func() error
+	rollback := func(cause error) error {
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			if err := undo[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%w; rolling back also failed, %q in netns %s may be left with MAC %s: %w",
+				cause, args.IfName, args.Netns, d.MAC, errors.Join(errs...))
+		}
+		return cause
+	}
+
+	if err := store.Save(rec); err != nil {
+		return stateErr(err)
+	}
+	undo = append(undo, func() error {
+		if hadPrior {
+			return store.Save(prior)
+		}
+		return store.Remove(key)
+	})
+
+	if err := netns.SetMAC(args.IfName, d.MAC); err != nil {
+		err = rollback(err)
+		if errors.Is(err, link.ErrNotSupported) && cfg.OnUnsupported == config.UnsupportedSkip {
+			return skippedError{err}
+		}
+		return err
+	}
+	if !macaddr.IsZero(obs.MAC) {
+		undo = append(undo, func() error { return netns.SetMAC(args.IfName, obs.MAC) })
+	}
+
+	after, err := netns.Inspect(args.IfName)
+	if err != nil {
+		return rollback(fmt.Errorf("reading back %q in netns %s after setting MAC %s: %w", args.IfName, args.Netns, d.MAC, err))
+	}
+	if !macaddr.Equal(after.MAC, d.MAC) {
+		return rollback(fmt.Errorf("set MAC %s on %q in netns %s but the kernel reports %q: %w",
+			d.MAC, args.IfName, args.Netns, macaddr.String(after.MAC), link.ErrRefused))
+	}
+
+	swapped, err := netns.SwapLinkLocal(args.IfName, obs.MAC, d.MAC)
+	if err != nil {
+		return rollback(err)
+	}
+	if swapped {
+		undo = append(undo, func() error {
+			_, err := netns.SwapLinkLocal(args.IfName, d.MAC, obs.MAC)
+			return err
+		})
+	}
+
+	attrs := inv.logAttrs(obs, d)
+	if cfg.Announce {
+		// Best effort by design: peers learn the new MAC from the pod's first
+		// packets anyway, and failing a pod over a lost announcement would
+		// be worse than a short-lived stale cache entry.
+		if err := netns.Announce(args.IfName, d.MAC); err != nil {
+			inv.log.Warn("announcing the new MAC failed", append(attrs, "error", err)...)
+		}
+	}
+	inv.log.Info("ADD", append(attrs, "linkLocalReplaced", swapped)...)
+	return nil
+}
+
+// Check verifies that the interface still has the MAC the policy requires
+// and the result reports.
+func (p *Plugin) Check(args *skel.CmdArgs) error {
+	inv, closeLog, err := p.start(args)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	cfg := inv.cfg
+	if err := cfg.ResolveRequested(); err != nil {
+		return err
+	}
+	if err := cfg.RequirePrevResult(); err != nil {
+		return err
+	}
+	prev, err := result.Parse(cfg.PrevResult, cfg.CNIVersion)
+	if err != nil {
+		return newError(types.ErrInvalidNetworkConfig, "invalid prevResult: %v", err)
+	}
+	netns, err := p.Open(args.Netns)
+	if err != nil {
+		return asCNIError(err)
+	}
+	defer netns.Close()
+	obs, err := netns.Inspect(args.IfName)
+	if err != nil {
+		return asCNIError(err)
+	}
+	if _, reported, ok := prev.Find(args.IfName, inv.inSandbox); ok && reported != "" {
+		mac, err := macaddr.Parse(reported)
+		if err != nil {
+			return newError(types.ErrInvalidNetworkConfig, "prevResult reports an invalid MAC for %q: %v", args.IfName, err)
+		}
+		if !macaddr.Equal(mac, obs.MAC) {
+			return newError(ErrCodeCheckMismatch, "%q in netns %s has MAC %q but the result reports %s (changed after ADD?)",
+				args.IfName, args.Netns, macaddr.String(obs.MAC), mac)
+		}
+	}
+	in, err := inv.policyInput(obs)
+	if err != nil {
+		return err
+	}
+	switch d := policy.Decide(in); d.Action {
+	case policy.Set:
+		return newError(ErrCodeCheckMismatch, "%q in netns %s has MAC %q but should have %s (%s)",
+			args.IfName, args.Netns, macaddr.String(obs.MAC), d.MAC, d.Reason)
+	case policy.Unsupported:
+		if cfg.OnUnsupported != config.UnsupportedSkip {
+			return newError(ErrCodeUnsupported, "%q in netns %s: %s", args.IfName, args.Netns, d.Reason)
+		}
+	}
+	return nil
+}
+
+// Del puts the original MAC back if macguard changed it and forgets the
+// attachment. It succeeds when there is nothing left to do: no record, the
+// netns or the interface gone, or no prevResult.
+func (p *Plugin) Del(args *skel.CmdArgs) error {
+	inv, closeLog, err := p.start(args)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if _, err := os.Stat(inv.cfg.DataDir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	store := p.NewStore(inv.cfg.DataDir)
+	unlock, err := store.Lock(false)
+	if err != nil {
+		return asCNIError(stateErr(err))
+	}
+	defer unlock()
+	key := inv.key()
+	rec, found, err := store.Load(key)
+	if err != nil {
+		// A corrupt record must not block teardown forever: drop it.
+		inv.log.Warn("dropping unreadable state record", "container", args.ContainerID, "ifname", args.IfName, "error", err)
+		return asCNIError(stateErr(store.Remove(key)))
+	}
+	if !found {
+		return nil
+	}
+	p.restore(inv, rec)
+	return asCNIError(stateErr(store.Remove(key)))
+}
+
+// restore is best effort: the pod is going away, and a DEL that fails keeps
+// the runtime retrying a teardown that cannot get better.
+func (p *Plugin) restore(inv *invocation, rec state.Record) {
+	args := inv.args
+	attrs := []any{"container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName,
+		"applied", rec.AppliedMAC, "original", rec.OriginalMAC}
+	original, err := macaddr.Parse(rec.OriginalMAC)
+	if err != nil || macaddr.IsZero(original) {
+		inv.log.Info("DEL: no original MAC to restore", attrs...)
+		return
+	}
+	applied, _ := macaddr.Parse(rec.AppliedMAC)
+	if args.Netns == "" {
+		inv.log.Info("DEL: no netns given; nothing to restore", attrs...)
+		return
+	}
+	netns, err := p.Open(args.Netns)
+	if err != nil {
+		inv.log.Info("DEL: netns gone; nothing to restore", append(attrs, "error", err)...)
+		return
+	}
+	defer netns.Close()
+	obs, err := netns.Inspect(args.IfName)
+	if err != nil {
+		inv.log.Info("DEL: interface gone; nothing to restore", append(attrs, "error", err)...)
+		return
+	}
+	if !macaddr.Equal(obs.MAC, applied) {
+		inv.log.Warn("DEL: interface MAC changed since ADD; leaving it", append(attrs, "current", macaddr.String(obs.MAC))...)
+		return
+	}
+	if err := netns.SetMAC(args.IfName, original); err != nil {
+		inv.log.Warn("DEL: restoring the original MAC failed", append(attrs, "error", err)...)
+		return
+	}
+	if _, err := netns.SwapLinkLocal(args.IfName, applied, original); err != nil {
+		inv.log.Warn("DEL: restoring the link-local address failed", append(attrs, "error", err)...)
+	}
+	inv.log.Info("DEL: original MAC restored", attrs...)
+}
+
+// GC forgets every attachment the runtime no longer lists as valid.
+func (p *Plugin) GC(args *skel.CmdArgs) error {
+	inv, closeLog, err := p.start(args)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	if _, err := os.Stat(inv.cfg.DataDir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	store := p.NewStore(inv.cfg.DataDir)
+	unlock, err := store.Lock(true)
+	if err != nil {
+		return asCNIError(stateErr(err))
+	}
+	defer unlock()
+	valid := make(map[state.Key]bool, len(inv.cfg.ValidAttachments))
+	for _, a := range inv.cfg.ValidAttachments {
+		valid[state.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true
+	}
+	removed, err := store.GC(valid)
+	for _, k := range removed {
+		inv.log.Info("GC: removed stale state", "container", k.ContainerID, "ifname", k.IfName)
+	}
+	return asCNIError(stateErr(err))
+}
+
+// Status reports readiness. macguard has no daemon or network to wait for;
+// a config that does not parse is the one thing that makes it not ready.
+func (p *Plugin) Status(args *skel.CmdArgs) error {
+	_, closeLog, err := p.start(args)
+	if err != nil {
+		return err
+	}
+	closeLog()
+	return nil
+}
