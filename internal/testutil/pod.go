@@ -1,0 +1,255 @@
+// Package testutil holds helpers shared by the suites that run against a
+// real kernel: namespaces, pod-like interfaces, and running the plugin
+// binary the way a runtime does.
+package testutil
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/testutils"
+	"github.com/vishvananda/netlink"
+)
+
+// RequireRoot fails the test (it does not skip): the suites that call it
+// exist to exercise the kernel, and a silent skip would hide that they did
+// not run.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test creates network namespaces and must run as root (sudo make test)")
+	}
+}
+
+// NewNetns creates a throwaway network namespace that is removed when the
+// test ends, also on failure.
+func NewNetns(t testing.TB) ns.NetNS {
+	t.Helper()
+	RequireRoot(t)
+	n, err := testutils.NewNS()
+	if err != nil {
+		t.Fatalf("creating netns: %v", err)
+	}
+	t.Cleanup(func() {
+		n.Close()
+		if err := testutils.UnmountNS(n); err != nil {
+			t.Logf("removing netns %s: %v", n.Path(), err)
+		}
+	})
+	return n
+}
+
+// InNetns runs f inside n and fails the test on error.
+func InNetns(t testing.TB, n ns.NetNS, f func() error) {
+	t.Helper()
+	if err := n.Do(func(ns.NetNS) error { return f() }); err != nil {
+		t.Fatalf("in netns %s: %v", n.Path(), err)
+	}
+}
+
+// VethPair creates a veth pair with hostName in hostNS and podIf in podNS,
+// both up. Deleting the netns removes it, so no separate cleanup is needed.
+func VethPair(t testing.TB, hostNS ns.NetNS, hostName string, podNS ns.NetNS, podIf string) {
+	t.Helper()
+	InNetns(t, hostNS, func() error {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostName}, PeerName: podIf}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("adding veth %s: %w", hostName, err)
+		}
+		peer, err := netlinksafe.LinkByName(podIf)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetNsFd(peer, int(podNS.Fd())); err != nil {
+			return fmt.Errorf("moving %s into %s: %w", podIf, podNS.Path(), err)
+		}
+		host, err := netlinksafe.LinkByName(hostName)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(host)
+	})
+	InNetns(t, podNS, func() error {
+		l, err := netlinksafe.LinkByName(podIf)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	})
+}
+
+// Macvlan creates a macvlan of parent (in hostNS) named podIf inside podNS,
+// in the given mode, and brings it up.
+func Macvlan(t testing.TB, hostNS ns.NetNS, parent string, podNS ns.NetNS, podIf string, mode netlink.MacvlanMode) {
+	t.Helper()
+	tmp := fmt.Sprintf("mv%d", os.Getpid()%100000)
+	InNetns(t, hostNS, func() error {
+		p, err := netlinksafe.LinkByName(parent)
+		if err != nil {
+			return err
+		}
+		mv := &netlink.Macvlan{LinkAttrs: netlink.LinkAttrs{Name: tmp, ParentIndex: p.Attrs().Index, Namespace: netlink.NsFd(int(podNS.Fd()))}, Mode: mode}
+		if err := netlink.LinkAdd(mv); err != nil {
+			return fmt.Errorf("adding macvlan on %s: %w", parent, err)
+		}
+		return nil
+	})
+	InNetns(t, podNS, func() error {
+		l, err := netlinksafe.LinkByName(tmp)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetName(l, podIf); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(l)
+	})
+}
+
+// Link reads an interface inside n.
+func Link(t testing.TB, n ns.NetNS, ifName string) netlink.Link {
+	t.Helper()
+	var l netlink.Link
+	InNetns(t, n, func() (err error) {
+		l, err = netlinksafe.LinkByName(ifName)
+		return err
+	})
+	return l
+}
+
+// MAC reads an interface's MAC inside n.
+func MAC(t testing.TB, n ns.NetNS, ifName string) net.HardwareAddr {
+	t.Helper()
+	return Link(t, n, ifName).Attrs().HardwareAddr
+}
+
+// SetMAC changes an interface's MAC inside n, as a human or another
+// plugin would.
+func SetMAC(t testing.TB, n ns.NetNS, ifName string, mac net.HardwareAddr) {
+	t.Helper()
+	InNetns(t, n, func() error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		return netlink.LinkSetHardwareAddr(l, mac)
+	})
+}
+
+// AddAddr adds a CIDR address (IPv6 without DAD, so it is usable at once).
+func AddAddr(t testing.TB, n ns.NetNS, ifName, cidr string) {
+	t.Helper()
+	InNetns(t, n, func() error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		a, err := netlink.ParseAddr(cidr)
+		if err != nil {
+			return err
+		}
+		if a.IP.To4() == nil {
+			a.Flags = 0x02 // IFA_F_NODAD
+		}
+		return netlink.AddrAdd(l, a)
+	})
+}
+
+// Addrs lists an interface's addresses (all families) inside n.
+func Addrs(t testing.TB, n ns.NetNS, ifName string) []net.IP {
+	t.Helper()
+	var ips []net.IP
+	InNetns(t, n, func() error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		as, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
+		for _, a := range as {
+			ips = append(ips, a.IP)
+		}
+		return err
+	})
+	return ips
+}
+
+// Env is the CNI environment of one plugin invocation.
+type Env struct {
+	Command     string
+	ContainerID string
+	Netns       string
+	IfName      string
+	Args        string
+	Path        string
+}
+
+func (e Env) list() []string {
+	path := e.Path
+	if path == "" {
+		path = "/opt/cni/bin"
+	}
+	return append(os.Environ(),
+		"CNI_COMMAND="+e.Command, "CNI_CONTAINERID="+e.ContainerID, "CNI_NETNS="+e.Netns,
+		"CNI_IFNAME="+e.IfName, "CNI_ARGS="+e.Args, "CNI_PATH="+path)
+}
+
+// Run executes a plugin binary like a runtime: config on stdin, CNI_*
+// variables in the environment. On failure it returns the CNI error the
+// plugin printed; a failure that is not a CNI error fails the test, because
+// the spec requires one.
+func Run(t testing.TB, bin string, env Env, stdin []byte) (stdout []byte, stderr string, cniErr *types.Error) {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = env.list()
+	cmd.Stdin = bytes.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err == nil {
+		return out.Bytes(), errb.String(), nil
+	}
+	if _, ok := err.(*exec.ExitError); !ok {
+		t.Fatalf("running %s: %v", bin, err)
+	}
+	var e types.Error
+	if jerr := json.Unmarshal(out.Bytes(), &e); jerr != nil || e.Code == 0 {
+		t.Fatalf("%s %s failed without a CNI error on stdout (stdout %q, stderr %q): %v", bin, env.Command, out.String(), errb.String(), err)
+	}
+	return out.Bytes(), errb.String(), &e
+}
+
+// PluginBinary returns the plugin under test: $MACGUARD_BIN, or bin/macguard
+// relative to the repository root.
+func PluginBinary(t testing.TB) string {
+	t.Helper()
+	if b := os.Getenv("MACGUARD_BIN"); b != "" {
+		return b
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; d != "/"; d = d[:strings.LastIndex(d, "/")] {
+		if _, err := os.Stat(d + "/go.mod"); err == nil {
+			b := d + "/bin/macguard"
+			if _, err := os.Stat(b); err != nil {
+				t.Fatalf("plugin binary %s missing: run `make build` (or set MACGUARD_BIN)", b)
+			}
+			return b
+		}
+		if strings.LastIndex(d, "/") == 0 {
+			break
+		}
+	}
+	t.Fatal("cannot find the repository root (go.mod) to locate bin/macguard; set MACGUARD_BIN")
+	return ""
+}
