@@ -1,0 +1,143 @@
+// Package linktest provides an in-memory link.Netns for tests of the layers
+// above it, for devices this host's kernel cannot create (netkit, ipvlan)
+// and for failures a kernel will not produce on demand.
+package linktest
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
+)
+
+// Fake is one fake namespace. It mimics the kernel rules that matter to
+// macguard: netkit in L3 mode and ipvlan refuse a MAC, devices without a link
+// layer have none, and a changed MAC keeps the old EUI-64 link-local address
+// until someone swaps it.
+type Fake struct {
+	mu sync.Mutex
+	// NetnsPath is what Path returns.
+	NetnsPath string
+	// Links by name.
+	Links map[string]*link.Observed
+	// SetErr, SwapErr and AnnounceErr, when set, are returned by the next
+	// call of that method (and every later one).
+	SetErr, SwapErr, AnnounceErr error
+	// IgnoreSet makes SetMAC succeed without changing anything, like a
+	// driver that silently keeps its address.
+	IgnoreSet bool
+	// Calls records method calls in order, e.g. "SetMAC eth0 0a:58:...".
+	Calls []string
+}
+
+// New returns a fake namespace at path holding links.
+func New(path string, links ...link.Observed) *Fake {
+	f := &Fake{NetnsPath: path, Links: map[string]*link.Observed{}}
+	for i := range links {
+		l := links[i]
+		f.Links[l.Name] = &l
+	}
+	return f
+}
+
+// Opener returns a link.Opener that hands out f for its path and fails for
+// any other, like a missing namespace.
+func (f *Fake) Opener() link.Opener {
+	return func(path string) (link.Netns, error) {
+		if path != f.NetnsPath {
+			return nil, fmt.Errorf("CNI_NETNS %q does not exist: %w", path, link.ErrNetns)
+		}
+		return f, nil
+	}
+}
+
+func (f *Fake) record(format string, a ...any) { f.Calls = append(f.Calls, fmt.Sprintf(format, a...)) }
+
+// Path implements link.Netns.
+func (f *Fake) Path() string { return f.NetnsPath }
+
+// Close implements link.Netns.
+func (f *Fake) Close() error { return nil }
+
+// Inspect implements link.Netns.
+func (f *Fake) Inspect(ifName string) (link.Observed, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, ok := f.Links[ifName]
+	if !ok {
+		var names []string
+		for n := range f.Links {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return link.Observed{}, fmt.Errorf("interface %q not found in netns %s (it has: %s): %w", ifName, f.NetnsPath, strings.Join(names, ", "), link.ErrNotFound)
+	}
+	o := *l
+	o.MAC = append(net.HardwareAddr(nil), l.MAC...)
+	o.LinkLocal = append([]net.IP(nil), l.LinkLocal...)
+	return o, nil
+}
+
+// SetMAC implements link.Netns.
+func (f *Fake) SetMAC(ifName string, mac net.HardwareAddr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("SetMAC %s %s", ifName, mac)
+	if f.SetErr != nil {
+		return f.SetErr
+	}
+	l, ok := f.Links[ifName]
+	if !ok {
+		return fmt.Errorf("setting MAC on %q: %w", ifName, link.ErrNotFound)
+	}
+	switch {
+	case l.Kind == link.KindNetkit && l.NetkitMode == link.NetkitL3:
+		return fmt.Errorf("cannot set MAC %s on %q: %s: %w", mac, ifName, link.NetkitL3Remedy(ifName), link.ErrNotSupported)
+	case l.Kind == link.KindIPVlan, !l.HasLinkLayer():
+		return fmt.Errorf("cannot set MAC %s on %q: %w", mac, ifName, link.ErrNotSupported)
+	case macaddr.IsZero(mac):
+		return fmt.Errorf("cannot set MAC %s on %q: %w", mac, ifName, link.ErrRefused)
+	}
+	if !f.IgnoreSet {
+		l.MAC = append(net.HardwareAddr(nil), mac...)
+	}
+	return nil
+}
+
+// SwapLinkLocal implements link.Netns.
+func (f *Fake) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("SwapLinkLocal %s %s %s", ifName, from, to)
+	if f.SwapErr != nil {
+		return false, f.SwapErr
+	}
+	l := f.Links[ifName]
+	oldLL, newLL := macaddr.LinkLocal(from), macaddr.LinkLocal(to)
+	for i, ip := range l.LinkLocal {
+		if ip.Equal(oldLL) {
+			l.LinkLocal[i] = newLL
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Announce implements link.Netns.
+func (f *Fake) Announce(ifName string, mac net.HardwareAddr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("Announce %s %s", ifName, mac)
+	return f.AnnounceErr
+}
+
+// MAC returns a link's current MAC as a string ("" when it has none).
+func (f *Fake) MAC(ifName string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return macaddr.String(f.Links[ifName].MAC)
+}

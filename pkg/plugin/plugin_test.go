@@ -1,0 +1,494 @@
+package plugin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/link/linktest"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/state"
+)
+
+const nsPath = "/var/run/netns/fake-pod"
+
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// harness runs the plugin's commands against a fake namespace and a real
+// state directory in t.TempDir().
+type harness struct {
+	t       *testing.T
+	fake    *linktest.Fake
+	p       *Plugin
+	dataDir string
+	stdout  bytes.Buffer
+	log     bytes.Buffer
+	store   Store // nil: the real one
+}
+
+func newHarness(t *testing.T, links ...link.Observed) *harness {
+	h := &harness{t: t, fake: linktest.New(nsPath, links...), dataDir: filepath.Join(t.TempDir(), "state")}
+	h.p = &Plugin{
+		Open: h.fake.Opener(),
+		NewStore: func(dir string) Store {
+			if h.store != nil {
+				return h.store
+			}
+			return state.New(dir)
+		},
+		Stdout: &h.stdout,
+		Stderr: &h.log,
+		Now:    func() time.Time { return time.Unix(0, 0) },
+	}
+	return h
+}
+
+func (h *harness) conf(fields string, prevResult string) []byte {
+	c := `{"cniVersion":"1.0.0","name":"net","type":"macguard","dataDir":"` + h.dataDir + `"`
+	if fields != "" {
+		c += "," + fields
+	}
+	if prevResult != "" {
+		c += `,"prevResult":` + prevResult
+	}
+	return []byte(c + "}")
+}
+
+func prevResult(mac string) string {
+	return `{"cniVersion":"1.0.0","interfaces":[{"name":"lxc123","mac":"aa:aa:aa:aa:aa:aa"},{"name":"eth0","mac":"` + mac +
+		`","sandbox":"` + nsPath + `"}],"ips":[{"address":"10.0.0.5/24","interface":1}]}`
+}
+
+const vmArgs = "K8S_POD_NAMESPACE=vms;K8S_POD_NAME=virt-launcher-vm1-abcde;K8S_POD_UID=u1"
+
+func (h *harness) run(cmd func(*skel.CmdArgs) error, containerID string, stdin []byte, cniArgs string) error {
+	h.stdout.Reset()
+	return cmd(&skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "eth0", Args: cniArgs, StdinData: stdin})
+}
+
+func cniCode(t *testing.T, err error) (uint, string) {
+	t.Helper()
+	var e *types.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want a CNI error, got %v", err)
+	}
+	return e.Code, e.Msg
+}
+
+func (h *harness) resultMAC() string {
+	h.t.Helper()
+	var r struct {
+		Interfaces []struct{ Name, MAC, Sandbox string }
+	}
+	if err := json.Unmarshal(h.stdout.Bytes(), &r); err != nil {
+		h.t.Fatalf("result is not JSON: %v: %s", err, h.stdout.String())
+	}
+	for _, i := range r.Interfaces {
+		if i.Name == "eth0" && i.Sandbox == nsPath {
+			return i.MAC
+		}
+	}
+	h.t.Fatalf("result has no sandbox entry for eth0: %s", h.stdout.String())
+	return ""
+}
+
+func (h *harness) stateFiles() []string {
+	entries, _ := os.ReadDir(h.dataDir)
+	var names []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+func netkit(mode, mac string) link.Observed {
+	o := link.Observed{Name: "eth0", Kind: link.KindNetkit, NetkitMode: mode, EncapType: "ether", Up: true}
+	if mac != "" {
+		o.MAC = mustMAC(mac)
+		o.LinkLocal = []net.IP{macaddr.LinkLocal(o.MAC)}
+	}
+	return o
+}
+
+func veth(mac string) link.Observed {
+	o := netkit("", mac)
+	o.Kind = "veth"
+	return o
+}
+
+func TestAddNetkitL3FailsWithRemedy(t *testing.T) {
+	h := newHarness(t, netkit(link.NetkitL3, ""))
+	err := h.run(h.p.Add, "c1", h.conf("", prevResult("")), vmArgs)
+	code, msg := cniCode(t, err)
+	if code != ErrCodeUnsupported {
+		t.Fatalf("code %d, want %d: %s", code, ErrCodeUnsupported, msg)
+	}
+	for _, want := range []string{"eth0", nsPath, "netkit", "bpf.datapathMode=netkit-l2", "macAddress", "nothing was changed"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+	if h.fake.MAC("eth0") != "" || len(h.fake.Calls) != 0 {
+		t.Fatalf("device touched: MAC %q, calls %v", h.fake.MAC("eth0"), h.fake.Calls)
+	}
+	if _, err := os.Stat(h.dataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("dataDir created although nothing changed: %v", err)
+	}
+}
+
+func TestAddNetkitL3SkipPassesThrough(t *testing.T) {
+	h := newHarness(t, netkit(link.NetkitL3, ""))
+	prev := prevResult("")
+	if err := h.run(h.p.Add, "c1", h.conf(`"onUnsupported":"skip"`, prev), vmArgs); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(h.stdout.String()) != prev {
+		t.Fatalf("result not passed through byte for byte:\n got %s\nwant %s", h.stdout.String(), prev)
+	}
+	if !strings.Contains(h.log.String(), "level=WARN") || !strings.Contains(h.log.String(), "netkit-l2") {
+		t.Fatalf("no warning logged: %s", h.log.String())
+	}
+}
+
+func TestAddSetsDerivedMACAndKeepsItAcrossVMRestart(t *testing.T) {
+	h := newHarness(t, netkit(link.NetkitL2, "52:54:00:12:34:56"))
+	want := macaddr.Derive(macaddr.Input{Kind: "vm", Key: "vms/vm1", IfName: "eth0"}).String()
+	if err := h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult("52:54:00:12:34:56")), vmArgs); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.fake.MAC("eth0"); got != want {
+		t.Fatalf("MAC %s, want derived %s", got, want)
+	}
+	if got := h.resultMAC(); got != want {
+		t.Fatalf("result MAC %s, want %s", got, want)
+	}
+	if !macaddr.LinkLocal(mustMAC(want)).Equal(h.fake.Links["eth0"].LinkLocal[0]) {
+		t.Fatalf("link-local not swapped: %v", h.fake.Links["eth0"].LinkLocal)
+	}
+	if h.fake.Calls[len(h.fake.Calls)-1] != "Announce eth0 "+want {
+		t.Fatalf("no announcement after the change: %v", h.fake.Calls)
+	}
+	if err := h.run(h.p.Check, "c1", h.conf(`"assign":"always"`, h.stdout.String()), vmArgs); err != nil {
+		t.Fatalf("CHECK after ADD: %v", err)
+	}
+	if err := h.run(h.p.Del, "c1", h.conf(`"assign":"always"`, ""), vmArgs); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.fake.MAC("eth0"); got != "52:54:00:12:34:56" {
+		t.Fatalf("DEL did not restore: %s", got)
+	}
+	// The restarted VM runs in a new launcher pod with a new container.
+	restarted := strings.Replace(vmArgs, "abcde", "fghij", 1)
+	if err := h.run(h.p.Add, "c2", h.conf(`"assign":"always"`, prevResult("52:54:00:12:34:56")), restarted); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.fake.MAC("eth0"); got != want {
+		t.Fatalf("restarted VM got %s, want the same %s", got, want)
+	}
+}
+
+func TestAddRequestedMAC(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	if err := h.run(h.p.Add, "c1", h.conf(`"runtimeConfig":{"mac":"0A:58:0A:00:00:07"}`, prevResult("52:54:00:12:34:56")), ""); err != nil {
+		t.Fatal(err)
+	}
+	if h.fake.MAC("eth0") != "0a:58:0a:00:00:07" || h.resultMAC() != "0a:58:0a:00:00:07" {
+		t.Fatalf("requested MAC not applied/normalized: link %s result %s", h.fake.MAC("eth0"), h.resultMAC())
+	}
+	if !strings.Contains(h.log.String(), "runtimeConfig.mac") {
+		t.Fatalf("log line does not say why: %s", h.log.String())
+	}
+}
+
+func TestAddPassThroughIsVerbatim(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	prev := prevResult("52:54:00:12:34:56")
+	if err := h.run(h.p.Add, "c1", h.conf("", prev), ""); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(h.stdout.String()) != prev || len(h.fake.Calls) != 0 {
+		t.Fatalf("pass-through changed something: calls %v, out %s", h.fake.Calls, h.stdout.String())
+	}
+}
+
+func TestAddCorrectsResultThatLies(t *testing.T) {
+	// The main plugin reported a MAC the interface does not have; the result
+	// must tell the truth even though nothing needed changing.
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	if err := h.run(h.p.Add, "c1", h.conf("", prevResult("")), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.resultMAC(); got != "52:54:00:12:34:56" {
+		t.Fatalf("result MAC %q, want the interface's", got)
+	}
+	if len(h.fake.Calls) != 0 {
+		t.Fatalf("link changed: %v", h.fake.Calls)
+	}
+}
+
+func TestAddUnsupportedDevices(t *testing.T) {
+	ipvlan := veth("52:54:00:12:34:56")
+	ipvlan.Kind = link.KindIPVlan
+	tun := link.Observed{Name: "eth0", Kind: "tun", EncapType: "none"}
+	tests := []struct {
+		name   string
+		link   link.Observed
+		fields string
+		want   string
+	}{
+		{"ipvlan requested", ipvlan, `"mac":"02:00:00:00:00:01"`, "use a macvlan"},
+		{"tun requested", tun, `"mac":"02:00:00:00:00:01"`, "no Ethernet address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.link)
+			code, msg := cniCode(t, h.run(h.p.Add, "c1", h.conf(tt.fields, prevResult("")), ""))
+			if code != ErrCodeUnsupported || !strings.Contains(msg, tt.want) {
+				t.Fatalf("code %d msg %q; want %d containing %q", code, msg, ErrCodeUnsupported, tt.want)
+			}
+			if len(h.fake.Calls) != 0 {
+				t.Fatalf("device touched: %v", h.fake.Calls)
+			}
+		})
+	}
+	t.Run("tun with assign always is left alone", func(t *testing.T) {
+		h := newHarness(t, tun)
+		prev := `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"` + nsPath + `"}]}`
+		if err := h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prev), ""); err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(h.stdout.String()) != prev || len(h.fake.Calls) != 0 {
+			t.Fatalf("tun touched or result changed: %v %s", h.fake.Calls, h.stdout.String())
+		}
+	})
+}
+
+func TestAddKernelRefusalWithSkip(t *testing.T) {
+	// A device that looks ordinary but whose driver refuses MAC changes.
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	h.fake.SetErr = link.ErrNotSupported
+	prev := prevResult("52:54:00:12:34:56")
+	if err := h.run(h.p.Add, "c1", h.conf(`"assign":"always","onUnsupported":"skip"`, prev), ""); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(h.stdout.String()) != prev || len(h.stateFiles()) != 0 {
+		t.Fatalf("skip must pass through and leave no state: %s %v", h.stdout.String(), h.stateFiles())
+	}
+}
+
+func TestAddRollback(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	tests := []struct {
+		name     string
+		break_   func(h *harness)
+		wantCode uint
+	}{
+		{"link-local swap fails after the change", func(h *harness) { h.fake.SwapErr = errors.New("injected: address add failed") }, types.ErrInternal},
+		{"driver keeps its address", func(h *harness) { h.fake.IgnoreSet = true }, ErrCodeRefused},
+		{"MAC in use", func(h *harness) { h.fake.SetErr = link.ErrAddrInUse }, ErrCodeAddrInUse},
+		{"state cannot be written", func(h *harness) { h.store = failingStore{Store: state.New(h.dataDir)} }, ErrCodeState},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, veth(orig))
+			tt.break_(h)
+			code, msg := cniCode(t, h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult(orig)), ""))
+			if code != tt.wantCode {
+				t.Fatalf("code %d, want %d: %s", code, tt.wantCode, msg)
+			}
+			if got := h.fake.MAC("eth0"); got != orig {
+				t.Fatalf("MAC left at %s after failure, want %s restored", got, orig)
+			}
+			if !h.fake.Links["eth0"].LinkLocal[0].Equal(macaddr.LinkLocal(mustMAC(orig))) {
+				t.Fatalf("link-local not restored: %v", h.fake.Links["eth0"].LinkLocal)
+			}
+			if files := h.stateFiles(); len(files) != 0 {
+				t.Fatalf("state left behind: %v", files)
+			}
+			if h.stdout.Len() != 0 {
+				t.Fatalf("a failed ADD printed a result: %s", h.stdout.String())
+			}
+		})
+	}
+}
+
+type failingStore struct{ Store }
+
+func (failingStore) Save(state.Record) error { return errors.New("injected: disk full") }
+
+func TestAddRepeatedKeepsOriginal(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	conf := h.conf(`"mac":"02:00:00:00:00:01"`, prevResult("52:54:00:12:34:56"))
+	for i := 0; i < 2; i++ {
+		if err := h.run(h.p.Add, "c1", conf, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.run(h.p.Add, "c1", h.conf(`"mac":"02:00:00:00:00:02"`, prevResult("52:54:00:12:34:56")), ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.run(h.p.Del, "c1", h.conf("", ""), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.fake.MAC("eth0"); got != "52:54:00:12:34:56" {
+		t.Fatalf("after repeated ADDs DEL restored %s, want the first original", got)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	conf := `"mac":"02:00:00:00:00:01"`
+	tests := []struct {
+		name     string
+		mutate   func(h *harness)
+		result   string
+		wantCode uint
+	}{
+		{"passes", nil, "02:00:00:00:00:01", 0},
+		{"upper-case result compares as address", nil, "02:00:00:00:00:01", 0},
+		{"result disagrees", nil, "02:00:00:00:00:09", ErrCodeCheckMismatch},
+		{"drift after ADD", func(h *harness) { h.fake.Links["eth0"].MAC = mustMAC("02:00:00:00:00:05") }, "", ErrCodeCheckMismatch},
+		{"interface gone", func(h *harness) { delete(h.fake.Links, "eth0") }, "02:00:00:00:00:01", ErrCodeInterfaceNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, veth(orig))
+			if err := h.run(h.p.Add, "c1", h.conf(conf, prevResult(orig)), ""); err != nil {
+				t.Fatal(err)
+			}
+			if tt.mutate != nil {
+				tt.mutate(h)
+			}
+			res := tt.result
+			if strings.HasPrefix(tt.name, "upper") {
+				res = strings.ToUpper(res)
+			}
+			err := h.run(h.p.Check, "c1", h.conf(conf, prevResult(res)), "")
+			if tt.wantCode == 0 {
+				if err != nil {
+					t.Fatalf("CHECK: %v", err)
+				}
+				return
+			}
+			if code, msg := cniCode(t, err); code != tt.wantCode {
+				t.Fatalf("code %d, want %d: %s", code, tt.wantCode, msg)
+			}
+		})
+	}
+}
+
+func TestDel(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	tests := []struct {
+		name     string
+		mutate   func(h *harness)
+		netns    string
+		wantMAC  string
+		wantCall bool
+	}{
+		{"restores", nil, nsPath, orig, true},
+		{"someone else changed it since", func(h *harness) { h.fake.Links["eth0"].MAC = mustMAC("02:00:00:00:00:77") }, nsPath, "02:00:00:00:00:77", false},
+		{"interface gone", func(h *harness) { delete(h.fake.Links, "eth0") }, nsPath, "", false},
+		{"netns gone", nil, "/var/run/netns/gone", "02:00:00:00:00:01", false},
+		{"no netns given", nil, "", "02:00:00:00:00:01", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, veth(orig))
+			if err := h.run(h.p.Add, "c1", h.conf(`"mac":"02:00:00:00:00:01"`, prevResult(orig)), ""); err != nil {
+				t.Fatal(err)
+			}
+			if tt.mutate != nil {
+				tt.mutate(h)
+			}
+			h.fake.Calls = nil
+			for i := 0; i < 2; i++ { // DEL is idempotent
+				err := h.p.Del(&skel.CmdArgs{ContainerID: "c1", Netns: tt.netns, IfName: "eth0", StdinData: h.conf("", "")})
+				if err != nil {
+					t.Fatalf("DEL #%d: %v", i+1, err)
+				}
+			}
+			if l, ok := h.fake.Links["eth0"]; ok && macaddr.String(l.MAC) != tt.wantMAC {
+				t.Fatalf("MAC %s after DEL, want %s", macaddr.String(l.MAC), tt.wantMAC)
+			}
+			if called := len(h.fake.Calls) > 0; called != tt.wantCall {
+				t.Fatalf("link calls %v, want calls=%v", h.fake.Calls, tt.wantCall)
+			}
+			if files := h.stateFiles(); len(files) != 0 {
+				t.Fatalf("state left behind: %v", files)
+			}
+		})
+	}
+}
+
+func TestDelWithoutStateTouchesNothing(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	if err := h.run(h.p.Del, "c1", h.conf("", ""), "MAC=garbage"); err != nil {
+		t.Fatalf("DEL with no state (and a bad MAC in CNI_ARGS) must succeed: %v", err)
+	}
+	if _, err := os.Stat(h.dataDir); !errors.Is(err, os.ErrNotExist) || len(h.fake.Calls) != 0 {
+		t.Fatalf("DEL without state created dataDir or touched the link: %v %v", err, h.fake.Calls)
+	}
+}
+
+func TestGC(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	for _, cid := range []string{"live", "stale"} {
+		if err := h.run(h.p.Add, cid, h.conf(`"assign":"always"`, prevResult("52:54:00:12:34:56")), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gc := h.conf(`"cniVersion":"1.1.0","cni.dev/valid-attachments":[{"containerID":"live","ifname":"eth0"}]`, "")
+	gc = bytes.Replace(gc, []byte(`"cniVersion":"1.0.0",`), nil, 1)
+	if err := h.p.GC(&skel.CmdArgs{StdinData: gc}); err != nil {
+		t.Fatal(err)
+	}
+	if files := h.stateFiles(); len(files) != 1 || files[0] != "eth0@live.json" {
+		t.Fatalf("after GC: %v, want only the live attachment", files)
+	}
+}
+
+func TestErrorsAreCNIErrors(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	tests := []struct {
+		name  string
+		stdin []byte
+		netns string
+		ifn   string
+		code  uint
+		want  string
+	}{
+		{"no prevResult", h.conf("", ""), nsPath, "eth0", types.ErrInvalidNetworkConfig, "prevResult"},
+		{"bad prevResult", h.conf("", `{"cniVersion":"1.0.0","interfaces":[],"ips":[{"address":"10.0.0.1/24","interface":2}]}`), nsPath, "eth0", types.ErrInvalidNetworkConfig, "ips[0].interface"},
+		{"netns missing", h.conf("", prevResult("")), "/var/run/netns/none", "eth0", types.ErrInvalidEnvironmentVariables, "CNI_NETNS"},
+		{"interface missing", h.conf("", prevResult("")), nsPath, "net9", ErrCodeInterfaceNotFound, "it has: eth0"},
+		{"logFile dir missing", h.conf(`"logFile":"/nonexistent/dir/mg.log"`, prevResult("")), nsPath, "eth0", types.ErrInvalidNetworkConfig, "logFile"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := h.p.Add(&skel.CmdArgs{ContainerID: "c1", Netns: tt.netns, IfName: tt.ifn, StdinData: tt.stdin})
+			code, msg := cniCode(t, err)
+			if code != tt.code || !strings.Contains(msg, tt.want) {
+				t.Fatalf("code %d msg %q; want %d containing %q", code, msg, tt.code, tt.want)
+			}
+		})
+	}
+}
