@@ -1,0 +1,428 @@
+// Package integration runs macguard against this machine's kernel in real
+// network namespaces: the binary as a runtime calls it, and the plugin
+// package with faults injected into the real link layer.
+package integration
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
+	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/plugin"
+)
+
+// pod is one sandbox with its interface and the node-side namespace it
+// hangs off.
+type pod struct {
+	host, ns ns.NetNS
+	ifName   string
+	dataDir  string
+}
+
+func newVethPod(t *testing.T) *pod {
+	p := &pod{host: testutil.NewNetns(t), ns: testutil.NewNetns(t), ifName: "eth0", dataDir: filepath.Join(t.TempDir(), "state")}
+	testutil.VethPair(t, p.host, "veth-host", p.ns, p.ifName)
+	return p
+}
+
+func (p *pod) conf(version, fields, prev string) []byte {
+	c := fmt.Sprintf(`{"cniVersion":%q,"name":"it","type":"macguard","dataDir":%q`, version, p.dataDir)
+	if fields != "" {
+		c += "," + fields
+	}
+	if prev != "" {
+		c += `,"prevResult":` + prev
+	}
+	return []byte(c + "}")
+}
+
+// prevResult is what a main plugin such as ptp or bridge returns.
+func (p *pod) prevResult(version, mac string) string {
+	return fmt.Sprintf(`{"cniVersion":%q,"interfaces":[{"name":"veth-host","mac":"aa:bb:cc:00:00:01"},{"name":%q,"mac":%q,"sandbox":%q}],"ips":[{"address":"10.88.0.2/24","gateway":"10.88.0.1","interface":1}],"dns":{}}`,
+		version, p.ifName, mac, p.ns.Path())
+}
+
+func (p *pod) env(cmd, cid, args string) testutil.Env {
+	return testutil.Env{Command: cmd, ContainerID: cid, Netns: p.ns.Path(), IfName: p.ifName, Args: args}
+}
+
+func (p *pod) mac(t *testing.T) string { return macaddr.String(testutil.MAC(t, p.ns, p.ifName)) }
+
+func resultMAC(t *testing.T, out []byte, ifName, sandbox string) string {
+	t.Helper()
+	var r struct{ Interfaces []struct{ Name, Mac, Sandbox string } }
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("result is not JSON: %v: %s", err, out)
+	}
+	for _, i := range r.Interfaces {
+		if i.Name == ifName && i.Sandbox == sandbox {
+			return i.Mac
+		}
+	}
+	t.Fatalf("result has no sandbox entry for %s: %s", ifName, out)
+	return ""
+}
+
+func stateFiles(t *testing.T, dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+const podArgs = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=u1"
+
+func TestVethAssignAlwaysAddCheckDel(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	for _, version := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
+		t.Run(version, func(t *testing.T) {
+			p := newVethPod(t)
+			orig := p.mac(t)
+			want := macaddr.Derive(macaddr.Input{Kind: "pod", Key: "default/web-0", IfName: "eth0"}).String()
+			conf := p.conf(version, `"assign":"always"`, p.prevResult(version, orig))
+			out, stderr, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", podArgs), conf)
+			if cniErr != nil {
+				t.Fatalf("ADD: %v", cniErr)
+			}
+			if got := p.mac(t); got != want {
+				t.Fatalf("interface MAC %s, want derived %s", got, want)
+			}
+			if got := resultMAC(t, out, "eth0", p.ns.Path()); got != want {
+				t.Fatalf("result MAC %s, want %s", got, want)
+			}
+			if !strings.Contains(stderr, "old="+orig) || !strings.Contains(stderr, "new="+want) {
+				t.Fatalf("log line lacks old -> new: %s", stderr)
+			}
+			if len(stateFiles(t, p.dataDir)) != 1 {
+				t.Fatalf("want one state file, have %v", stateFiles(t, p.dataDir))
+			}
+			if version >= "0.4.0" {
+				check := p.conf(version, `"assign":"always"`, string(out))
+				if _, _, cniErr := testutil.Run(t, bin, p.env("CHECK", "c1", podArgs), check); cniErr != nil {
+					t.Fatalf("CHECK: %v", cniErr)
+				}
+			}
+			if _, _, cniErr := testutil.Run(t, bin, p.env("DEL", "c1", podArgs), p.conf(version, `"assign":"always"`, "")); cniErr != nil {
+				t.Fatalf("DEL: %v", cniErr)
+			}
+			if got := p.mac(t); got != orig {
+				t.Fatalf("DEL left %s, want original %s", got, orig)
+			}
+			if files := stateFiles(t, p.dataDir); len(files) != 0 {
+				t.Fatalf("state left after DEL: %v", files)
+			}
+		})
+	}
+}
+
+func TestVethRequestedMACSources(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	tests := []struct {
+		name, fields, args, want string
+	}{
+		{"config", `"mac":"0a:58:00:00:00:01"`, "", "0a:58:00:00:00:01"},
+		{"CNI_ARGS", ``, "IgnoreUnknown=1;MAC=0A-58-00-00-00-02", "0a:58:00:00:00:02"},
+		{"runtimeConfig", `"runtimeConfig":{"mac":"0A:58:00:00:00:03"}`, "MAC=0a:58:00:00:00:02", "0a:58:00:00:00:03"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := newVethPod(t)
+			out, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", tt.args), p.conf("1.0.0", tt.fields, p.prevResult("1.0.0", p.mac(t))))
+			if cniErr != nil {
+				t.Fatalf("ADD: %v", cniErr)
+			}
+			if p.mac(t) != tt.want || resultMAC(t, out, "eth0", p.ns.Path()) != tt.want {
+				t.Fatalf("link %s result %s, want %s", p.mac(t), resultMAC(t, out, "eth0", p.ns.Path()), tt.want)
+			}
+		})
+	}
+}
+
+func TestPassThroughIsByteForByte(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	p := newVethPod(t)
+	orig := p.mac(t)
+	prev := p.prevResult("1.0.0", orig)
+	out, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", podArgs), p.conf("1.0.0", "", prev))
+	if cniErr != nil {
+		t.Fatalf("ADD: %v", cniErr)
+	}
+	if got := string(bytes.TrimSpace(out)); got != prev {
+		t.Fatalf("pass-through changed the result:\n got %s\nwant %s", got, prev)
+	}
+	if p.mac(t) != orig {
+		t.Fatal("pass-through changed the MAC")
+	}
+	if _, err := os.Stat(p.dataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("pass-through wrote state")
+	}
+}
+
+func TestMacvlanRequestedAndInUse(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	host := testutil.NewNetns(t)
+	a, b := testutil.NewNetns(t), testutil.NewNetns(t)
+	// The parent is one end of a veth pair inside the node namespace, so the
+	// test never touches a real NIC.
+	parentPeer := testutil.NewNetns(t)
+	testutil.VethPair(t, host, "parent0", parentPeer, "uplink")
+	testutil.Macvlan(t, host, "parent0", a, "net1", netlink.MACVLAN_MODE_BRIDGE)
+	testutil.Macvlan(t, host, "parent0", b, "net1", netlink.MACVLAN_MODE_BRIDGE)
+	dataDir := filepath.Join(t.TempDir(), "state")
+	const want = "0a:58:0a:0a:0a:01"
+	conf := func(n ns.NetNS) []byte {
+		return []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"mv","type":"macguard","dataDir":%q,"runtimeConfig":{"mac":%q},"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"net1","mac":%q,"sandbox":%q}]}}`,
+			dataDir, strings.ToUpper(want), macaddr.String(testutil.MAC(t, n, "net1")), n.Path()))
+	}
+	env := func(n ns.NetNS, cmd, cid string) testutil.Env {
+		return testutil.Env{Command: cmd, ContainerID: cid, Netns: n.Path(), IfName: "net1"}
+	}
+	out, _, cniErr := testutil.Run(t, bin, env(a, "ADD", "pod-a"), conf(a))
+	if cniErr != nil {
+		t.Fatalf("ADD pod-a: %v", cniErr)
+	}
+	if got := macaddr.String(testutil.MAC(t, a, "net1")); got != want || resultMAC(t, out, "net1", a.Path()) != want {
+		t.Fatalf("pod-a MAC %s, result %s; want %s", got, resultMAC(t, out, "net1", a.Path()), want)
+	}
+	before := macaddr.String(testutil.MAC(t, b, "net1"))
+	_, _, cniErr = testutil.Run(t, bin, env(b, "ADD", "pod-b"), conf(b))
+	if cniErr == nil || cniErr.Code != plugin.ErrCodeAddrInUse {
+		t.Fatalf("second pod with the same MAC: got %v, want code %d", cniErr, plugin.ErrCodeAddrInUse)
+	}
+	if !strings.Contains(cniErr.Msg, want) || !strings.Contains(cniErr.Msg, "already uses it") {
+		t.Fatalf("message does not explain: %s", cniErr.Msg)
+	}
+	if got := macaddr.String(testutil.MAC(t, b, "net1")); got != before {
+		t.Fatalf("pod-b MAC changed to %s after a failed ADD", got)
+	}
+	if files := stateFiles(t, dataDir); len(files) != 1 || files[0] != "net1@pod-a.json" {
+		t.Fatalf("state after failed ADD: %v, want only pod-a's", files)
+	}
+}
+
+func TestLinkLocalReplacedAndRestored(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	p := newVethPod(t)
+	orig := testutil.MAC(t, p.ns, "eth0")
+	hasLL := func(mac net.HardwareAddr) bool {
+		for _, ip := range testutil.Addrs(t, p.ns, "eth0") {
+			if ip.Equal(macaddr.LinkLocal(mac)) {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !hasLL(orig) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel never generated the EUI-64 link-local for %s", orig)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"0a:58:00:00:00:42"`, p.prevResult("1.0.0", orig.String()))); cniErr != nil {
+		t.Fatalf("ADD: %v", cniErr)
+	}
+	if hasLL(orig) || !hasLL(mustMAC("0a:58:00:00:00:42")) {
+		t.Fatalf("link-local not replaced: %v", testutil.Addrs(t, p.ns, "eth0"))
+	}
+	if _, _, cniErr := testutil.Run(t, bin, p.env("DEL", "c1", ""), p.conf("1.0.0", "", "")); cniErr != nil {
+		t.Fatalf("DEL: %v", cniErr)
+	}
+	if !hasLL(orig) || hasLL(mustMAC("0a:58:00:00:00:42")) {
+		t.Fatalf("link-local not restored on DEL: %v", testutil.Addrs(t, p.ns, "eth0"))
+	}
+}
+
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// TestAnnouncementsSeenByPeer listens on the node side of the veth for the
+// gratuitous ARP and the unsolicited NA that must follow a MAC change.
+func TestAnnouncementsSeenByPeer(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	p := newVethPod(t)
+	testutil.AddAddr(t, p.ns, "eth0", "10.88.0.2/24")
+	testutil.AddAddr(t, p.ns, "eth0", "fd00:88::2/64")
+	var fd int
+	testutil.InNetns(t, p.host, func() error {
+		l, err := netlink.LinkByName("veth-host")
+		if err != nil {
+			return err
+		}
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: l.Attrs().Index})
+	})
+	defer unix.Close(fd)
+	tv := unix.Timeval{Usec: 200000}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	const newMAC = "0a:58:00:00:00:43"
+	if _, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"`+newMAC+`"`, p.prevResult("1.0.0", p.mac(t)))); cniErr != nil {
+		t.Fatalf("ADD: %v", cniErr)
+	}
+	var sawARP, sawNA bool
+	buf := make([]byte, 2048)
+	deadline := time.Now().Add(5 * time.Second)
+	for !(sawARP && sawNA) && time.Now().Before(deadline) {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			continue
+		}
+		f := buf[:n]
+		if n < 14 || !bytes.Equal(f[6:12], mustMAC(newMAC)) {
+			continue
+		}
+		switch binary.BigEndian.Uint16(f[12:14]) {
+		case 0x0806:
+			// sender IP == target IP == the pod's address: an announcement.
+			if n >= 42 && net.IP(f[28:32]).Equal(net.ParseIP("10.88.0.2")) && net.IP(f[38:42]).Equal(net.ParseIP("10.88.0.2")) {
+				sawARP = true
+			}
+		case 0x86dd:
+			if n >= 14+40+24 && f[14+6] == 58 && f[14+40] == 136 && net.IP(f[14+48:14+64]).Equal(net.ParseIP("fd00:88::2")) {
+				sawNA = true
+			}
+		}
+	}
+	if !sawARP || !sawNA {
+		t.Fatalf("peer saw gratuitous ARP=%v, unsolicited NA=%v; want both from %s", sawARP, sawNA, newMAC)
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func TestCheckFailsAfterDrift(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	p := newVethPod(t)
+	out, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"0a:58:00:00:00:44"`, p.prevResult("1.0.0", p.mac(t))))
+	if cniErr != nil {
+		t.Fatalf("ADD: %v", cniErr)
+	}
+	check := p.conf("1.0.0", `"mac":"0a:58:00:00:00:44"`, string(out))
+	if _, _, cniErr := testutil.Run(t, bin, p.env("CHECK", "c1", ""), check); cniErr != nil {
+		t.Fatalf("CHECK before drift: %v", cniErr)
+	}
+	testutil.SetMAC(t, p.ns, "eth0", mustMAC("0a:58:00:00:00:99"))
+	_, _, cniErr = testutil.Run(t, bin, p.env("CHECK", "c1", ""), check)
+	if cniErr == nil || cniErr.Code != plugin.ErrCodeCheckMismatch || !strings.Contains(cniErr.Msg, "0a:58:00:00:00:99") {
+		t.Fatalf("CHECK after drift: got %v, want code %d naming the current MAC", cniErr, plugin.ErrCodeCheckMismatch)
+	}
+	// DEL must not "restore" over a MAC somebody else set.
+	if _, _, cniErr := testutil.Run(t, bin, p.env("DEL", "c1", ""), p.conf("1.0.0", "", "")); cniErr != nil {
+		t.Fatalf("DEL: %v", cniErr)
+	}
+	if p.mac(t) != "0a:58:00:00:00:99" {
+		t.Fatalf("DEL overwrote a MAC it did not set: %s", p.mac(t))
+	}
+}
+
+func TestGCRemovesOnlyStaleState(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	live, stale := newVethPod(t), newVethPod(t)
+	stale.dataDir = live.dataDir
+	for _, x := range []struct {
+		p   *pod
+		cid string
+	}{{live, "live"}, {stale, "stale"}} {
+		if _, _, cniErr := testutil.Run(t, bin, x.p.env("ADD", x.cid, ""), x.p.conf("1.1.0", `"assign":"always"`, x.p.prevResult("1.1.0", x.p.mac(t)))); cniErr != nil {
+			t.Fatalf("ADD %s: %v", x.cid, cniErr)
+		}
+	}
+	gc := live.conf("1.1.0", `"cni.dev/valid-attachments":[{"containerID":"live","ifname":"eth0"}]`, "")
+	if _, _, cniErr := testutil.Run(t, bin, testutil.Env{Command: "GC"}, gc); cniErr != nil {
+		t.Fatalf("GC: %v", cniErr)
+	}
+	if files := stateFiles(t, live.dataDir); len(files) != 1 || files[0] != "eth0@live.json" {
+		t.Fatalf("after GC: %v", files)
+	}
+	if _, _, cniErr := testutil.Run(t, bin, testutil.Env{Command: "STATUS"}, gc); cniErr != nil {
+		t.Fatalf("STATUS: %v", cniErr)
+	}
+}
+
+// faultyNetns wraps the real link layer and fails the link-local swap, the
+// step right after the kernel accepted the new MAC.
+type faultyNetns struct{ link.Netns }
+
+func (faultyNetns) SwapLinkLocal(string, net.HardwareAddr, net.HardwareAddr) (bool, error) {
+	return false, errors.New("injected failure after the MAC change")
+}
+
+func TestRollbackAfterMACChange(t *testing.T) {
+	p := newVethPod(t)
+	testutil.AddAddr(t, p.ns, "eth0", "10.88.0.2/24")
+	orig := p.mac(t)
+	addrsBefore := fmt.Sprint(testutil.Addrs(t, p.ns, "eth0"))
+	var stdout, stderr bytes.Buffer
+	pl := plugin.New()
+	pl.Stdout, pl.Stderr = &stdout, &stderr
+	pl.Open = func(path string) (link.Netns, error) {
+		n, err := link.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return faultyNetns{n}, nil
+	}
+	err := pl.Add(&skel.CmdArgs{ContainerID: "c1", Netns: p.ns.Path(), IfName: "eth0",
+		StdinData: p.conf("1.0.0", `"assign":"always"`, p.prevResult("1.0.0", orig))})
+	var cniErr *types.Error
+	if !errors.As(err, &cniErr) || !strings.Contains(cniErr.Msg, "injected failure") {
+		t.Fatalf("want the injected failure as a CNI error, got %v", err)
+	}
+	if got := p.mac(t); got != orig {
+		t.Fatalf("MAC %s after failed ADD, want original %s", got, orig)
+	}
+	if after := fmt.Sprint(testutil.Addrs(t, p.ns, "eth0")); after != addrsBefore {
+		t.Fatalf("addresses changed: %s -> %s", addrsBefore, after)
+	}
+	if files := stateFiles(t, p.dataDir); len(files) != 0 {
+		t.Fatalf("state left: %v", files)
+	}
+	if stdout.Len() != 0 {
+		t.Fatalf("failed ADD printed a result: %s", stdout.String())
+	}
+}
+
+func TestInterfaceMissingNamesExisting(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	p := newVethPod(t)
+	env := p.env("ADD", "c1", "")
+	env.IfName = "net7"
+	_, _, cniErr := testutil.Run(t, bin, env, p.conf("1.0.0", "", p.prevResult("1.0.0", p.mac(t))))
+	if cniErr == nil || cniErr.Code != plugin.ErrCodeInterfaceNotFound || !strings.Contains(cniErr.Msg, "eth0") || !strings.Contains(cniErr.Msg, "net7") {
+		t.Fatalf("got %v, want code %d naming net7 and the existing eth0", cniErr, plugin.ErrCodeInterfaceNotFound)
+	}
+}
