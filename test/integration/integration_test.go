@@ -67,7 +67,9 @@ func (p *pod) mac(t *testing.T) string { return macaddr.String(testutil.MAC(t, p
 
 func resultMAC(t *testing.T, out []byte, ifName, sandbox string) string {
 	t.Helper()
-	var r struct{ Interfaces []struct{ Name, Mac, Sandbox string } }
+	var r struct {
+		Interfaces []struct{ Name, Mac, Sandbox string }
+	}
 	if err := json.Unmarshal(out, &r); err != nil {
 		t.Fatalf("result is not JSON: %v: %s", err, out)
 	}
