@@ -7,8 +7,8 @@ SHELL       := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
 GO          ?= go
-VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
-COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+VERSION     ?= v0.1.0
+COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 CNI_BIN_DIR ?= /opt/cni/bin
 BIN_DIR     := bin
 CACHE_DIR   := .cache

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/macguard-cni/macguard/pkg/buildinfo"
 	"github.com/macguard-cni/macguard/pkg/identity"
@@ -25,11 +26,19 @@ Run by a container runtime (CNI_COMMAND set) it speaks CNI. By hand:
   macguard help
 `
 
+// SupportedVersions is set by main to the versions the plugin speaks, for
+// the about text.
+var SupportedVersions []string
+
 // Main runs the CLI and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
+		// What reference plugins print when run by hand, so operators
+		// checking /opt/cni/bin see a familiar answer.
+		fmt.Fprintln(stderr, buildinfo.String())
+		fmt.Fprintf(stderr, "CNI protocol versions supported: %s\n\n", strings.Join(SupportedVersions, ", "))
 		fmt.Fprint(stderr, usage)
-		return 2
+		return 0
 	}
 	switch args[0] {
 	case "version", "--version", "-v":

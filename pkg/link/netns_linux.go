@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	cnins "github.com/containernetworking/cni/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/safchain/ethtool"
@@ -37,6 +38,12 @@ func Open(path string) (Netns, error) {
 			return nil, fmt.Errorf("CNI_NETNS %q is not a network namespace: %w", path, ErrNetns)
 		}
 		return nil, fmt.Errorf("opening CNI_NETNS %q: %w: %w", path, ErrNetns, err)
+	}
+	// skel only compares CNI_NETNS with the plugin's own namespace after
+	// ADD returned; by then the node's interface would have been changed.
+	if same, cerr := cnins.CheckNetNS(path); cerr == nil && same {
+		n.Close()
+		return nil, fmt.Errorf("CNI_NETNS %q is the plugin's own (node) network namespace; refusing to touch node interfaces: %w", path, ErrNetns)
 	}
 	return &kernelNetns{path: path, ns: n}, nil
 }

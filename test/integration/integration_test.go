@@ -428,3 +428,27 @@ func TestInterfaceMissingNamesExisting(t *testing.T) {
 		t.Fatalf("got %v, want code %d naming net7 and the existing eth0", cniErr, plugin.ErrCodeInterfaceNotFound)
 	}
 }
+
+// TestRefusesNodeNamespace: skel compares CNI_NETNS with the plugin's own
+// namespace only after ADD ran, so macguard must refuse first.
+func TestRefusesNodeNamespace(t *testing.T) {
+	bin := testutil.PluginBinary(t)
+	node := testutil.NewNetns(t)
+	peer := testutil.NewNetns(t)
+	testutil.VethPair(t, node, "node0", peer, "eth0")
+	before := macaddr.String(testutil.MAC(t, node, "node0"))
+	var cniErr *types.Error
+	testutil.InNetns(t, node, func() error {
+		// Run the binary from inside the "node" namespace, pointing
+		// CNI_NETNS at that same namespace.
+		conf := []byte(`{"cniVersion":"1.0.0","name":"x","type":"macguard","mac":"0a:58:00:00:00:01","dataDir":"` + t.TempDir() + `","prevResult":{"cniVersion":"1.0.0"}}`)
+		_, _, cniErr = testutil.Run(t, bin, testutil.Env{Command: "ADD", ContainerID: "c1", Netns: node.Path(), IfName: "node0"}, conf)
+		return nil
+	})
+	if cniErr == nil || cniErr.Code != types.ErrInvalidEnvironmentVariables || !strings.Contains(cniErr.Msg, "plugin's own") {
+		t.Fatalf("got %v, want code 4 refusing the plugin's own namespace", cniErr)
+	}
+	if after := macaddr.String(testutil.MAC(t, node, "node0")); after != before {
+		t.Fatalf("node interface changed %s -> %s", before, after)
+	}
+}

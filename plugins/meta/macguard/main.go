@@ -15,6 +15,7 @@ import (
 
 func main() {
 	if os.Getenv("CNI_COMMAND") == "" {
+		cli.SupportedVersions = plugin.SupportedVersions.SupportedVersions()
 		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	skel.PluginMainFuncs(plugin.New().Funcs(), plugin.SupportedVersions, buildinfo.String())
