@@ -10,7 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -228,28 +228,37 @@ func Run(t testing.TB, bin string, env Env, stdin []byte) (stdout []byte, stderr
 }
 
 // PluginBinary returns the plugin under test: $MACGUARD_BIN, or bin/macguard
-// relative to the repository root.
+// in the repository root (found by walking up to go.mod).
 func PluginBinary(t testing.TB) string {
 	t.Helper()
 	if b := os.Getenv("MACGUARD_BIN"); b != "" {
 		return b
 	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatalf("%v; set MACGUARD_BIN", err)
+	}
+	b := filepath.Join(root, "bin", "macguard")
+	if _, err := os.Stat(b); err != nil {
+		t.Fatalf("plugin binary %s missing: run `make build` (or set MACGUARD_BIN)", b)
+	}
+	return b
+}
+
+// RepoRoot is the directory holding go.mod, above the working directory.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	for d := dir; d != "/"; d = d[:strings.LastIndex(d, "/")] {
-		if _, err := os.Stat(d + "/go.mod"); err == nil {
-			b := d + "/bin/macguard"
-			if _, err := os.Stat(b); err != nil {
-				t.Fatalf("plugin binary %s missing: run `make build` (or set MACGUARD_BIN)", b)
-			}
-			return b
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
 		}
-		if strings.LastIndex(d, "/") == 0 {
-			break
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
 		}
+		dir = parent
 	}
-	t.Fatal("cannot find the repository root (go.mod) to locate bin/macguard; set MACGUARD_BIN")
-	return ""
 }
