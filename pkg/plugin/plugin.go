@@ -195,11 +195,17 @@ func (inv *invocation) corrected(prev *result.Result, final net.HardwareAddr) (j
 }
 
 func (inv *invocation) logAttrs(obs link.Observed, d policy.Decision) []any {
-	return []any{
+	attrs := []any{
 		"container", inv.args.ContainerID, "netns", inv.args.Netns, "ifname", inv.args.IfName,
 		"device", obs.Describe(), "old", macaddr.String(obs.MAC), "new", macaddr.String(d.MAC),
 		"action", d.Action.String(), "reason", d.Reason,
 	}
+	if len(obs.PermMAC) > 0 {
+		// A VF or NIC's burned-in address tells an operator which
+		// hardware the pod got, whatever MAC it carries now.
+		attrs = append(attrs, "permMAC", obs.PermMAC.String())
+	}
+	return attrs
 }
 
 func (p *Plugin) print(out json.RawMessage) error {
