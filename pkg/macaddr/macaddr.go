@@ -120,3 +120,13 @@ func LinkLocal(mac net.HardwareAddr) net.IP {
 	ip[13], ip[14], ip[15] = mac[3], mac[4], mac[5]
 	return ip
 }
+
+// MustParse is Parse for constants in code and tests; it panics on a bad
+// literal, never on user input (which always goes through Parse).
+func MustParse(s string) net.HardwareAddr {
+	mac, err := Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return mac
+}

@@ -114,39 +114,63 @@ func (inv *invocation) policyInput(obs link.Observed) (policy.Input, error) {
 	}, nil
 }
 
-// Add makes the interface's MAC right and prints the corrected result.
-func (p *Plugin) Add(args *skel.CmdArgs) error {
+// attached is an ADD or CHECK that has validated its input and found its
+// interface; both commands start from exactly this.
+type attached struct {
+	*invocation
+	prev  *result.Result
+	netns link.Netns
+	obs   link.Observed
+	input policy.Input
+}
+
+func (p *Plugin) attach(args *skel.CmdArgs) (*attached, func(), error) {
 	inv, closeLog, err := p.start(args)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer closeLog()
+	fail := func(err error) (*attached, func(), error) {
+		closeLog()
+		return nil, nil, err
+	}
 	cfg := inv.cfg
 	if err := cfg.ResolveRequested(); err != nil {
-		return err
+		return fail(err)
 	}
 	if err := cfg.RequirePrevResult(); err != nil {
-		return err
+		return fail(err)
 	}
 	prev, err := result.Parse(cfg.PrevResult, cfg.CNIVersion)
 	if err != nil {
-		return newError(types.ErrInvalidNetworkConfig, "invalid prevResult from the previous plugin in the chain: %v", err)
+		return fail(newError(types.ErrInvalidNetworkConfig, "invalid prevResult from the previous plugin in the chain: %v", err))
 	}
-
 	netns, err := p.Open(args.Netns)
 	if err != nil {
-		return asCNIError(err)
+		return fail(asCNIError(err))
 	}
-	defer netns.Close()
+	done := func() { netns.Close(); closeLog() }
 	obs, err := netns.Inspect(args.IfName)
 	if err != nil {
-		return asCNIError(err)
+		done()
+		return nil, nil, asCNIError(err)
 	}
 	in, err := inv.policyInput(obs)
 	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return &attached{invocation: inv, prev: prev, netns: netns, obs: obs, input: in}, done, nil
+}
+
+// Add makes the interface's MAC right and prints the corrected result.
+func (p *Plugin) Add(args *skel.CmdArgs) error {
+	at, done, err := p.attach(args)
+	if err != nil {
 		return err
 	}
-	d := policy.Decide(in)
+	defer done()
+	inv, cfg, netns, obs := at.invocation, at.cfg, at.netns, at.obs
+	d := policy.Decide(at.input)
 
 	final := obs.MAC
 	switch d.Action {
@@ -172,7 +196,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		inv.log.Info("ADD", inv.logAttrs(obs, d)...)
 	}
 
-	out, err := inv.corrected(prev, final)
+	out, err := inv.corrected(at.prev, final)
 	if err != nil {
 		return asCNIError(err)
 	}
@@ -323,32 +347,13 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 // Check verifies that the interface still has the MAC the policy requires
 // and the result reports.
 func (p *Plugin) Check(args *skel.CmdArgs) error {
-	inv, closeLog, err := p.start(args)
+	at, done, err := p.attach(args)
 	if err != nil {
 		return err
 	}
-	defer closeLog()
-	cfg := inv.cfg
-	if err := cfg.ResolveRequested(); err != nil {
-		return err
-	}
-	if err := cfg.RequirePrevResult(); err != nil {
-		return err
-	}
-	prev, err := result.Parse(cfg.PrevResult, cfg.CNIVersion)
-	if err != nil {
-		return newError(types.ErrInvalidNetworkConfig, "invalid prevResult: %v", err)
-	}
-	netns, err := p.Open(args.Netns)
-	if err != nil {
-		return asCNIError(err)
-	}
-	defer netns.Close()
-	obs, err := netns.Inspect(args.IfName)
-	if err != nil {
-		return asCNIError(err)
-	}
-	if _, reported, ok := prev.Find(args.IfName, inv.inSandbox); ok && reported != "" {
+	defer done()
+	obs := at.obs
+	if _, reported, ok := at.prev.Find(args.IfName, at.inSandbox); ok && reported != "" {
 		mac, err := macaddr.Parse(reported)
 		if err != nil {
 			return newError(types.ErrInvalidNetworkConfig, "prevResult reports an invalid MAC for %q: %v", args.IfName, err)
@@ -358,16 +363,12 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 				args.IfName, args.Netns, macaddr.String(obs.MAC), mac)
 		}
 	}
-	in, err := inv.policyInput(obs)
-	if err != nil {
-		return err
-	}
-	switch d := policy.Decide(in); d.Action {
+	switch d := policy.Decide(at.input); d.Action {
 	case policy.Set:
 		return newError(ErrCodeCheckMismatch, "%q in netns %s has MAC %q but should have %s (%s)",
 			args.IfName, args.Netns, macaddr.String(obs.MAC), d.MAC, d.Reason)
 	case policy.Unsupported:
-		if cfg.OnUnsupported != config.UnsupportedSkip {
+		if at.cfg.OnUnsupported != config.UnsupportedSkip {
 			return newError(ErrCodeUnsupported, "%q in netns %s: %s", args.IfName, args.Netns, d.Reason)
 		}
 	}

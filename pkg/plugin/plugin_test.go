@@ -22,14 +22,6 @@ import (
 
 const nsPath = "/var/run/netns/fake-pod"
 
-func mustMAC(s string) net.HardwareAddr {
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
-
 // harness runs the plugin's commands against a fake namespace and a real
 // state directory in t.TempDir().
 type harness struct {
@@ -122,7 +114,7 @@ func (h *harness) stateFiles() []string {
 func netkit(mode, mac string) link.Observed {
 	o := link.Observed{Name: "eth0", Kind: link.KindNetkit, NetkitMode: mode, EncapType: "ether", Up: true}
 	if mac != "" {
-		o.MAC = mustMAC(mac)
+		o.MAC = macaddr.MustParse(mac)
 		o.LinkLocal = []net.IP{macaddr.LinkLocal(o.MAC)}
 	}
 	return o
@@ -180,7 +172,7 @@ func TestAddSetsDerivedMACAndKeepsItAcrossVMRestart(t *testing.T) {
 	if got := h.resultMAC(); got != want {
 		t.Fatalf("result MAC %s, want %s", got, want)
 	}
-	if !macaddr.LinkLocal(mustMAC(want)).Equal(h.fake.Links["eth0"].LinkLocal[0]) {
+	if !macaddr.LinkLocal(macaddr.MustParse(want)).Equal(h.fake.Links["eth0"].LinkLocal[0]) {
 		t.Fatalf("link-local not swapped: %v", h.fake.Links["eth0"].LinkLocal)
 	}
 	if h.fake.Calls[len(h.fake.Calls)-1] != "Announce eth0 "+want {
@@ -317,7 +309,7 @@ func TestAddRollback(t *testing.T) {
 			if got := h.fake.MAC("eth0"); got != orig {
 				t.Fatalf("MAC left at %s after failure, want %s restored", got, orig)
 			}
-			if !h.fake.Links["eth0"].LinkLocal[0].Equal(macaddr.LinkLocal(mustMAC(orig))) {
+			if !h.fake.Links["eth0"].LinkLocal[0].Equal(macaddr.LinkLocal(macaddr.MustParse(orig))) {
 				t.Fatalf("link-local not restored: %v", h.fake.Links["eth0"].LinkLocal)
 			}
 			if files := h.stateFiles(); len(files) != 0 {
@@ -365,7 +357,7 @@ func TestCheck(t *testing.T) {
 		{"passes", nil, "02:00:00:00:00:01", 0},
 		{"upper-case result compares as address", nil, "02:00:00:00:00:01", 0},
 		{"result disagrees", nil, "02:00:00:00:00:09", ErrCodeCheckMismatch},
-		{"drift after ADD", func(h *harness) { h.fake.Links["eth0"].MAC = mustMAC("02:00:00:00:00:05") }, "", ErrCodeCheckMismatch},
+		{"drift after ADD", func(h *harness) { h.fake.Links["eth0"].MAC = macaddr.MustParse("02:00:00:00:00:05") }, "", ErrCodeCheckMismatch},
 		{"interface gone", func(h *harness) { delete(h.fake.Links, "eth0") }, "02:00:00:00:00:01", ErrCodeInterfaceNotFound},
 	}
 	for _, tt := range tests {
@@ -405,7 +397,7 @@ func TestDel(t *testing.T) {
 		wantCall bool
 	}{
 		{"restores", nil, nsPath, orig, true},
-		{"someone else changed it since", func(h *harness) { h.fake.Links["eth0"].MAC = mustMAC("02:00:00:00:00:77") }, nsPath, "02:00:00:00:00:77", false},
+		{"someone else changed it since", func(h *harness) { h.fake.Links["eth0"].MAC = macaddr.MustParse("02:00:00:00:00:77") }, nsPath, "02:00:00:00:00:77", false},
 		{"interface gone", func(h *harness) { delete(h.fake.Links, "eth0") }, nsPath, "", false},
 		{"netns gone", nil, "/var/run/netns/gone", "02:00:00:00:00:01", false},
 		{"no netns given", nil, "", "02:00:00:00:00:01", false},

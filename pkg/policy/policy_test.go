@@ -7,23 +7,16 @@ import (
 
 	"github.com/macguard-cni/macguard/pkg/config"
 	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
 )
 
-func mac(s string) net.HardwareAddr {
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return m
-}
-
 func TestDecide(t *testing.T) {
-	derived := mac("0a:58:00:00:00:99")
-	req := &config.Requested{MAC: mac("02:00:00:00:00:01"), Source: config.SourceRuntimeConfig}
+	derived := macaddr.MustParse("0a:58:00:00:00:99")
+	req := &config.Requested{MAC: macaddr.MustParse("02:00:00:00:00:01"), Source: config.SourceRuntimeConfig}
 	veth := func(m string) link.Observed {
 		o := link.Observed{Name: "eth0", Kind: "veth", EncapType: "ether"}
 		if m != "" {
-			o.MAC = mac(m)
+			o.MAC = macaddr.MustParse(m)
 		}
 		return o
 	}
@@ -45,7 +38,7 @@ func TestDecide(t *testing.T) {
 		wantMAC    net.HardwareAddr
 		wantReason string
 	}{
-		{"zero: has MAC -> keep", config.AssignZero, nil, veth("52:54:00:00:00:01"), Keep, mac("52:54:00:00:00:01"), "already has a MAC"},
+		{"zero: has MAC -> keep", config.AssignZero, nil, veth("52:54:00:00:00:01"), Keep, macaddr.MustParse("52:54:00:00:00:01"), "already has a MAC"},
 		{"zero: empty MAC -> derive", config.AssignZero, nil, veth(""), Set, derived, "no MAC"},
 		{"zero: all-zero MAC -> derive", config.AssignZero, nil, veth("00:00:00:00:00:00"), Set, derived, "no MAC"},
 		{"always: other MAC -> derive", config.AssignAlways, nil, veth("52:54:00:00:00:01"), Set, derived, `"always"`},

@@ -248,23 +248,15 @@ func TestLinkLocalReplacedAndRestored(t *testing.T) {
 	if _, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"0a:58:00:00:00:42"`, p.prevResult("1.0.0", orig.String()))); cniErr != nil {
 		t.Fatalf("ADD: %v", cniErr)
 	}
-	if hasLL(orig) || !hasLL(mustMAC("0a:58:00:00:00:42")) {
+	if hasLL(orig) || !hasLL(macaddr.MustParse("0a:58:00:00:00:42")) {
 		t.Fatalf("link-local not replaced: %v", testutil.Addrs(t, p.ns, "eth0"))
 	}
 	if _, _, cniErr := testutil.Run(t, bin, p.env("DEL", "c1", ""), p.conf("1.0.0", "", "")); cniErr != nil {
 		t.Fatalf("DEL: %v", cniErr)
 	}
-	if !hasLL(orig) || hasLL(mustMAC("0a:58:00:00:00:42")) {
+	if !hasLL(orig) || hasLL(macaddr.MustParse("0a:58:00:00:00:42")) {
 		t.Fatalf("link-local not restored on DEL: %v", testutil.Addrs(t, p.ns, "eth0"))
 	}
-}
-
-func mustMAC(s string) net.HardwareAddr {
-	m, err := net.ParseMAC(s)
-	if err != nil {
-		panic(err)
-	}
-	return m
 }
 
 // TestAnnouncementsSeenByPeer listens on the node side of the veth for the
@@ -304,7 +296,7 @@ func TestAnnouncementsSeenByPeer(t *testing.T) {
 			continue
 		}
 		f := buf[:n]
-		if n < 14 || !bytes.Equal(f[6:12], mustMAC(newMAC)) {
+		if n < 14 || !bytes.Equal(f[6:12], macaddr.MustParse(newMAC)) {
 			continue
 		}
 		switch binary.BigEndian.Uint16(f[12:14]) {
@@ -337,7 +329,7 @@ func TestCheckFailsAfterDrift(t *testing.T) {
 	if _, _, cniErr := testutil.Run(t, bin, p.env("CHECK", "c1", ""), check); cniErr != nil {
 		t.Fatalf("CHECK before drift: %v", cniErr)
 	}
-	testutil.SetMAC(t, p.ns, "eth0", mustMAC("0a:58:00:00:00:99"))
+	testutil.SetMAC(t, p.ns, "eth0", macaddr.MustParse("0a:58:00:00:00:99"))
 	_, _, cniErr = testutil.Run(t, bin, p.env("CHECK", "c1", ""), check)
 	if cniErr == nil || cniErr.Code != plugin.ErrCodeCheckMismatch || !strings.Contains(cniErr.Msg, "0a:58:00:00:00:99") {
 		t.Fatalf("CHECK after drift: got %v, want code %d naming the current MAC", cniErr, plugin.ErrCodeCheckMismatch)
