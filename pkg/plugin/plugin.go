@@ -375,6 +375,21 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	return nil
 }
 
+// openExistingStore locks dataDir for DEL and GC. A dataDir that does not
+// exist means there is nothing to undo, and it is not created: tearing down
+// must not depend on being able to write.
+func (p *Plugin) openExistingStore(dir string, exclusive bool) (Store, func(), error) {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil, nil, nil
+	}
+	store := p.NewStore(dir)
+	unlock, err := store.Lock(exclusive)
+	if err != nil {
+		return nil, nil, asCNIError(stateErr(err))
+	}
+	return store, unlock, nil
+}
+
 // Del puts the original MAC back if macguard changed it and forgets the
 // attachment. It succeeds when there is nothing left to do: no record, the
 // netns or the interface gone, or no prevResult.
@@ -384,13 +399,9 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		return err
 	}
 	defer closeLog()
-	if _, err := os.Stat(inv.cfg.DataDir); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	store := p.NewStore(inv.cfg.DataDir)
-	unlock, err := store.Lock(false)
-	if err != nil {
-		return asCNIError(stateErr(err))
+	store, unlock, err := p.openExistingStore(inv.cfg.DataDir, false)
+	if store == nil || err != nil {
+		return err
 	}
 	defer unlock()
 	key := inv.key()
@@ -455,13 +466,9 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		return err
 	}
 	defer closeLog()
-	if _, err := os.Stat(inv.cfg.DataDir); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	store := p.NewStore(inv.cfg.DataDir)
-	unlock, err := store.Lock(true)
-	if err != nil {
-		return asCNIError(stateErr(err))
+	store, unlock, err := p.openExistingStore(inv.cfg.DataDir, true)
+	if store == nil || err != nil {
+		return err
 	}
 	defer unlock()
 	valid := make(map[state.Key]bool, len(inv.cfg.ValidAttachments))
