@@ -1,0 +1,80 @@
+// Package cnienv checks the CNI_* variables skel validates, before skel does,
+// so that a bad value is reported with the variable's name and the rule it
+// breaks. skel's own texts ("interface name is . or ..", "invalid characters
+// in containerID", "unknown CNI_COMMAND: X") say neither, and they end up in
+// `kubectl describe pod` where nobody can look anything up.
+//
+// The rules are exactly skel's (cni/pkg/utils), so the set of accepted
+// invocations and the error code (4, invalid environment variables) do not
+// change; only the message does. Missing variables are left to skel, whose
+// message already lists them by name.
+package cnienv
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"unicode"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// Commands are the CNI_COMMAND values skel dispatches.
+var Commands = []string{"ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"}
+
+// containerID is skel's rule (utils.ValidateContainerID).
+var containerID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+
+// maxIfName is IFNAMSIZ-1, skel's limit (utils.ValidateInterfaceName).
+const maxIfName = 15
+
+// Check returns the CNI error for the first invalid CNI_* value, or nil.
+func Check(getenv func(string) string) *types.Error {
+	cmd := getenv("CNI_COMMAND")
+	known := false
+	for _, c := range Commands {
+		known = known || cmd == c
+	}
+	if !known {
+		return invalid("unknown CNI_COMMAND %q: use %s", cmd, strings.Join(Commands, ", "))
+	}
+	// skel validates these two only for the commands that need them.
+	if cmd != "ADD" && cmd != "CHECK" && cmd != "DEL" {
+		return nil
+	}
+	if id := getenv("CNI_CONTAINERID"); id != "" && !containerID.MatchString(id) {
+		return invalid("invalid CNI_CONTAINERID %q: a container ID is a letter or digit followed by letters, digits, '_', '.' or '-'", id)
+	}
+	if name := getenv("CNI_IFNAME"); name != "" {
+		if why := ifNameProblem(name); why != "" {
+			return invalid("invalid CNI_IFNAME %q: %s; an interface name is 1 to %d bytes without '/', ':' or whitespace, and not \".\" or \"..\"", name, why, maxIfName)
+		}
+	}
+	return nil
+}
+
+func ifNameProblem(name string) string {
+	switch {
+	case len(name) > maxIfName:
+		return fmt.Sprintf("%d bytes is too long", len(name))
+	case name == "." || name == "..":
+		return "not a name"
+	case strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || unicode.IsSpace(r) }):
+		return "contains '/', ':' or whitespace"
+	}
+	return ""
+}
+
+func invalid(format string, a ...any) *types.Error {
+	return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf(format, a...), "")
+}
+
+// Validate runs Check on the process environment; on failure it prints the
+// CNI error on stdout and exits 1, as skel would.
+func Validate() {
+	if err := Check(os.Getenv); err != nil {
+		err.Print()
+		os.Exit(1)
+	}
+}
