@@ -10,7 +10,9 @@ import (
 
 	"github.com/macguard-cni/macguard/pkg/buildinfo"
 	"github.com/macguard-cni/macguard/pkg/cli"
+	"github.com/macguard-cni/macguard/pkg/cnienv"
 	"github.com/macguard-cni/macguard/pkg/plugin"
+	"github.com/macguard-cni/macguard/pkg/stdin"
 )
 
 func main() {
@@ -18,5 +20,7 @@ func main() {
 		cli.SupportedVersions = plugin.SupportedVersions.SupportedVersions()
 		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
+	cnienv.Validate()
+	stdin.Bound(stdin.Limit)
 	skel.PluginMainFuncs(plugin.New().Funcs(), plugin.SupportedVersions, buildinfo.String())
 }
