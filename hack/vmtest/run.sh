@@ -206,8 +206,7 @@ build_initramfs() {
 	chmod 0755 "$stage/init"
 	cp "$KDIR"/modules/*.ko "$KDIR/modules/load.order" "$stage/lib/modules/"
 	cp "$MACGUARD_BIN" "$stage/opt/cni/bin/macguard"
-	cp "$BIN/netkit-cni" "$BIN/host-local" "$stage/opt/cni/bin/"
-	cp "$BIN/cnitool" "$stage/bin/"
+	cp "$BIN/netkit-cni" "$BIN/host-local" "$BIN/cnitool" "$stage/opt/cni/bin/"
 	cp "$BIN/vm.test" "$stage/vmtest/"
 	# The guest's /init sources this; the guest timeout is shorter than
 	# the host's so a hung test still prints Go's goroutine dump and the
@@ -216,7 +215,7 @@ build_initramfs() {
 		export MACGUARD_VM=1
 		export MACGUARD_BIN=/opt/cni/bin/macguard
 		export VMTEST_BIN_DIR=/opt/cni/bin
-		export VMTEST_GUEST_TIMEOUT=$((TIMEOUT - 30))s
+		export VMTEST_GUEST_TIMEOUT=$(( TIMEOUT > 90 ? TIMEOUT - 30 : TIMEOUT * 2 / 3 ))s
 		export VMTEST_RUN='${VMTEST_RUN:-}'
 	EOF
 	# Uncompressed: gzip would save a few MB of host memory but cost seconds
@@ -232,7 +231,8 @@ boot() {
 	# on the serial port, streamed to the terminal and kept for parsing.
 	timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -m 512 -smp "$SMP" -nographic -no-reboot -nic none \
 		-kernel "$KDIR/vmlinuz" -initrd "$CACHE/initramfs.cpio" \
-		-append "console=ttyS0 quiet panic=-1" </dev/null | tee "$log"
+		-append "console=ttyS0 quiet panic=-1" </dev/null | tee "$log" |
+		sed -u -e 's/\r$//' -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' -e 's/\x1bc//g' # SeaBIOS would clear the terminal
 	rc=${PIPESTATUS[0]}
 	set -e
 	# pipe through tr: the serial console ends lines with \r\n.
