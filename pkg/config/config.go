@@ -139,7 +139,9 @@ func isNull(m json.RawMessage) bool {
 func decodeError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
-		field := typeErr.Field
+		// encoding/json spells the path through the embedded
+		// types.PluginConf with its Go name; users know only the JSON one.
+		field := strings.TrimPrefix(typeErr.Field, "PluginConf.")
 		if field == "" {
 			field = "(top level)"
 		}

@@ -55,6 +55,10 @@ func TestParseErrors(t *testing.T) {
 		{"assign", string(conf(`"assign":"sometimes"`)), "", types.ErrInvalidNetworkConfig, []string{`"assign"`, "sometimes", `"always"`}},
 		{"assign type", string(conf(`"assign":1`)), "", types.ErrInvalidNetworkConfig, []string{`"assign"`, "a string"}},
 		{"announce type", string(conf(`"announce":"yes"`)), "", types.ErrInvalidNetworkConfig, []string{`"announce"`, "a boolean"}},
+		// Fields of the embedded types.PluginConf are named as they are
+		// spelled in the config, not by their Go path.
+		{"PluginConf field type", string(conf(`"cni.dev/valid-attachments":"all"`)), "", types.ErrInvalidNetworkConfig, []string{`field "cni.dev/valid-attachments" must be an array`}},
+		{"nested field type", string(conf(`"runtimeConfig":{"mac":1}`)), "", types.ErrInvalidNetworkConfig, []string{`field "runtimeConfig.mac" must be a string`}},
 		{"identity", string(conf(`"identity":"vm"`)), "", types.ErrInvalidNetworkConfig, []string{`"identity"`, `"pod"`}},
 		{"onUnsupported", string(conf(`"onUnsupported":"ignore"`)), "", types.ErrInvalidNetworkConfig, []string{`"onUnsupported"`, `"skip"`}},
 		{"prefix multicast", string(conf(`"prefix":"01"`)), "", types.ErrInvalidNetworkConfig, []string{`"prefix"`, "multicast"}},
