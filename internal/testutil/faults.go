@@ -1,0 +1,366 @@
+package testutil
+
+// Helpers for the reliability suites (test/badinput, test/faults,
+// test/concurrency): running the plugin off the test goroutine, snapshots
+// that prove nothing changed, and the faults those suites inject.
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Outcome is one plugin run. Err is the CNI error the plugin printed when
+// it exited non-zero.
+type Outcome struct {
+	Stdout  []byte
+	Stderr  string
+	Err     *types.Error
+	Elapsed time.Duration
+}
+
+// Exec runs bin like Run, with stdin from a reader and the run bounded by
+// timeout, and returns what Run would fail the test for as an error, so it
+// can be called from goroutines (t.Fatal may only be called from the test's
+// own goroutine).
+func Exec(bin string, env Env, stdin io.Reader, timeout time.Duration) (Outcome, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Env = env.list()
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	o := Outcome{Stdout: out.Bytes(), Stderr: errb.String(), Elapsed: time.Since(start)}
+	if ctx.Err() != nil {
+		return o, fmt.Errorf("%s %s still running after %s (stderr %q)", bin, env.Command, timeout, o.Stderr)
+	}
+	if err == nil {
+		return o, nil
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) {
+		return o, fmt.Errorf("running %s: %w", bin, err)
+	}
+	var e types.Error
+	if jerr := json.Unmarshal(o.Stdout, &e); jerr != nil || e.Code == 0 {
+		return o, fmt.Errorf("%s %s exited %d without a CNI error on stdout (stdout %q, stderr %q)", bin, env.Command, exitErr.ExitCode(), o.Stdout, o.Stderr)
+	}
+	if exitErr.ExitCode() == 0 {
+		return o, fmt.Errorf("%s %s printed a CNI error but exited 0", bin, env.Command)
+	}
+	o.Err = &e
+	return o, nil
+}
+
+// Snapshot describes everything under path (names, types, modes, sizes,
+// content hashes, symlink targets), or says it is absent, so that a test can
+// assert a failed command left it exactly as it was.
+func Snapshot(t testing.TB, path string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == path {
+			b.WriteString("absent\n")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(path, p)
+		fmt.Fprintf(&b, "%s %v", rel, info.Mode())
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " -> %s", target)
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, " %d %x", len(data), sha256.Sum256(data))
+		}
+		b.WriteString("\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("snapshot of %s: %v", path, err)
+	}
+	return b.String()
+}
+
+// StateFiles splits a dataDir's entries into records (what DEL and GC act
+// on) and anything else but the lock file (temporary files a writer left).
+func StateFiles(dir string) (records, other []string, err error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing dataDir %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		switch {
+		case e.Name() == ".lock":
+		case strings.HasPrefix(e.Name(), "."):
+			other = append(other, e.Name())
+		default:
+			records = append(records, e.Name())
+		}
+	}
+	return records, other, nil
+}
+
+// ReadMAC reads an interface's MAC inside n without a testing.TB.
+func ReadMAC(n ns.NetNS, ifName string) (net.HardwareAddr, error) {
+	var mac net.HardwareAddr
+	err := n.Do(func(ns.NetNS) error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return fmt.Errorf("reading %s in %s: %w", ifName, n.Path(), err)
+		}
+		mac = l.Attrs().HardwareAddr
+		return nil
+	})
+	return mac, err
+}
+
+// LinkNames lists the interfaces in n, sorted.
+func LinkNames(n ns.NetNS) ([]string, error) {
+	var names []string
+	err := n.Do(func(ns.NetNS) error {
+		links, err := netlinksafe.LinkList()
+		if err != nil {
+			return fmt.Errorf("listing links in %s: %w", n.Path(), err)
+		}
+		for _, l := range links {
+			names = append(names, l.Attrs().Name)
+		}
+		return nil
+	})
+	sort.Strings(names)
+	return names, err
+}
+
+// DeleteLink removes an interface inside n, as a runtime tearing a pod down
+// (or a racing actor) would.
+func DeleteLink(n ns.NetNS, ifName string) error {
+	return n.Do(func(ns.NetNS) error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return fmt.Errorf("deleting %s in %s: %w", ifName, n.Path(), err)
+		}
+		return netlink.LinkDel(l)
+	})
+}
+
+// DeadProcessNetns returns the /proc/<pid>/ns/net path of a process that
+// had its own network namespace and has exited: what a runtime passes when
+// the sandbox died between its decision and the plugin call.
+func DeadProcessNetns(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatalf("need sleep(1) to hold a namespace: %v", err)
+	}
+	cmd := exec.Command(sleep, "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting a process in a new netns: %v", err)
+	}
+	path := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("namespace of the live process: %v", err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s still there after the process exited: %v", path, err)
+	}
+	return path
+}
+
+// MakeUnwritable makes dir refuse new entries, renames and removals even for
+// root (mode bits do not stop root): with the immutable attribute where the
+// file system has it (ext4, xfs, btrfs, tmpfs since 6.0), else with a
+// read-only bind mount. Files already in dir stay writable in place, like a
+// lock file. The returned restore is also registered as a cleanup, and
+// calling it twice is harmless.
+func MakeUnwritable(t testing.TB, dir string) (restore func()) {
+	t.Helper()
+	RequireRoot(t)
+	if undo, err := setImmutable(dir); err == nil {
+		return onceCleanup(t, func() {
+			if err := undo(); err != nil {
+				t.Errorf("clearing the immutable attribute of %s: %v", dir, err)
+			}
+		})
+	} else if !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL) {
+		t.Fatalf("making %s immutable: %v", dir, err)
+	}
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind-mounting %s: %v", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		unix.Unmount(dir, unix.MNT_DETACH)
+		t.Fatalf("remounting %s read-only: %v", dir, err)
+	}
+	return onceCleanup(t, func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmounting the read-only bind mount on %s: %v", dir, err)
+		}
+	})
+}
+
+// fsImmutableFL is FS_IMMUTABLE_FL from linux/fs.h (x/sys/unix lacks it).
+const fsImmutableFL = 0x00000010
+
+func setImmutable(dir string) (undo func() error, err error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|fsImmutableFL)); err != nil {
+		return nil, err
+	}
+	return func() error {
+		f, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags))
+	}, nil
+}
+
+func onceCleanup(t testing.TB, f func()) func() {
+	done := false
+	once := func() {
+		if !done {
+			done = true
+			f()
+		}
+	}
+	t.Cleanup(once)
+	return once
+}
+
+// HoldLock takes dataDir's state lock the way the plugin does (flock on
+// dataDir/.lock), shared or exclusive, until release is called or the test
+// ends.
+func HoldLock(t testing.TB, dataDir string, exclusive bool) (release func()) {
+	t.Helper()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dataDir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatalf("locking %s: %v", f.Name(), err)
+	}
+	return onceCleanup(t, func() { f.Close() })
+}
+
+// Pod is a sandbox namespace whose interface hangs off a node-side
+// namespace, as a main plugin would have left it before macguard runs.
+type Pod struct {
+	Host, NS ns.NetNS
+	IfName   string
+	// HostIf is the node-side veth name, or the macvlan parent.
+	HostIf string
+}
+
+// NewVethPod creates a pod with a veth pair: hostIf in host (a fresh
+// namespace when host is nil), "eth0" in the pod.
+func NewVethPod(t testing.TB, host ns.NetNS, hostIf string) *Pod {
+	t.Helper()
+	if host == nil {
+		host = NewNetns(t)
+	}
+	p := &Pod{Host: host, NS: NewNetns(t), IfName: "eth0", HostIf: hostIf}
+	VethPair(t, host, hostIf, p.NS, p.IfName)
+	return p
+}
+
+// PrevResult is what a main plugin such as bridge or macvlan returns for
+// the pod, in the given cniVersion, reporting mac for the pod interface.
+func (p *Pod) PrevResult(version, mac string) string {
+	return fmt.Sprintf(`{"cniVersion":%q,"interfaces":[{"name":%q,"mac":"aa:bb:cc:00:00:01"},{"name":%q,"mac":%q,"sandbox":%q}],"ips":[{"address":"10.88.0.2/24","gateway":"10.88.0.1","interface":1}],"dns":{}}`,
+		version, p.HostIf, p.IfName, mac, p.NS.Path())
+}
+
+// Env is the CNI environment for cmd on this pod.
+func (p *Pod) Env(cmd, containerID, cniArgs string) Env {
+	return Env{Command: cmd, ContainerID: containerID, Netns: p.NS.Path(), IfName: p.IfName, Args: cniArgs}
+}
+
+// Conf is macguard's entry in a conflist: the given version, dataDir, extra
+// fields (a JSON object body such as `"assign":"always"`) and prevResult.
+func Conf(version, dataDir, fields, prevResult string) []byte {
+	c := fmt.Sprintf(`{"cniVersion":%q,"name":"reliability","type":"macguard","dataDir":%q`, version, dataDir)
+	if fields != "" {
+		c += "," + fields
+	}
+	if prevResult != "" {
+		c += `,"prevResult":` + prevResult
+	}
+	return []byte(c + "}")
+}
+
+// ResultMAC returns the MAC a result reports for ifName in sandbox.
+func ResultMAC(out []byte, ifName, sandbox string) (string, error) {
+	var r struct {
+		Interfaces []struct{ Name, Mac, Sandbox string }
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return "", fmt.Errorf("result is not JSON: %w: %s", err, out)
+	}
+	for _, i := range r.Interfaces {
+		if i.Name == ifName && i.Sandbox == sandbox {
+			return i.Mac, nil
+		}
+	}
+	return "", fmt.Errorf("result has no entry for %s in %s: %s", ifName, sandbox, out)
+}
