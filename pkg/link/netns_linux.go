@@ -145,6 +145,11 @@ func (k *kernelNetns) SetMAC(ifName string, mac net.HardwareAddr) error {
 	return k.do(func() error {
 		l, err := netlinksafe.LinkByName(ifName)
 		if err != nil {
+			// Inspect found it moments ago: it went away in between.
+			var notFound netlink.LinkNotFoundError
+			if errors.As(err, &notFound) {
+				return fmt.Errorf("setting MAC %s on %q in netns %s: the interface disappeared: %w", mac, ifName, k.path, ErrNotFound)
+			}
 			return fmt.Errorf("setting MAC %s on %q in netns %s: %w", mac, ifName, k.path, err)
 		}
 		if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
