@@ -75,6 +75,10 @@ func Exec(bin string, env Env, stdin io.Reader, timeout time.Duration) (Outcome,
 	return o, nil
 }
 
+// List is the process environment of the invocation (os.Environ plus the
+// CNI_* variables), for running a plugin some other way than Run or Exec.
+func (e Env) List() []string { return e.list() }
+
 // Snapshot describes everything under path (names, types, modes, sizes,
 // content hashes, symlink targets), or says it is absent, so that a test can
 // assert a failed command left it exactly as it was.
