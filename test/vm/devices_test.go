@@ -108,7 +108,9 @@ func TestIPvlanRequestedMACIsRefused(t *testing.T) {
 			if o.err.Code != 101 {
 				t.Errorf("error code %d, want 101 (device cannot carry a MAC): %s", o.err.Code, o.err.Msg)
 			}
-			requireContains(t, "the error", o.err.Msg+" "+o.err.Details, "ipvlan", "macvlan", podIf, requested)
+			// The contract: messages name the interface, the netns, the MAC
+			// and where a requested MAC came from.
+			requireContains(t, "the error", o.err.Msg+" "+o.err.Details, "ipvlan", "macvlan", podIf, pod.Path(), requested, "runtimeConfig.mac")
 			if after := readLinkState(t, pod, podIf); !reflect.DeepEqual(after, before) {
 				t.Errorf("the failed ADD changed the device:\nbefore %+v\nafter  %+v", before, after)
 			}

@@ -67,10 +67,14 @@ func TestNetkitL3FailsWithRemedyAndChangesNothing(t *testing.T) {
 		name          string
 		fields        map[string]any
 		runtimeConfig map[string]any
+		// mentions are what the message must name beyond the remedy,
+		// the interface and the netns.
+		mentions []string
 	}{
 		{name: "default config derives for the empty MAC"},
 		{name: "assign always", fields: map[string]any{"assign": "always"}},
-		{name: "requested MAC via runtimeConfig", runtimeConfig: map[string]any{"mac": "0a:58:0a:63:00:03"}},
+		{name: "requested MAC via runtimeConfig", runtimeConfig: map[string]any{"mac": "0a:58:0a:63:00:03"},
+			mentions: []string{"0a:58:0a:63:00:03", "runtimeConfig.mac"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,7 +91,7 @@ func TestNetkitL3FailsWithRemedyAndChangesNothing(t *testing.T) {
 				t.Errorf("error code %d, want 101 (device cannot carry a MAC): %s", o.err.Code, o.err.Msg)
 			}
 			msg := o.err.Msg + " " + o.err.Details
-			requireContains(t, "the error", msg, "netkit-l2", "macAddress", podIf, p.ns.Path())
+			requireContains(t, "the error", msg, append([]string{"netkit-l2", "macAddress", podIf, p.ns.Path()}, tc.mentions...)...)
 
 			if after := readLinkState(t, p.ns, podIf); !reflect.DeepEqual(after, before) {
 				t.Errorf("the failed ADD changed the device:\nbefore %+v\nafter  %+v", before, after)
