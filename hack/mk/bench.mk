@@ -1,0 +1,38 @@
+# make bench: ADD/CHECK/DEL latency, peak RSS and scaling of macguard
+# against the reference tuning plugin and against chains with no
+# meta-plugin, through libcni in network namespaces the bench creates and
+# removes (root), plus the Go micro-benchmarks. See docs/performance.md.
+#
+# Not in TEST_TARGETS on purpose: it measures, it does not pass or fail a
+# change, and it wants a machine as quiet as can be had.
+#
+#   sudo make bench                      # the full run, a few minutes
+#   sudo make bench BENCH_ARGS=-quick    # seconds: a smoke test of the harness
+
+BENCH_DIR         := $(CACHE_DIR)/bench
+BENCH_PLUGIN_DIR  := $(BENCH_DIR)/plugins
+BENCH_OUT         := bench
+BENCH_ARGS        ?=
+# The reference plugins, pinned. They get their own directory: other
+# targets install tools into $(TOOLS_DIR) concurrently.
+BENCH_CNI_MODULE  := github.com/containernetworking/plugins
+BENCH_CNI_VERSION := v1.9.1
+BENCH_REF_PLUGINS := main/macvlan main/ptp main/bridge meta/tuning ipam/host-local
+# Built like bin/macguard, so binary sizes compare like with like.
+BENCH_BUILDFLAGS  := -trimpath -ldflags='-s -w'
+
+.PHONY: bench bench-tools
+
+bench: build bench-tools
+	hack/require-root.sh
+	@mkdir -p $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... | tee $(BENCH_OUT)/micro.txt
+	$(BENCH_DIR)/bench -macguard $(BIN_DIR)/macguard -plugins $(BENCH_PLUGIN_DIR) -rssprobe $(BENCH_DIR)/rssprobe \
+		-micro $(BENCH_OUT)/micro.txt -out $(BENCH_OUT) -command 'make bench $(BENCH_ARGS)' $(BENCH_ARGS)
+
+bench-tools:
+	@mkdir -p $(BENCH_PLUGIN_DIR)
+	GOBIN=$(CURDIR)/$(BENCH_PLUGIN_DIR) CGO_ENABLED=0 $(GO) install $(BENCH_BUILDFLAGS) \
+		$(foreach p,$(BENCH_REF_PLUGINS),$(BENCH_CNI_MODULE)/plugins/$(p)@$(BENCH_CNI_VERSION))
+	CGO_ENABLED=0 $(GO) build $(BENCH_BUILDFLAGS) -o $(BENCH_DIR)/rssprobe ./test/bench/rssprobe
+	$(GO) build -o $(BENCH_DIR)/bench ./test/bench
