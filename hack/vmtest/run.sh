@@ -159,6 +159,8 @@ add_module() {
 prepare_kernel() {
 	local deb=$1 tmp mods rel
 	KDIR=$CACHE/kernel/$(basename "$deb" .deb)
+	# Keep one unpacked kernel, like one .deb.
+	find "$CACHE/kernel" -mindepth 1 -maxdepth 1 ! -path "$KDIR" -exec rm -rf {} + 2>/dev/null || true
 	if [ -f "$KDIR/.done" ]; then
 		return 0
 	fi
@@ -310,8 +312,10 @@ main() {
 		;;
 	tools) build_tools ;;
 	kernel)
+		local deb
 		ensure_packages
-		prepare_kernel "$(resolve_kernel_deb)"
+		deb=$(resolve_kernel_deb)
+		prepare_kernel "$deb"
 		log "kernel $(cat "$KDIR/release") in $KDIR"
 		;;
 	*) die "unknown command $what (want all, host, vm, tools or kernel)" ;;
