@@ -1,0 +1,206 @@
+package install
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/macguard-cni/macguard/pkg/buildinfo"
+)
+
+const installUsage = `usage: macguard install [flags]
+
+Copies this binary into the CNI bin directory and chains a macguard entry into
+a conflist, atomically and idempotently. With --watch it keeps running and
+re-applies whenever the CNI agent rewrites the file (and every --resync).
+
+Every flag can also be set through the environment: --cni-bin-dir is
+MACGUARD_CNI_BIN_DIR, --chain-into is MACGUARD_CHAIN_INTO (comma-separated),
+and so on; flags win. The DaemonSet sets the environment so that its
+readiness probe, "macguard install --check", checks exactly what it installs.
+
+Flags:
+`
+
+const uninstallUsage = `usage: macguard uninstall [flags]
+
+Removes every macguard entry from the given conflists, atomically, and with
+--remove-binary then the binary too. Files that are missing or have no entry
+are left alone. With --watch it keeps running (and keeps the entry out) until
+terminated, for a DaemonSet.
+
+Every flag can also be set through the environment (MACGUARD_CHAIN_INTO,
+MACGUARD_CNI_BIN_DIR, MACGUARD_REMOVE_BINARY, ...); flags win.
+
+Flags:
+`
+
+// InstallMain is `macguard install`; args are the arguments after
+// "install". It returns the exit code: 0 done (or, with --watch, stopped
+// by SIGTERM/SIGINT), 1 failed (or --check found something not in place),
+// 2 bad usage.
+func InstallMain(args []string, stdout, stderr io.Writer) int {
+	return runCLI(false, args, stdout, stderr, os.LookupEnv)
+}
+
+// UninstallMain is `macguard uninstall`, with the same exit codes as
+// InstallMain.
+func UninstallMain(args []string, stdout, stderr io.Writer) int {
+	return runCLI(true, args, stdout, stderr, os.LookupEnv)
+}
+
+// listFlag is a repeatable flag. A value from the environment is a
+// comma-separated list that the first value on the command line replaces.
+type listFlag struct {
+	vals    []string
+	fromEnv bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+
+func (l *listFlag) Set(v string) error {
+	if l.fromEnv {
+		l.vals, l.fromEnv = nil, false
+	}
+	l.vals = append(l.vals, v)
+	return nil
+}
+
+func (l *listFlag) setEnv(v string) {
+	l.vals = nil
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			l.vals = append(l.vals, p)
+		}
+	}
+	l.fromEnv = true
+}
+
+// envName is the environment variable for a flag: --cni-bin-dir is
+// MACGUARD_CNI_BIN_DIR.
+func envName(flagName string) string {
+	return "MACGUARD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads the flags of install (uninstall false) or uninstall from the
+// environment and then args.
+func parse(uninstall bool, args []string, stderr io.Writer, lookup func(string) (string, bool)) (Options, bool, error) {
+	name, usage := "install", installUsage
+	if uninstall {
+		name, usage = "uninstall", uninstallUsage
+	}
+	var o Options
+	var chain listFlag
+	var check bool
+	fs := flag.NewFlagSet("macguard "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.Var(&chain, "chain-into", "conflist `file` to "+map[bool]string{false: "add the macguard entry to", true: "remove macguard entries from"}[uninstall]+"; repeatable")
+	fs.BoolVar(&o.Watch, "watch", false, "keep running: re-apply on every change of the files and every --resync, until SIGTERM")
+	fs.DurationVar(&o.Resync, "resync", DefaultResync, "with --watch, how often every file is re-checked even without a change event")
+	fs.BoolVar(&check, "check", false, "change nothing; print the state of every file and exit 0 when all are as wanted, 1 otherwise (the readiness probe)")
+	if uninstall {
+		fs.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "CNI bin `directory` holding the macguard binary (used with --remove-binary)")
+		fs.BoolVar(&o.RemoveBinary, "remove-binary", false, "also remove the binary, after the entries are gone (only once no pod created with macguard remains: the runtime calls it again on DEL)")
+	} else {
+		fs.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "copy this binary to `directory`/macguard (atomic, skipped when the checksum matches)")
+		fs.StringVar(&o.PluginConfig, "plugin-config", DefaultPluginConfig, "the macguard entry as `JSON`; \"type\" may be left out")
+		fs.BoolVar(&o.ConvertConf, "convert-conf", false, "allow replacing a single-plugin .conf/.json named by --chain-into with a .conflist of that plugin followed by macguard")
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		v, ok := lookup(envName(f.Name))
+		if !ok || envErr != nil {
+			return
+		}
+		if f.Name == "chain-into" {
+			chain.setEnv(v)
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = fmt.Errorf("%s=%q: %w", envName(f.Name), v, err)
+		}
+	})
+	if envErr != nil {
+		return o, false, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, false, err
+	}
+	if fs.NArg() > 0 {
+		return o, false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.ChainInto = chain.vals
+	return o, check, nil
+}
+
+func runCLI(uninstall bool, args []string, stdout, stderr io.Writer, lookup func(string) (string, bool)) int {
+	cmd := "install"
+	if uninstall {
+		cmd = "uninstall"
+	}
+	opts, check, err := parse(uninstall, args, stderr, lookup)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "macguard %s: %v\n", cmd, err)
+		return 2
+	}
+	if check {
+		ok, err := Check(opts, uninstall, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "macguard %s --check: %v\n", cmd, err)
+			return 2
+		}
+		if !ok {
+			return 1
+		}
+		return 0
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("cmd", cmd)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := Run(ctx, opts, uninstall, log); err != nil {
+		if errors.Is(err, errUsage) {
+			fmt.Fprintf(stderr, "macguard %s: %v\n", cmd, err)
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// errUsage marks option errors found before anything was touched.
+var errUsage = errors.New("invalid options")
+
+// Run performs an install (uninstall false) or uninstall. Without Watch it
+// makes one pass and returns the first error, already logged. With Watch it
+// returns nil once ctx is done; problems on the way are logged and retried.
+func Run(ctx context.Context, opts Options, uninstall bool, log *slog.Logger) error {
+	r, err := newRunner(opts, log, uninstall)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	log.Info("starting", "version", buildinfo.String(), "cni_bin_dir", r.opts.CNIBinDir,
+		"chain_into", strings.Join(r.opts.ChainInto, ","), "watch", r.opts.Watch)
+	if !r.opts.Watch {
+		return r.applyAll()
+	}
+	if err := r.watch(ctx); err != nil {
+		log.Error(err.Error())
+		return err
+	}
+	log.Info("stopped", "reason", context.Cause(ctx))
+	return nil
+}

@@ -1,0 +1,521 @@
+// Package install is the `macguard install` and `macguard uninstall`
+// subcommands: the binary is its own installer, so the container image needs
+// nothing but the binary.
+//
+// install copies the running binary into the CNI bin directory and chains a
+// macguard entry into the conflist a primary CNI (Cilium, Calico) writes;
+// with --watch it keeps doing so whenever that agent rewrites the file.
+// uninstall takes the entry (and, if asked, the binary) out again. Every
+// write is atomic, keeps the file's mode and owner, and only ever happens
+// after the file was parsed the way the runtime parses it: a file macguard
+// cannot parse is reported and left exactly as it is.
+package install
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Options is what an install or uninstall run does.
+type Options struct {
+	// CNIBinDir is where the binary goes (install) or is removed from
+	// (uninstall with RemoveBinary). Empty: the binary is not touched.
+	CNIBinDir string
+	// Source is the binary to install; empty means the running one.
+	Source string
+	// ChainInto lists the conflists to add the entry to, or to remove it
+	// from.
+	ChainInto []string
+	// PluginConfig is the entry's JSON (install); empty means
+	// DefaultPluginConfig.
+	PluginConfig string
+	// ConvertConf allows turning a single-plugin .conf into a .conflist.
+	ConvertConf bool
+	// RemoveBinary removes CNIBinDir/macguard on uninstall.
+	RemoveBinary bool
+	// Watch keeps the run going: files are re-checked on every change and
+	// every Resync until the context is cancelled.
+	Watch bool
+	// Resync is the period of the full re-check in watch mode; inotify can
+	// miss changes (an overflowing queue, a directory replaced).
+	Resync time.Duration
+
+	// Tunables for tests; zero values mean the defaults below.
+	debounce   time.Duration
+	flapWrites int
+	flapWindow time.Duration
+	holdMin    time.Duration
+	holdMax    time.Duration
+}
+
+// Defaults for Options.
+const (
+	DefaultResync = time.Minute
+	// debounce lets a writer that produces several events (truncate,
+	// write, close) finish before the file is read.
+	defaultDebounce = 100 * time.Millisecond
+	// When macguard had to re-add its entry flapWrites times within
+	// flapWindow, another writer is removing it as fast as it is added
+	// (Cilium with cni.exclusive=true regenerates its file on every change
+	// in the directory). macguard then waits holdMin, doubling up to
+	// holdMax, instead of feeding the loop.
+	defaultFlapWrites = 5
+	defaultFlapWindow = time.Minute
+	defaultHoldMin    = 10 * time.Second
+	defaultHoldMax    = 5 * time.Minute
+)
+
+func (o *Options) setDefaults() {
+	if o.Resync <= 0 {
+		o.Resync = DefaultResync
+	}
+	if o.debounce <= 0 {
+		o.debounce = defaultDebounce
+	}
+	if o.flapWrites <= 0 {
+		o.flapWrites = defaultFlapWrites
+	}
+	if o.flapWindow <= 0 {
+		o.flapWindow = defaultFlapWindow
+	}
+	if o.holdMin <= 0 {
+		o.holdMin = defaultHoldMin
+	}
+	if o.holdMax <= 0 {
+		o.holdMax = defaultHoldMax
+	}
+}
+
+// target is one --chain-into file and what the run knows about it.
+type target struct {
+	// given is the path as the operator wrote it.
+	given string
+	// list is the conflist that holds (or will hold) the entry.
+	list string
+	// conf is set when given is a single-plugin file (.conf, .json) that
+	// --convert-conf turns into list.
+	conf string
+
+	// Watch-mode state: recent writes, the back-off, the last error
+	// logged (so a file that stays broken is reported once, not on every
+	// event).
+	writes    []time.Time
+	hold      time.Duration
+	holdUntil time.Time
+	lastErr   string
+	waiting   bool
+}
+
+func newTarget(path string) *target {
+	path = filepath.Clean(path)
+	ext := filepath.Ext(path)
+	if ext == ".conflist" {
+		return &target{given: path, list: path}
+	}
+	return &target{given: path, list: strings.TrimSuffix(path, ext) + ".conflist", conf: path}
+}
+
+// names are the directory entries whose changes concern t.
+func (t *target) names() []string {
+	n := []string{filepath.Base(t.list)}
+	if t.conf != "" {
+		n = append(n, filepath.Base(t.conf))
+	}
+	return n
+}
+
+// runner carries one install or uninstall run.
+type runner struct {
+	opts      Options
+	log       *slog.Logger
+	uninstall bool
+	entry     json.RawMessage
+	srcSum    string
+	targets   []*target
+	now       func() time.Time
+	// binOK: the binary was found or put in place; chaining waits for
+	// it, so a conflist never names a plugin the runtime cannot find.
+	binOK  bool
+	binErr string
+}
+
+func newRunner(opts Options, log *slog.Logger, uninstall bool) (*runner, error) {
+	opts.setDefaults()
+	r := &runner{opts: opts, log: log, uninstall: uninstall, now: time.Now}
+	if len(opts.ChainInto) == 0 && opts.CNIBinDir == "" {
+		return nil, errors.New("nothing to do: give --cni-bin-dir and/or --chain-into")
+	}
+	if uninstall && opts.RemoveBinary && opts.CNIBinDir == "" {
+		return nil, errors.New("--remove-binary needs --cni-bin-dir")
+	}
+	seen := map[string]bool{}
+	for _, p := range opts.ChainInto {
+		if p == "" {
+			continue
+		}
+		t := newTarget(p)
+		if seen[t.list] {
+			continue
+		}
+		seen[t.list] = true
+		r.targets = append(r.targets, t)
+	}
+	if uninstall {
+		return r, nil
+	}
+	entry, err := Entry(opts.PluginConfig)
+	if err != nil {
+		return nil, err
+	}
+	r.entry = entry
+	if opts.CNIBinDir != "" {
+		if r.opts.Source == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return nil, fmt.Errorf("finding the running binary to install: %w", err)
+			}
+			r.opts.Source = exe
+		}
+		sum, err := fileSHA256(r.opts.Source)
+		if err != nil {
+			return nil, fmt.Errorf("checksum of the binary to install: %w", err)
+		}
+		r.srcSum = sum
+	} else {
+		r.binOK = true
+	}
+	return r, nil
+}
+
+func (r *runner) binPath() string { return filepath.Join(r.opts.CNIBinDir, PluginType) }
+
+// errNotYet: the conflist does not exist yet (the CNI agent writes it once
+// it is ready); in watch mode the run waits for it.
+var errNotYet = errors.New("does not exist yet")
+
+// errHeld: a write was postponed by the flapping back-off.
+var errHeld = errors.New("held back")
+
+// reconcileBinary installs (or, for uninstall, removes) the binary.
+func (r *runner) reconcileBinary() error {
+	if r.opts.CNIBinDir == "" {
+		return nil
+	}
+	dst := r.binPath()
+	if r.uninstall {
+		if !r.opts.RemoveBinary {
+			return nil
+		}
+		err := os.Remove(dst)
+		switch {
+		case err == nil:
+			r.log.Info("removed binary", "file", dst)
+		case errors.Is(err, fs.ErrNotExist):
+		default:
+			return fmt.Errorf("removing %s: %w", dst, err)
+		}
+		return nil
+	}
+	removeStaleTmp(r.opts.CNIBinDir, r.now())
+	wrote, err := installBinary(r.opts.Source, r.srcSum, dst)
+	if err != nil {
+		r.binOK = false
+		return err
+	}
+	r.binOK = true
+	if wrote {
+		r.log.Info("installed binary", "file", dst, "sha256", short(r.srcSum))
+	}
+	return nil
+}
+
+// reconcileTarget brings one conflist to the wanted state and returns the
+// change it made.
+func (r *runner) reconcileTarget(t *target) (Change, error) {
+	removeStaleTmp(filepath.Dir(t.list), r.now())
+	if r.uninstall {
+		return r.unchain(t)
+	}
+	if !r.binOK {
+		return Unchanged, fmt.Errorf("not chaining into %s: the binary %s is not installed", t.list, r.binPath())
+	}
+	if t.conf != "" {
+		data, fi, err := readRegular(t.conf)
+		switch {
+		case err == nil:
+			return r.convert(t, data, fi)
+		case !errors.Is(err, fs.ErrNotExist):
+			return Unchanged, fmt.Errorf("reading %s: %w", t.conf, err)
+		}
+	}
+	data, fi, err := readRegular(t.list)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Unchanged, fmt.Errorf("%s %w", t.list, errNotYet)
+	}
+	if err != nil {
+		return Unchanged, fmt.Errorf("reading %s: %w", t.list, err)
+	}
+	out, change, err := chainList(data, r.entry)
+	if err != nil {
+		return Unchanged, fmt.Errorf("not chaining into %s, left as it is: %w", t.list, err)
+	}
+	if change == Unchanged {
+		return Unchanged, nil
+	}
+	if err := r.write(t, t.list, out, fi, data); err != nil {
+		return Unchanged, err
+	}
+	return change, nil
+}
+
+func (r *runner) convert(t *target, data []byte, fi fs.FileInfo) (Change, error) {
+	if isList(data) {
+		return Unchanged, fmt.Errorf("%s holds a plugin list, but runtimes load a file with that extension as a single plugin; rename it to %s", t.conf, t.list)
+	}
+	if !r.opts.ConvertConf {
+		return Unchanged, fmt.Errorf("%s is a single-plugin configuration; pass --convert-conf to replace it with %s (the plugin followed by macguard)", t.conf, t.list)
+	}
+	out, err := convertConf(data, r.entry)
+	if err != nil {
+		return Unchanged, fmt.Errorf("not converting %s, left as it is: %w", t.conf, err)
+	}
+	// The new list first, then the old file goes: until then the runtime
+	// keeps using the .conf (it sorts first), never nothing.
+	if err := r.write(t, t.list, out, fi, nil); err != nil {
+		return Unchanged, err
+	}
+	if err := unchangedSince(t.conf, data, fi)(); err != nil {
+		// Rewritten meanwhile: the next event converts the new content.
+		return Converted, nil
+	}
+	if err := os.Remove(t.conf); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Converted, fmt.Errorf("removing %s after converting it to %s: %w", t.conf, t.list, err)
+	}
+	return Converted, syncDir(filepath.Dir(t.conf))
+}
+
+func (r *runner) unchain(t *target) (Change, error) {
+	data, fi, err := readRegular(t.list)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Unchanged, nil
+	}
+	if err != nil {
+		return Unchanged, fmt.Errorf("reading %s: %w", t.list, err)
+	}
+	out, change, err := unchainList(data)
+	if err != nil {
+		return Unchanged, fmt.Errorf("not removing macguard from %s, left as it is: %w", t.list, err)
+	}
+	if change == Unchanged {
+		return Unchanged, nil
+	}
+	if err := r.write(t, t.list, out, fi, data); err != nil {
+		return Unchanged, err
+	}
+	return change, nil
+}
+
+// write replaces path with out, keeping the mode and owner of fi (the file
+// it replaces, or the .conf it converts). read, when not nil, is what path
+// held when out was computed; the write is cancelled if that changed.
+func (r *runner) write(t *target, path string, out []byte, fi fs.FileInfo, read []byte) error {
+	if r.opts.Watch && !r.uninstall {
+		if err := r.admit(t); err != nil {
+			return err
+		}
+	}
+	var guard func() error
+	if read != nil {
+		guard = unchangedSince(path, read, fi)
+	}
+	if err := writeAtomic(path, strings.NewReader(string(out)), fi.Mode().Perm(), ownerOf(fi), guard); err != nil {
+		if errors.Is(err, errBusy) {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return err
+	}
+	t.writes = append(t.writes, r.now())
+	return nil
+}
+
+// admit applies the flapping back-off before a watch-mode write.
+func (r *runner) admit(t *target) error {
+	now := r.now()
+	if now.Before(t.holdUntil) {
+		return errHeld
+	}
+	recent := t.writes[:0]
+	for _, w := range t.writes {
+		if now.Sub(w) < r.opts.flapWindow {
+			recent = append(recent, w)
+		}
+	}
+	t.writes = recent
+	if len(recent) == 0 {
+		t.hold = 0
+	}
+	if len(recent) < r.opts.flapWrites {
+		return nil
+	}
+	t.hold = min(max(2*t.hold, r.opts.holdMin), r.opts.holdMax)
+	t.holdUntil = now.Add(t.hold)
+	r.log.Warn("another writer keeps removing the macguard entry; backing off",
+		"file", t.list, "rewrites", len(recent), "within", r.opts.flapWindow, "retry_in", t.hold,
+		"hint", "Cilium rewrites its conflist on every change when cni.exclusive=true; see docs/install.md")
+	return errHeld
+}
+
+// applyTarget reconciles t and logs the outcome: one line per change, one
+// line per new problem.
+func (r *runner) applyTarget(t *target) error {
+	change, err := r.reconcileTarget(t)
+	switch {
+	case errors.Is(err, errHeld):
+		return err
+	case errors.Is(err, errNotYet) && r.opts.Watch:
+		if !t.waiting {
+			r.log.Info("waiting for the CNI agent to write the conflist", "file", t.list)
+			t.waiting = true
+		}
+		return err
+	case err != nil:
+		if msg := err.Error(); msg != t.lastErr {
+			r.log.Error(msg, "file", t.list)
+			t.lastErr = msg
+		}
+		return err
+	}
+	t.lastErr, t.waiting = "", false
+	switch change {
+	case Appended:
+		r.log.Info("chained macguard into the conflist", "file", t.list, "change", "appended")
+	case Updated:
+		r.log.Info("updated the macguard entry in the conflist", "file", t.list, "change", "updated")
+	case Converted:
+		r.log.Info("converted a single-plugin configuration to a conflist with macguard", "from", t.conf, "file", t.list)
+	case Removed:
+		r.log.Info("removed macguard from the conflist", "file", t.list)
+	}
+	return nil
+}
+
+func (r *runner) applyBinary() error {
+	err := r.reconcileBinary()
+	if err != nil {
+		if msg := err.Error(); msg != r.binErr {
+			r.log.Error(msg, "file", r.binPath())
+			r.binErr = msg
+		}
+		return err
+	}
+	r.binErr = ""
+	return nil
+}
+
+// applyAll runs one full pass in the safe order: on install the binary
+// before any conflist names it; on uninstall the entries before the binary
+// they name. It returns the first error.
+func (r *runner) applyAll() error {
+	var first error
+	keep := func(err error) {
+		if first == nil && err != nil {
+			first = err
+		}
+	}
+	if !r.uninstall {
+		keep(r.applyBinary())
+	}
+	for _, t := range r.targets {
+		keep(r.applyTarget(t))
+	}
+	if r.uninstall {
+		if first == nil {
+			keep(r.applyBinary())
+		} else if r.opts.RemoveBinary {
+			r.log.Warn("keeping the binary: a conflist may still name it", "file", r.binPath())
+		}
+	}
+	return first
+}
+
+// Check reports, without changing anything, whether the files are as an
+// install (or uninstall) with these options would leave them. It writes one
+// line per file to w and returns whether everything is in place; it is the
+// DaemonSet's readiness probe.
+func Check(opts Options, uninstall bool, w io.Writer) (bool, error) {
+	r, err := newRunner(opts, slog.New(slog.DiscardHandler), uninstall)
+	if err != nil {
+		return false, err
+	}
+	ok := true
+	report := func(path, problem string) {
+		if problem == "" {
+			fmt.Fprintf(w, "ok       %s\n", path)
+			return
+		}
+		ok = false
+		fmt.Fprintf(w, "not ok   %s: %s\n", path, problem)
+	}
+	switch {
+	case r.opts.CNIBinDir == "":
+	case uninstall && r.opts.RemoveBinary:
+		problem := ""
+		if _, err := os.Lstat(r.binPath()); err == nil {
+			problem = "still present"
+		}
+		report(r.binPath(), problem)
+	case !uninstall:
+		problem, err := binaryState(r.binPath(), r.srcSum)
+		if err != nil {
+			problem = err.Error()
+		}
+		report(r.binPath(), problem)
+	}
+	for _, t := range r.targets {
+		report(t.list, r.checkTarget(t))
+	}
+	return ok, nil
+}
+
+func (r *runner) checkTarget(t *target) string {
+	if !r.uninstall && t.conf != "" {
+		if _, err := os.Lstat(t.conf); err == nil {
+			return fmt.Sprintf("%s exists; macguard is not in the configuration the runtime uses", t.conf)
+		}
+	}
+	data, _, err := readRegular(t.list)
+	if errors.Is(err, fs.ErrNotExist) {
+		if r.uninstall {
+			return ""
+		}
+		return "does not exist (yet)"
+	}
+	if err != nil {
+		return err.Error()
+	}
+	var change Change
+	if r.uninstall {
+		_, change, err = unchainList(data)
+	} else {
+		_, change, err = chainList(data, r.entry)
+	}
+	switch {
+	case err != nil:
+		return err.Error()
+	case change == Appended:
+		return "no macguard entry"
+	case change == Updated:
+		return "the macguard entry differs from --plugin-config"
+	case change == Removed:
+		return "still has a macguard entry"
+	}
+	return ""
+}

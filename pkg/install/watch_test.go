@@ -1,0 +1,412 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// watching runs an install (or uninstall) with Watch on a goroutine and
+// returns its log and a stop function that cancels it and checks that it
+// returned nil promptly.
+func watching(t *testing.T, o Options, uninstall bool) (*logBuf, func()) {
+	t.Helper()
+	o.Watch = true
+	if o.debounce == 0 {
+		o.debounce = 20 * time.Millisecond
+	}
+	if o.Resync == 0 {
+		o.Resync = time.Hour // events only, unless the test asks for a resync
+	}
+	var l logBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, o, uninstall, l.logger()) }()
+	stopped := false
+	stop := func() {
+		t.Helper()
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("watch returned %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("watch did not return within 5s of cancellation")
+		}
+	}
+	t.Cleanup(stop)
+	return &l, stop
+}
+
+// eventually polls cond until it holds or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// chained reports whether the file at p parses and holds exactly one
+// macguard entry, with every other part of want intact.
+func chained(p string, want []byte) bool {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return false
+	}
+	d, err := parseList(b)
+	if err != nil || countMacguard(d.plugins) != 1 {
+		return false
+	}
+	back, _, err := unchainList(b)
+	return err == nil && sameJSONFile(back, want)
+}
+
+// sameJSONFile compares two conflists as JSON values.
+func sameJSONFile(a, b []byte) bool { return sameJSON(a, b) }
+
+// rewriteLikeCilium replaces p atomically (temporary file + rename), as
+// cilium-agent does with renameio.
+func rewriteLikeCilium(t *testing.T, p string, data []byte) {
+	t.Helper()
+	tmp := p + ".cilium-tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Error(err)
+		return
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		t.Error(err)
+	}
+}
+
+// rewriteLikeCalico truncates and rewrites p in place, as calico-node's
+// install-cni does with os.WriteFile.
+func rewriteLikeCalico(t *testing.T, p string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestWatchReappliesWhenTheOwnerRewrites(t *testing.T) {
+	for _, c := range []struct {
+		file    string
+		rewrite func(*testing.T, string, []byte)
+	}{
+		{"05-cilium.conflist", rewriteLikeCilium},
+		{"10-calico.conflist", rewriteLikeCalico},
+		{"10-calico-operator.conflist", rewriteLikeCalico},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			n := newNode(t)
+			orig := fixture(t, c.file)
+			p := n.place(t, c.file, orig, 0o644)
+			l, stop := watching(t, n.opts(p), false)
+			eventually(t, 5*time.Second, "initial chain", func() bool { return chained(p, orig) })
+
+			for i := 0; i < 3; i++ {
+				c.rewrite(t, p, orig)
+				eventually(t, 5*time.Second, fmt.Sprintf("re-chain after rewrite %d", i+1), func() bool { return chained(p, orig) })
+			}
+			// The owner deletes the file and writes it again later.
+			os.Remove(p)
+			time.Sleep(100 * time.Millisecond)
+			c.rewrite(t, p, orig)
+			eventually(t, 5*time.Second, "re-chain after delete + create", func() bool { return chained(p, orig) })
+			stop()
+
+			if got := l.count("chained macguard into the conflist"); got != 5 {
+				t.Errorf("%d 'chained' lines, want 5 (initial, three rewrites, re-creation); log:\n%s", got, l)
+			}
+			if !strings.Contains(l.String(), "msg=stopped") {
+				t.Errorf("no stop line; log:\n%s", l)
+			}
+			noTemps(t, n.conf)
+		})
+	}
+}
+
+func TestWatchWaitsForTheConflist(t *testing.T) {
+	n := newNode(t)
+	p := filepath.Join(n.conf, "05-cilium.conflist")
+	l, _ := watching(t, n.opts(p), false)
+	eventually(t, 5*time.Second, "binary installed", func() bool {
+		_, err := os.Stat(filepath.Join(n.bin, "macguard"))
+		return err == nil
+	})
+	eventually(t, 5*time.Second, "waiting line", func() bool { return l.count("waiting for the CNI agent") == 1 })
+	orig := fixture(t, "05-cilium.conflist")
+	rewriteLikeCilium(t, p, orig)
+	eventually(t, 5*time.Second, "chain once the agent wrote the file", func() bool { return chained(p, orig) })
+	if l.count("level=ERROR") != 0 {
+		t.Errorf("a missing conflist in watch mode is not an error; log:\n%s", l)
+	}
+}
+
+func TestWatchNeverOverwritesATruncatedFile(t *testing.T) {
+	n := newNode(t)
+	orig := fixture(t, "10-calico.conflist")
+	p := n.place(t, "10-calico.conflist", orig, 0o644)
+	l, _ := watching(t, n.opts(p), false)
+	eventually(t, 5*time.Second, "initial chain", func() bool { return chained(p, orig) })
+
+	// The owner dies half-way through an in-place rewrite.
+	half := orig[:len(orig)/2]
+	rewriteLikeCalico(t, p, half)
+	eventually(t, 5*time.Second, "the parse error is logged", func() bool { return l.count("left as it is") == 1 })
+	time.Sleep(300 * time.Millisecond) // many debounce periods
+	if got := read(t, p); !bytes.Equal(got, half) {
+		t.Fatalf("the truncated file was replaced by:\n%s", got)
+	}
+	// Touching it again with the same broken content logs nothing new.
+	rewriteLikeCalico(t, p, half)
+	time.Sleep(200 * time.Millisecond)
+	if c := l.count("left as it is"); c != 1 {
+		t.Errorf("the same error was logged %d times", c)
+	}
+	// The owner recovers: chained again.
+	rewriteLikeCalico(t, p, orig)
+	eventually(t, 5*time.Second, "re-chain after the owner's full rewrite", func() bool { return chained(p, orig) })
+	noTemps(t, n.conf)
+}
+
+func TestWatchResyncCatchesMissedChanges(t *testing.T) {
+	n := newNode(t)
+	orig := fixture(t, "10-calico.conflist")
+	p := n.place(t, "10-calico.conflist", orig, 0o644)
+	// A hard link in another directory: writes through it change the
+	// file without an event in the watched directory.
+	other := filepath.Join(t.TempDir(), "link")
+	if err := os.Link(p, other); err != nil {
+		t.Fatal(err)
+	}
+	o := n.opts(p)
+	o.Resync = time.Second
+	_, _ = watching(t, o, false)
+	eventually(t, 5*time.Second, "initial chain", func() bool { return chained(p, orig) })
+	// Let the events of the initial write settle.
+	time.Sleep(300 * time.Millisecond)
+	// The chained file is a new inode; link it again.
+	os.Remove(other)
+	if err := os.Link(p, other); err != nil {
+		t.Fatal(err)
+	}
+	rewriteLikeCalico(t, other, orig)
+	// No event reaches the watcher: the change must still be there a
+	// while later (the first resync is due 1s after the start).
+	time.Sleep(200 * time.Millisecond)
+	if chained(p, orig) {
+		t.Fatal("the write through the link was noticed at once; this test cannot tell the resync works")
+	}
+	eventually(t, 5*time.Second, "re-chain by the periodic resync", func() bool { return chained(p, orig) })
+}
+
+func TestWatchRestoresTheBinary(t *testing.T) {
+	n := newNode(t)
+	dst := filepath.Join(n.bin, "macguard")
+	_, _ = watching(t, n.opts(), false)
+	eventually(t, 5*time.Second, "installed", func() bool { return bytes.Equal(read2(dst), read(t, n.src)) })
+	os.Remove(dst)
+	eventually(t, 5*time.Second, "re-installed after removal", func() bool { return bytes.Equal(read2(dst), read(t, n.src)) })
+	os.WriteFile(dst, []byte("overwritten by someone"), 0o755)
+	eventually(t, 5*time.Second, "re-installed after overwrite", func() bool { return bytes.Equal(read2(dst), read(t, n.src)) })
+}
+
+func read2(p string) []byte { b, _ := os.ReadFile(p); return b }
+
+func TestWatchConcurrentRewrites(t *testing.T) {
+	n := newNode(t)
+	orig := fixture(t, "10-calico.conflist")
+	p := n.place(t, "10-calico.conflist", orig, 0o644)
+	o := n.opts(p)
+	// The storm below must not trip the back-off; that has its own test.
+	o.flapWrites = 1 << 20
+	l, stop := watching(t, o, false)
+	eventually(t, 5*time.Second, "initial chain", func() bool { return chained(p, orig) })
+
+	// Two owners rewrite the file as fast as they can, one atomically and
+	// one in place, while a reader checks every complete version it sees.
+	var wg sync.WaitGroup
+	end := time.Now().Add(time.Second)
+	for i, rewrite := range []func(*testing.T, string, []byte){rewriteLikeCilium, rewriteLikeCalico} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(end) {
+				rewrite(t, p, orig)
+				time.Sleep(time.Duration(1+i) * time.Millisecond)
+			}
+		}()
+	}
+	var dupes, seen int
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for time.Now().Before(end) {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			if d, err := parseList(b); err == nil {
+				seen++
+				if countMacguard(d.plugins) > 1 {
+					dupes++
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	if dupes > 0 {
+		t.Errorf("%d of %d versions of the file had more than one macguard entry", dupes, seen)
+	}
+	// The owners are done: macguard converges on their last content.
+	rewriteLikeCalico(t, p, orig)
+	eventually(t, 5*time.Second, "chained after the storm", func() bool { return chained(p, orig) })
+	stop()
+	noTemps(t, n.conf)
+	if l.count("chained macguard into the conflist") < 2 {
+		t.Errorf("macguard never re-chained during the storm; log:\n%s", l)
+	}
+}
+
+func TestWatchBacksOffFromAFight(t *testing.T) {
+	n := newNode(t)
+	orig := fixture(t, "05-cilium.conflist")
+	p := n.place(t, "05-cilium.conflist", orig, 0o644)
+	o := n.opts(p)
+	o.flapWrites, o.flapWindow = 3, 10*time.Second
+	o.holdMin, o.holdMax = 300*time.Millisecond, 600*time.Millisecond
+	l, stop := watching(t, o, false)
+
+	// Like cilium-agent with cni.exclusive=true: whenever the file holds
+	// anything but its own content, write its own content again.
+	ctx, cancel := context.WithCancel(context.Background())
+	fighterDone := make(chan struct{})
+	go func() {
+		defer close(fighterDone)
+		for ctx.Err() == nil {
+			if b, _ := os.ReadFile(p); !bytes.Equal(b, orig) {
+				rewriteLikeCilium(t, p, orig)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	cancel()
+	<-fighterDone
+	stop()
+
+	writes := l.count("chained macguard into the conflist")
+	// Without the back-off: one write per debounce period (20ms) plus the
+	// read, i.e. dozens in 2s. With it: 3 in a row, then one per hold
+	// (300ms, then 600ms): about 3+1+1+1 = 6.
+	if writes < 3 || writes > 8 {
+		t.Errorf("%d writes in 2s of fighting, want 3..8; log:\n%s", writes, l)
+	}
+	if l.count("backing off") == 0 || !strings.Contains(l.String(), "cni.exclusive") {
+		t.Errorf("no back-off warning naming cni.exclusive; log:\n%s", l)
+	}
+}
+
+func TestWatchUninstallKeepsTheEntryOut(t *testing.T) {
+	n := newNode(t)
+	orig := fixture(t, "05-cilium.conflist")
+	p := n.place(t, "05-cilium.conflist", orig, 0o644)
+	if _, err := run(t, n.opts(p), false); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = watching(t, Options{ChainInto: []string{p}}, true)
+	noEntry := func() bool {
+		b, err := os.ReadFile(p)
+		return err == nil && sameJSON(b, orig)
+	}
+	eventually(t, 5*time.Second, "entry removed", noEntry)
+	chainedBytes, _, err := chainList(orig, mustEntry(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewriteLikeCilium(t, p, chainedBytes)
+	eventually(t, 5*time.Second, "entry removed again", noEntry)
+}
+
+// TestMain doubles as the binary for TestInstallMainSIGTERM: with
+// MACGUARD_TEST_HELPER set, the test binary is `macguard install`.
+func TestMain(m *testing.M) {
+	if os.Getenv("MACGUARD_TEST_HELPER") == "install" {
+		os.Exit(InstallMain(strings.Fields(os.Getenv("MACGUARD_TEST_ARGS")), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+func TestInstallMainSIGTERM(t *testing.T) {
+	n := newNode(t)
+	orig := fixture(t, "05-cilium.conflist")
+	p := n.place(t, "05-cilium.conflist", orig, 0o644)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	var stderr logBuf
+	cmd.Stderr = &stderr
+	// Configuration through the environment, as the DaemonSet does.
+	cmd.Env = append(os.Environ(),
+		"MACGUARD_TEST_HELPER=install",
+		"MACGUARD_TEST_ARGS=--watch --resync=1h",
+		"MACGUARD_CNI_BIN_DIR="+n.bin,
+		"MACGUARD_CHAIN_INTO="+p,
+		`MACGUARD_PLUGIN_CONFIG={"onUnsupported":"skip"}`,
+	)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	eventually(t, 10*time.Second, "chained by the subprocess", func() bool { return chained(p, orig) })
+	// The binary installed is the running one: this test binary.
+	if !bytes.Equal(read(t, filepath.Join(n.bin, "macguard")), read(t, exe)) {
+		t.Error("the installed binary is not the running executable")
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v; stderr:\n%s", err, &stderr)
+		}
+	case <-time.After(5 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("no exit within 5s of SIGTERM; stderr:\n%s", &stderr)
+	}
+	if !strings.Contains(stderr.String(), "msg=stopped") {
+		t.Errorf("no stop line; stderr:\n%s", &stderr)
+	}
+	// Stopping leaves the installation in place: pods keep working while
+	// the DaemonSet is updated.
+	if !chained(p, orig) {
+		t.Error("the entry was removed on SIGTERM")
+	}
+	var entry map[string]any
+	ps := pluginsOf(t, read(t, p))
+	if err := json.Unmarshal(ps[len(ps)-1], &entry); err != nil || entry["onUnsupported"] != "skip" {
+		t.Errorf("entry %s does not carry MACGUARD_PLUGIN_CONFIG", ps[len(ps)-1])
+	}
+}
