@@ -55,6 +55,12 @@ func Parse(raw json.RawMessage, cniVersion string) (*Result, error) {
 		if raw, err = json.Marshal(conv); err != nil {
 			return nil, fmt.Errorf("re-encoding prevResult as cniVersion %q: %w", cniVersion, err)
 		}
+		// libcni encodes what it decoded without validating it (an IP
+		// without an address becomes "<nil>"): check that the runtime will
+		// be able to read what macguard prints.
+		if _, err := version.NewResult(cniVersion, raw); err != nil {
+			return nil, fmt.Errorf("prevResult cniVersion %q converted to the config's %q is not a valid result: %w", prevVersion, cniVersion, err)
+		}
 	}
 	r := &Result{Raw: raw}
 	if err := json.Unmarshal(raw, &r.top); err != nil {

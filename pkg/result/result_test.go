@@ -115,6 +115,18 @@ func TestConvertsOtherVersion(t *testing.T) {
 	}
 }
 
+// TestConversionStaysReadable: libcni re-encodes what it decoded without
+// checking it, so a prevResult IP without an address converts to the
+// address "<nil>", which libcni (in the runtime) then refuses to read.
+// macguard must refuse such a prevResult itself, naming it, rather than
+// print a result the runtime cannot parse. Found by FuzzCorrect.
+func TestConversionStaysReadable(t *testing.T) {
+	_, err := Parse(json.RawMessage(`{"cniVersion":"1.0.0","ips":[{}]}`), "0.3.1")
+	if err == nil || !strings.Contains(err.Error(), "prevResult") {
+		t.Fatalf("got %v, want an error about the prevResult", err)
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"not object", `[1]`, "not a JSON object"},
