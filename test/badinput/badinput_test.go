@@ -248,6 +248,11 @@ func cases() []badCase {
 		{name: "prevResult from a newer spec than the config", stdin: func(f *fixture) io.Reader {
 			return bytes.NewReader(f.conf(`{"cniVersion":"1.1.0","prevResult":` + f.prev(`{"cniVersion":"1.2.0"}`) + `}`))
 		}, code: types.ErrInvalidNetworkConfig, want: []string{"invalid prevResult", `cniVersion "1.2.0"`, "unsupported CNI result version"}},
+		// Found by FuzzCorrect: converting this to 0.3.1 used to print an
+		// address "<nil>" the runtime could not read.
+		{name: "prevResult IP without an address, in another version", stdin: func(f *fixture) io.Reader {
+			return bytes.NewReader(f.conf(`{"cniVersion":"0.3.1","prevResult":` + f.prev(`{"ips":[{"interface":1}]}`) + `}`))
+		}, code: types.ErrInvalidNetworkConfig, want: []string{"invalid prevResult", `converted to the config's "0.3.1" is not a valid result`}},
 		{name: "prevResult IP interface index past the end", stdin: func(f *fixture) io.Reader {
 			return bytes.NewReader(f.conf(`{"prevResult":` + f.prev(`{"ips":[{"address":"10.88.0.2/24","interface":5}]}`) + `}`))
 		}, code: types.ErrInvalidNetworkConfig, want: []string{"ips[0].interface is 5", `"interfaces" has 2 entries`}},

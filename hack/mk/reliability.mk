@@ -1,0 +1,38 @@
+# Reliability (issue 5): bad input through the binary, fault injection and
+# concurrency in real namespaces, and fuzzing. See docs/reliability.md.
+#
+#   make test-reliability  the three suites (root) and a short live run of
+#                          every fuzz target, FUZZTIME_SHORT (10s) each;
+#                          part of `make test`
+#   make fuzz              every fuzz target for FUZZTIME (60s) each
+#
+# The seed corpora in pkg/*/testdata/fuzz are replayed by plain `go test`,
+# so `make test-unit` runs them. An input a live run finds failing is
+# written there by the fuzzer and stays as a regression case once fixed.
+
+FUZZTIME         ?= 60s
+FUZZTIME_SHORT   ?= 10s
+FUZZ_TARGETS     := pkg/config:FuzzParse pkg/macaddr:FuzzParse pkg/macaddr:FuzzDerive pkg/result:FuzzCorrect
+RELIABILITY_PKGS := ./test/badinput/... ./test/faults/... ./test/concurrency/...
+
+# $(call run-fuzz,DURATION): go test -fuzz takes one target of one package
+# per run.
+define run-fuzz
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in ./$$pkg for $(1)"; \
+		$(GO) test -run='^$$' -fuzz="^$$fn\$$" -fuzztime=$(1) ./$$pkg; \
+	done
+endef
+
+.PHONY: test-reliability fuzz
+
+test-reliability: build
+	hack/require-root.sh
+	MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard $(GO) test -count=1 -p 1 $(RELIABILITY_PKGS)
+	$(call run-fuzz,$(FUZZTIME_SHORT))
+
+fuzz:
+	$(call run-fuzz,$(FUZZTIME))
+
+TEST_TARGETS += test-reliability
