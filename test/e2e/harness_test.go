@@ -1,0 +1,465 @@
+// Package e2e runs macguard the way users meet it: as one entry in a
+// conflist that the real cnitool (libcni, what containerd, CRI-O and Multus
+// use to call plugins) executes together with the real reference plugins,
+// pinned and installed by `make tools`.
+//
+// Every test builds its own "node" network namespace, in which cnitool and
+// therefore the main plugins run (bridges, host-side veths, macvlan parents
+// all live there), and "pod" namespaces for the sandboxes. Nothing touches
+// the machine's own interfaces. Files go to per-test temporary directories,
+// except libcni's result cache, which cnitool always keeps in /var/lib/cni;
+// each test checks that its entries there are gone after DEL.
+//
+// Run through `make test-e2e` (root).
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
+)
+
+const (
+	podIf = "eth0"
+	// libcniCacheDir is where cnitool's libcni caches ADD results (it has
+	// no way to choose another): GC and CHECK read them back.
+	libcniCacheDir = "/var/lib/cni"
+	// parentIf/parentPeer is the veth pair inside the node namespace that
+	// macvlan and ipvlan use as their master.
+	parentIf   = "mgparent0"
+	parentPeer = "mgparent1"
+)
+
+// node is one simulated host: a network namespace for cnitool and the host
+// side of the chains, and directories for conflists and plugin state.
+type node struct {
+	t         *testing.T
+	ns        ns.NetNS
+	confDir   string // NETCONFPATH
+	dataDir   string // macguard's dataDir
+	ipamDir   string // host-local's dataDir
+	tuningDir string // tuning's dataDir
+	logFile   string // macguard's logFile
+	tool      *testutil.CNITool
+}
+
+func newNode(t *testing.T) *node {
+	t.Helper()
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	n := &node{
+		t:         t,
+		ns:        testutil.NewNetns(t),
+		confDir:   filepath.Join(dir, "net.d"),
+		dataDir:   filepath.Join(dir, "macguard"),
+		ipamDir:   filepath.Join(dir, "ipam"),
+		tuningDir: filepath.Join(dir, "tuning"),
+		logFile:   filepath.Join(dir, "macguard.log"),
+	}
+	if err := os.Mkdir(n.confDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n.tool = &testutil.CNITool{
+		Bin:         testutil.CNIToolBinary(t),
+		CNIPath:     testutil.CNIPath(t),
+		NetConfPath: n.confDir,
+		Node:        n.ns,
+	}
+	return n
+}
+
+// withParent adds the macvlan/ipvlan parent veth pair to the node.
+func (n *node) withParent() *node {
+	testutil.LocalVeth(n.t, n.ns, parentIf, parentPeer)
+	return n
+}
+
+// uniqueName makes network names unique per test run: libcni's cache in
+// /var/lib/cni is shared by everything on the machine, and `cnitool gc`
+// deletes every cached attachment of the network it is given.
+func uniqueName(base string) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return base + "-" + hex.EncodeToString(b)
+}
+
+type obj = map[string]any
+
+// writeList writes a conflist (a fresh network name derived from base) into
+// the node's NETCONFPATH and returns the network name to pass to cnitool.
+func (n *node) writeList(base, cniVersion string, plugins ...obj) string {
+	n.t.Helper()
+	name := uniqueName(base)
+	list := obj{"cniVersion": cniVersion, "name": name, "plugins": plugins}
+	n.writeConf(name, list)
+	return name
+}
+
+func (n *node) writeConf(name string, list obj) {
+	n.t.Helper()
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.confDir, name+".conflist"), b, 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// Plugin entries. Every stateful plugin gets a dataDir under the test's
+// temporary directory.
+
+func (n *node) hostLocal(subnet string) obj {
+	return obj{"type": "host-local", "dataDir": n.ipamDir, "ranges": [][]obj{{{"subnet": subnet}}}}
+}
+
+func ptp(ipam obj) obj { return obj{"type": "ptp", "ipam": ipam} }
+
+func bridge(name string, ipam obj) obj {
+	return obj{"type": "bridge", "bridge": name, "isGateway": true, "ipam": ipam}
+}
+
+// macvlan on the node's parent; macCap declares the "mac" capability, so
+// the runtime's runtimeConfig.mac reaches it.
+func macvlan(macCap bool, ipam obj, extra obj) obj {
+	p := obj{"type": "macvlan", "master": parentIf, "mode": "bridge", "ipam": ipam}
+	if macCap {
+		p["capabilities"] = obj{"mac": true}
+	}
+	for k, v := range extra {
+		p[k] = v
+	}
+	return p
+}
+
+func (n *node) tuning(extra obj) obj {
+	p := obj{"type": "tuning", "dataDir": n.tuningDir}
+	for k, v := range extra {
+		p[k] = v
+	}
+	return p
+}
+
+// macguard is the plugin's entry with the node's dataDir and logFile and
+// the "mac" capability, plus fields.
+func (n *node) macguard(fields obj) obj {
+	p := obj{"type": "macguard", "dataDir": n.dataDir, "logFile": n.logFile, "capabilities": obj{"mac": true}}
+	for k, v := range fields {
+		p[k] = v
+	}
+	return p
+}
+
+// attachment is one pod interface on one network, driven through cnitool.
+type attachment struct {
+	n       *node
+	network string
+	pod     ns.NetNS
+	call    testutil.Call
+	deleted bool
+}
+
+// pod describes the Kubernetes pod CNI_ARGS carry.
+type pod struct{ namespace, name string }
+
+// attach prepares an attachment of a pod sandbox (pod ns) to network, with
+// the CNI_ARGS a kubelet/Multus would pass plus extraArgs (e.g. "MAC=...").
+// Should the test fail before del, cleanup runs cnitool del so nothing is
+// left in libcni's cache.
+func (n *node) attach(network string, podNS ns.NetNS, p pod, capArgs string, extraArgs ...string) *attachment {
+	n.t.Helper()
+	a := &attachment{n: n, network: network, pod: podNS}
+	cid := a.containerID()
+	a.call = testutil.Call{
+		IfName:  podIf,
+		CNIArgs: testutil.PodArgs(p.namespace, p.name, cid, "uid-"+cid[len(cid)-8:], extraArgs...),
+		CapArgs: capArgs,
+	}
+	n.t.Cleanup(func() {
+		if a.deleted {
+			return
+		}
+		run, err := n.tool.Exec("del", a.network, a.pod.Path(), a.call)
+		if err != nil || run.Err != nil {
+			n.t.Logf("cleanup: %v %v", err, run)
+		}
+	})
+	return a
+}
+
+// containerID is what cnitool derives from the netns path.
+func (a *attachment) containerID() string { return testutil.CNIToolContainerID(a.pod.Path()) }
+
+// add runs `cnitool add` and fails the test unless it succeeds.
+func (a *attachment) add() (cniResult, []byte) {
+	a.n.t.Helper()
+	out := a.n.tool.Must(a.n.t, "add", a.network, a.pod.Path(), a.call)
+	return parseResult(a.n.t, out), out
+}
+
+func (a *attachment) run(cmd string) testutil.CNIToolRun {
+	a.n.t.Helper()
+	return a.n.tool.Run(a.n.t, cmd, a.network, a.pod.Path(), a.call)
+}
+
+func (a *attachment) check() {
+	a.n.t.Helper()
+	if run := a.run("check"); run.Err != nil {
+		a.n.t.Errorf("CHECK failed: %v", run)
+	}
+}
+
+func (a *attachment) del() {
+	a.n.t.Helper()
+	a.n.tool.Must(a.n.t, "del", a.network, a.pod.Path(), a.call)
+	a.deleted = true
+}
+
+// cniResult is the part of a printed result the tests read; all supported
+// versions share these field names.
+type cniResult struct {
+	CNIVersion string `json:"cniVersion"`
+	Interfaces []struct {
+		Name    string `json:"name"`
+		Mac     string `json:"mac"`
+		Sandbox string `json:"sandbox"`
+	} `json:"interfaces"`
+	IPs []struct {
+		Address   string `json:"address"`
+		Interface *int   `json:"interface"`
+	} `json:"ips"`
+}
+
+func parseResult(t *testing.T, out []byte) cniResult {
+	t.Helper()
+	var r cniResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("cnitool printed no result JSON: %v: %s", err, out)
+	}
+	return r
+}
+
+// podMACInResult is the MAC the result reports for the pod interface: the
+// entry whose name is eth0 AND whose sandbox is the pod's netns. Exactly
+// one such entry must exist.
+func (a *attachment) podMACInResult(r cniResult) string {
+	a.n.t.Helper()
+	var macs []string
+	for _, i := range r.Interfaces {
+		if i.Name == podIf && i.Sandbox == a.pod.Path() {
+			macs = append(macs, i.Mac)
+		}
+	}
+	if len(macs) != 1 {
+		a.n.t.Fatalf("result has %d entries for %s in %s, want 1: %+v", len(macs), podIf, a.pod.Path(), r.Interfaces)
+	}
+	return macs[0]
+}
+
+// linkMAC is the pod interface's MAC as the kernel reports it.
+func (a *attachment) linkMAC() string {
+	a.n.t.Helper()
+	return testutil.MAC(a.n.t, a.pod, podIf).String()
+}
+
+// recordName is macguard's state file for this attachment
+// (docs/contract.md: <ifname>@<containerID>.json).
+func (a *attachment) recordName() string { return podIf + "@" + a.containerID() + ".json" }
+
+// records lists macguard's state records on the node.
+func (n *node) records() []string {
+	n.t.Helper()
+	recs, other, err := testutil.StateFiles(n.dataDir)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if len(other) != 0 {
+		n.t.Errorf("dataDir holds stray files %v", other)
+	}
+	return recs
+}
+
+// stateRecord reads this attachment's record.
+func (a *attachment) stateRecord() (original, applied string) {
+	a.n.t.Helper()
+	b, err := os.ReadFile(filepath.Join(a.n.dataDir, a.recordName()))
+	if err != nil {
+		a.n.t.Fatalf("macguard recorded no original MAC for the attachment: %v", err)
+	}
+	var r struct {
+		OriginalMAC string `json:"originalMAC"`
+		AppliedMAC  string `json:"appliedMAC"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		a.n.t.Fatalf("state record %s: %v", b, err)
+	}
+	return r.OriginalMAC, r.AppliedMAC
+}
+
+// leases lists host-local's reserved addresses for a network.
+func (n *node) leases(network string) []string {
+	n.t.Helper()
+	entries, err := os.ReadDir(filepath.Join(n.ipamDir, network))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var ips []string
+	for _, e := range entries {
+		if net.ParseIP(e.Name()) != nil {
+			ips = append(ips, e.Name())
+		}
+	}
+	return ips
+}
+
+// cacheFile is libcni's cached result for the attachment.
+func (a *attachment) cacheFile() string {
+	return filepath.Join(libcniCacheDir, "results", a.network+"-"+a.containerID()+"-"+podIf)
+}
+
+// assertClean checks that a deleted attachment left nothing behind: the pod
+// namespace holds only lo, the node exactly nodeLinks, and no macguard
+// record, host-local lease or libcni cache entry remains.
+func (a *attachment) assertClean(nodeLinks ...string) {
+	t := a.n.t
+	t.Helper()
+	if links, err := testutil.LinkNames(a.pod); err != nil {
+		t.Error(err)
+	} else if !slices.Equal(links, []string{"lo"}) {
+		t.Errorf("pod namespace still holds %v after DEL", links)
+	}
+	want := append([]string{"lo"}, nodeLinks...)
+	slices.Sort(want)
+	if links, err := testutil.LinkNames(a.n.ns); err != nil {
+		t.Error(err)
+	} else if !slices.Equal(links, want) {
+		t.Errorf("node namespace holds %v after DEL, want %v", links, want)
+	}
+	if recs := a.n.records(); slices.Contains(recs, a.recordName()) {
+		t.Errorf("macguard's record %s survived DEL", a.recordName())
+	}
+	if l := a.n.leases(a.network); len(l) != 0 {
+		t.Errorf("host-local still leases %v on %s", l, a.network)
+	}
+	if _, err := os.Stat(a.cacheFile()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("libcni cache entry %s survived DEL (%v)", a.cacheFile(), err)
+	}
+}
+
+// logLine is one line of macguard's logFile, as key/value pairs (logfmt).
+type logLine map[string]string
+
+// addLog returns macguard's single ADD log line for this attachment.
+func (a *attachment) addLog() logLine {
+	a.n.t.Helper()
+	var found []logLine
+	for _, l := range a.n.logLines() {
+		if l["msg"] == "ADD" && l["container"] == a.containerID() && l["ifname"] == podIf {
+			found = append(found, l)
+		}
+	}
+	if len(found) != 1 {
+		a.n.t.Fatalf("macguard's log has %d ADD lines for %s, want 1:\n%s", len(found), a.containerID(), a.n.readLog())
+	}
+	return found[0]
+}
+
+func (n *node) readLog() string {
+	b, err := os.ReadFile(n.logFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		n.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (n *node) logLines() []logLine {
+	n.t.Helper()
+	var lines []logLine
+	for _, s := range strings.Split(n.readLog(), "\n") {
+		if s == "" {
+			continue
+		}
+		l, err := parseLogfmt(s)
+		if err != nil {
+			n.t.Fatalf("macguard log line %q: %v", s, err)
+		}
+		lines = append(lines, l)
+	}
+	return lines
+}
+
+// parseLogfmt splits `k=v k="quoted \"v\""` (what log/slog's text handler
+// writes).
+func parseLogfmt(s string) (logLine, error) {
+	l := logLine{}
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		k, rest, ok := strings.Cut(s, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \"") {
+			return nil, fmt.Errorf("no key=value at %q", s)
+		}
+		var v string
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				return nil, fmt.Errorf("value of %s: %w", k, err)
+			}
+			v, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else {
+			v, rest, _ = strings.Cut(rest, " ")
+		}
+		l[k] = v
+		s = rest
+	}
+	return l, nil
+}
+
+// derivedMAC asks the plugin binary which MAC a pod or VM will get
+// (`macguard mac`, the operator's pre-registration command): the e2e tests
+// compare what the chain did against the binary's own promise.
+func derivedMAC(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(testutil.PluginBinary(t), append([]string{"mac"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no CNI_COMMAND: CLI mode
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("macguard mac %v: %v: %s", args, err, errb.String())
+	}
+	mac := strings.TrimSpace(out.String())
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatalf("macguard mac %v printed %q: %v", args, mac, err)
+	}
+	// The derivation contract: unicast, locally administered.
+	if hw[0]&0x01 != 0 || hw[0]&0x02 == 0 {
+		t.Fatalf("derived MAC %s is not a locally administered unicast address", mac)
+	}
+	return mac
+}
+
+// in is the same node seen from a subtest: failures and cleanups belong to t.
+func (n *node) in(t *testing.T) *node {
+	c := *n
+	c.t = t
+	return &c
+}
