@@ -1,0 +1,519 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// hello builds a tiny static program for arch that prints "hello <arch>"
+// and returns its path; it stands in for macguard in the self-contained
+// tests.
+func hello(t *testing.T, arch string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	prog := "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello " + arch + "\") }\n"
+	if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "macguard")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, src)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GO111MODULE=off")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the %s stand-in: %v\n%s", arch, err, b)
+	}
+	return out
+}
+
+// extract unpacks an oci-archive into a new directory, refusing anything
+// but plain files and directories inside it.
+func extract(t *testing.T, archive string) string {
+	t.Helper()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("reading %s: %v", archive, err)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(h.Name))
+		if !strings.HasPrefix(p, dir+string(filepath.Separator)) {
+			t.Fatalf("%s: entry %q escapes the archive", archive, h.Name)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			os.MkdirAll(p, 0o755)
+		case tar.TypeReg:
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("%s: unexpected entry type %c for %s", archive, h.Typeflag, h.Name)
+		}
+	}
+	return dir
+}
+
+// platformImage is one image of the index as read back.
+type platformImage struct {
+	platform string
+	config   *v1.ConfigFile
+	files    map[string]*tar.Header
+	binary   []byte
+}
+
+// readArchive opens an oci-archive with go-containerregistry's layout
+// reader (not the code that wrote it) and returns its single index, the
+// layout's tag for it, and every image by platform.
+func readArchive(t *testing.T, archive string) (v1.ImageIndex, string, map[string]platformImage) {
+	t.Helper()
+	p, err := layout.FromPath(extract(t, archive))
+	if err != nil {
+		t.Fatalf("%s is not an OCI layout: %v", archive, err)
+	}
+	top, err := p.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := top.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tm.Manifests) != 1 || tm.Manifests[0].MediaType != types.OCIImageIndex {
+		t.Fatalf("index.json: want exactly one image index, got %+v", tm.Manifests)
+	}
+	tag := tm.Manifests[0].Annotations[refName]
+	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs := map[string]platformImage{}
+	for _, d := range im.Manifests {
+		if d.Platform == nil {
+			t.Fatalf("manifest %s has no platform", d.Digest)
+		}
+		if d.MediaType != types.OCIManifestSchema1 {
+			t.Errorf("manifest %s media type %s, want %s", d.Digest, d.MediaType, types.OCIManifestSchema1)
+		}
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pi := platformImage{platform: d.Platform.String(), config: cf, files: map[string]*tar.Header{}}
+		for _, l := range layers {
+			rc, err := l.Uncompressed()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := tar.NewReader(rc)
+			for {
+				h, err := tr.Next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				pi.files[h.Name] = h
+				if "/"+h.Name == BinaryPath {
+					pi.binary, _ = io.ReadAll(tr)
+				}
+			}
+			rc.Close()
+		}
+		imgs[pi.platform] = pi
+	}
+	return idx, tag, imgs
+}
+
+// checkImages asserts the properties every macguard image has.
+func checkImages(t *testing.T, imgs map[string]platformImage, version string) {
+	t.Helper()
+	var plats []string
+	for p := range imgs {
+		plats = append(plats, p)
+	}
+	sort.Strings(plats)
+	if got := strings.Join(plats, " "); got != "linux/amd64 linux/arm64/v8" {
+		t.Errorf("platforms %q, want linux/amd64 and linux/arm64/v8", got)
+	}
+	for p, img := range imgs {
+		c := img.config
+		if strings.Join(c.Config.Entrypoint, " ") != strings.Join(Entrypoint, " ") || len(c.Config.Cmd) != 0 {
+			t.Errorf("%s: entrypoint %q cmd %q, want %q and none", p, c.Config.Entrypoint, c.Config.Cmd, Entrypoint)
+		}
+		if c.Config.Labels[LabelVersion] != version || c.Config.Labels[LabelSource] != DefaultSource {
+			t.Errorf("%s: labels %v, want %s=%s and %s=%s", p, c.Config.Labels, LabelVersion, version, LabelSource, DefaultSource)
+		}
+		if plat := c.Platform(); plat == nil || plat.String() != p {
+			t.Errorf("%s: config says platform %v", p, plat)
+		}
+		// FROM scratch: the binary and nothing else.
+		if len(img.files) != 1 || img.binary == nil {
+			var names []string
+			for n := range img.files {
+				names = append(names, n)
+			}
+			t.Errorf("%s: files %q, want only %s", p, names, BinaryPath)
+			continue
+		}
+		h := img.files[strings.TrimPrefix(BinaryPath, "/")]
+		if h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 {
+			t.Errorf("%s: %s mode %o owner %d:%d, want 755 root", p, BinaryPath, h.Mode, h.Uid, h.Gid)
+		}
+		f, err := elf.NewFile(bytes.NewReader(img.binary))
+		if err != nil {
+			t.Errorf("%s: binary is not ELF: %v", p, err)
+			continue
+		}
+		arch := c.Architecture
+		if f.Machine != elfMachine[arch] {
+			t.Errorf("%s: binary is for %s", p, f.Machine)
+		}
+		for _, prog := range f.Progs {
+			if prog.Type == elf.PT_INTERP {
+				t.Errorf("%s: binary is dynamically linked", p)
+			}
+		}
+	}
+}
+
+// runAMD64 writes the amd64 binary out and runs it with args.
+func runAMD64(t *testing.T, imgs map[string]platformImage, args ...string) string {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("cannot run an amd64 binary on %s", runtime.GOARCH)
+	}
+	img, ok := imgs["linux/amd64"]
+	if !ok {
+		t.Fatal("no linux/amd64 image")
+	}
+	p := filepath.Join(t.TempDir(), "macguard")
+	if err := os.WriteFile(p, img.binary, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(p, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", p, args, err, out)
+	}
+	return string(out)
+}
+
+func TestBuildWritesAReadableReproducibleIndex(t *testing.T) {
+	bins := map[string]string{"linux/amd64": hello(t, "amd64"), "linux/arm64": hello(t, "arm64")}
+	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	build := func(out string) {
+		idx, err := Build(Spec{Binaries: bins, Version: "v9.8.7", Revision: "abc123", Source: DefaultSource, Created: created})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := strings.TrimSuffix(out, ".tar") + ".d"
+		if err := WriteLayout(dir, idx, "v9.8.7"); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteArchive(dir, out, created); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := filepath.Join(t.TempDir(), "a.tar"), filepath.Join(t.TempDir(), "b.tar")
+	build(a)
+	build(b)
+	if sum(t, a) != sum(t, b) {
+		t.Error("two builds of the same inputs differ")
+	}
+	_, tag, imgs := readArchive(t, a)
+	if tag != "v9.8.7" {
+		t.Errorf("layout tag %q, want v9.8.7", tag)
+	}
+	checkImages(t, imgs, "v9.8.7")
+	for _, img := range imgs {
+		if img.config.Config.Labels[LabelRevision] != "abc123" || !img.config.Created.Time.Equal(created) {
+			t.Errorf("revision label / created: %v %v", img.config.Config.Labels, img.config.Created)
+		}
+	}
+	if out := runAMD64(t, imgs); out != "hello amd64\n" {
+		t.Errorf("the amd64 binary printed %q", out)
+	}
+}
+
+func sum(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b))
+}
+
+func TestBuildRefusesBadBinaries(t *testing.T) {
+	amd := hello(t, "amd64")
+	notELF := filepath.Join(t.TempDir(), "script")
+	os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755)
+	cases := map[string]struct {
+		bins map[string]string
+		want string
+	}{
+		"wrong architecture": {map[string]string{"linux/arm64": amd}, "built for EM_X86_64"},
+		"not ELF":            {map[string]string{"linux/amd64": notELF}, "not an ELF"},
+		"unknown arch":       {map[string]string{"linux/s390x": amd}, "unsupported architecture"},
+		"not linux":          {map[string]string{"darwin/amd64": amd}, "want linux/<arch>"},
+		"none":               {map[string]string{}, "no --binary"},
+	}
+	// A dynamically linked binary, if the system has one to offer.
+	for _, p := range []string{"/bin/ls", "/usr/bin/env"} {
+		if f, err := elf.Open(p); err == nil && f.Machine == elf.EM_X86_64 {
+			f.Close()
+			cases["dynamic"] = struct {
+				bins map[string]string
+				want string
+			}{map[string]string{"linux/amd64": p}, "CGO_ENABLED=0"}
+			break
+		}
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Build(Spec{Binaries: c.bins, Version: "v1"})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestCLI(t *testing.T) {
+	amd, arm := hello(t, "amd64"), hello(t, "arm64")
+	out := filepath.Join(t.TempDir(), "img", "m.oci.tar")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--binary", "linux/amd64=" + amd, "--binary", "linux/arm64=" + arm, "--version", "v1.2.3", "--out", out, "--created", "2024-05-06T07:08:09Z"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), out) {
+		t.Errorf("stdout %q does not name the archive", stdout.String())
+	}
+	if _, err := os.Stat(strings.TrimSuffix(out, ".tar") + ".d/index.json"); err != nil {
+		t.Errorf("layout directory: %v", err)
+	}
+	_, _, imgs := readArchive(t, out)
+	checkImages(t, imgs, "v1.2.3")
+	for _, args := range [][]string{
+		{"--version", "v1", "--binary", "linux/amd64=" + amd},            // no --out
+		{"--out", out, "--binary", "nonsense"},                           // bad --binary
+		{"--out", out, "--version", "v1", "--binary", "linux/amd64=/no"}, // missing file
+		{"--out", out, "--version", "v1", "--created", "yesterday", "--binary", "linux/amd64=" + amd},
+	} {
+		if code := run(args, io.Discard, io.Discard); code == 0 {
+			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}
+
+// makefileVersion reads VERSION from the top-level Makefile.
+func makefileVersion(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^VERSION\s*\?=\s*(\S+)\s*$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("no `VERSION ?= ...` line in the Makefile")
+	}
+	return string(m[1])
+}
+
+// TestImageArchive checks the archive `make image` built (make test-deploy
+// passes its path): platforms, entrypoint, labels, the binary inside runs,
+// and, with skopeo installed, that an independent reader agrees.
+func TestImageArchive(t *testing.T) {
+	archive := os.Getenv("MACGUARD_IMAGE_ARCHIVE")
+	if archive == "" {
+		t.Fatal("MACGUARD_IMAGE_ARCHIVE is not set; run `make test-deploy`, which builds the image first")
+	}
+	version := os.Getenv("MACGUARD_IMAGE_VERSION")
+	if version == "" {
+		version = makefileVersion(t)
+	}
+	idx, tag, imgs := readArchive(t, archive)
+	if tag != version {
+		t.Errorf("layout tag %q, want %q", tag, version)
+	}
+	checkImages(t, imgs, version)
+	out := runAMD64(t, imgs, "version")
+	if !strings.HasPrefix(out, "macguard "+version+" (commit ") {
+		t.Errorf("`macguard version` in the image printed %q, want macguard %s (commit ...)", out, version)
+	}
+
+	skopeo, err := exec.LookPath("skopeo")
+	if err != nil {
+		if os.Getenv("MACGUARD_REQUIRE_SKOPEO") != "" {
+			t.Fatal("skopeo is required (MACGUARD_REQUIRE_SKOPEO) but not in PATH")
+		}
+		t.Log("skopeo not installed; skipping the independent read")
+		return
+	}
+	ref := "oci-archive:" + archive + ":" + version
+	raw, err := exec.Command(skopeo, "inspect", "--raw", ref).Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect --raw %s: %v", ref, stderrOf(err))
+	}
+	want, _ := idx.Digest()
+	if got := fmt.Sprintf("sha256:%x", sha256.Sum256(raw)); got != want.String() {
+		t.Errorf("skopeo reads index %s, want %s", got, want)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		b, err := exec.Command(skopeo, "--override-os", "linux", "--override-arch", arch, "inspect", ref).Output()
+		if err != nil {
+			t.Fatalf("skopeo inspect (%s): %v", arch, stderrOf(err))
+		}
+		var info struct {
+			Architecture, Os string
+			Labels           map[string]string
+			Layers           []string
+		}
+		if err := json.Unmarshal(b, &info); err != nil {
+			t.Fatal(err)
+		}
+		if info.Architecture != arch || info.Os != "linux" || info.Labels[LabelVersion] != version || len(info.Layers) != 1 {
+			t.Errorf("skopeo sees for %s: %+v", arch, info)
+		}
+		b, err = exec.Command(skopeo, "--override-os", "linux", "--override-arch", arch, "inspect", "--config", ref).Output()
+		if err != nil {
+			t.Fatalf("skopeo inspect --config (%s): %v", arch, stderrOf(err))
+		}
+		var cf v1.ConfigFile
+		if err := json.Unmarshal(b, &cf); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(cf.Config.Entrypoint, " ") != strings.Join(Entrypoint, " ") {
+			t.Errorf("skopeo sees entrypoint %q for %s", cf.Config.Entrypoint, arch)
+		}
+	}
+}
+
+func stderrOf(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("%w: %s", err, ee.Stderr)
+	}
+	return err
+}
+
+// TestDockerfileBuildsTheSameImage holds the Dockerfile (for people with
+// Docker) to the image hack/image builds.
+func TestDockerfileBuildsTheSameImage(t *testing.T) {
+	b, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Join continuation lines, drop comments.
+	text := regexp.MustCompile(`\\\n\s*`).ReplaceAllString(string(b), " ")
+	var lines []string
+	for _, l := range strings.Split(text, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	var froms, entrypoints []string
+	labels := map[string]string{}
+	args := map[string]string{}
+	for _, l := range lines {
+		instr, rest, _ := strings.Cut(l, " ")
+		switch strings.ToUpper(instr) {
+		case "FROM":
+			froms = append(froms, rest)
+		case "ENTRYPOINT":
+			entrypoints = append(entrypoints, rest)
+		case "LABEL":
+			for _, m := range regexp.MustCompile(`(\S+?)="([^"]*)"`).FindAllStringSubmatch(rest, -1) {
+				labels[m[1]] = m[2]
+			}
+		case "ARG":
+			for _, a := range strings.Fields(rest) {
+				k, v, _ := strings.Cut(a, "=")
+				args[k] = v
+			}
+		}
+	}
+	if len(froms) == 0 || froms[len(froms)-1] != "scratch" {
+		t.Errorf("final stage is FROM %v, want scratch", froms)
+	}
+	var ep []string
+	if len(entrypoints) != 1 || json.Unmarshal([]byte(entrypoints[0]), &ep) != nil || strings.Join(ep, " ") != strings.Join(Entrypoint, " ") {
+		t.Errorf("ENTRYPOINT %v, want exec form %q", entrypoints, Entrypoint)
+	}
+	for _, k := range []string{LabelVersion, LabelRevision, LabelSource, LabelTitle, LabelDescription} {
+		if _, ok := labels[k]; !ok {
+			t.Errorf("Dockerfile has no %s label (labels: %v)", k, labels)
+		}
+	}
+	if labels[LabelVersion] != "${VERSION}" || labels[LabelSource] != DefaultSource {
+		t.Errorf("labels %v: want %s=${VERSION}, %s=%s", labels, LabelVersion, LabelSource, DefaultSource)
+	}
+	if v := makefileVersion(t); args["VERSION"] != v {
+		t.Errorf("ARG VERSION=%s, want the Makefile's %s (run `make manifests`)", args["VERSION"], v)
+	}
+	if !strings.Contains(text, "COPY --from=build --chmod=0755 /out/macguard "+BinaryPath) {
+		t.Errorf("the binary is not copied to %s with mode 0755", BinaryPath)
+	}
+	// The same build as the Makefile: static, trimmed, stamped.
+	mk, _ := os.ReadFile("../../Makefile")
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-s -w", "/pkg/buildinfo.Version=", "/pkg/buildinfo.Commit="} {
+		if !strings.Contains(text, want) || !strings.Contains(string(mk), want) {
+			t.Errorf("%q is not in both the Dockerfile and the Makefile build", want)
+		}
+	}
+	// The Go of the build stage is the one go.mod asks for.
+	gomod, _ := os.ReadFile("../../go.mod")
+	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
+	if m == nil {
+		t.Fatal("no go directive in go.mod")
+	}
+	if !strings.Contains(froms[0], "golang:"+string(m[1])) {
+		t.Errorf("build stage %q does not use golang:%s from go.mod", froms[0], m[1])
+	}
+}

@@ -1,0 +1,393 @@
+// Command image builds macguard's container image without a container
+// daemon: a multi-platform OCI image index, FROM scratch, whose only file is
+// the static macguard binary of each platform, written as an OCI image
+// layout directory and as a tar archive of it (an "oci-archive" that
+// skopeo, podman, `docker load` (25+) and `ctr import` read).
+//
+//	go run ./hack/image \
+//	  --binary linux/amd64=bin/linux-amd64/macguard \
+//	  --binary linux/arm64=bin/linux-arm64/macguard \
+//	  --version v0.1.0 --revision abc1234 \
+//	  --out bin/image/macguard-v0.1.0.oci.tar
+//
+// `make image` runs it. The Dockerfile builds the same image for people
+// with Docker; deploy tests keep the two in step.
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"debug/elf"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// The image's fixed shape; deploy/deploy_test.go and the Dockerfile test
+// hold the Dockerfile and the DaemonSet to it.
+const (
+	// BinaryPath is where the binary lives in the image.
+	BinaryPath = "/macguard"
+	// DefaultRepository is the image name used in deploy/.
+	DefaultRepository = "ghcr.io/macguard-cni/macguard"
+	// DefaultSource is the org.opencontainers.image.source label.
+	DefaultSource = "https://github.com/macguard-cni/macguard"
+)
+
+// Entrypoint is the image's entrypoint: the binary is its own installer,
+// so arguments given to the container are install flags.
+var Entrypoint = []string{BinaryPath, "install"}
+
+// Label keys (OCI image spec annotations, used as config labels).
+const (
+	LabelVersion     = "org.opencontainers.image.version"
+	LabelSource      = "org.opencontainers.image.source"
+	LabelRevision    = "org.opencontainers.image.revision"
+	LabelTitle       = "org.opencontainers.image.title"
+	LabelDescription = "org.opencontainers.image.description"
+	LabelCreated     = "org.opencontainers.image.created"
+	// refName tags the index inside an OCI layout, so that
+	// oci-archive:FILE:<version> names it.
+	refName = "org.opencontainers.image.ref.name"
+)
+
+// Spec is what to build.
+type Spec struct {
+	// Binaries maps a platform ("linux/amd64") to the path of its static
+	// macguard binary.
+	Binaries map[string]string
+	Version  string
+	Revision string
+	Source   string
+	// Created is the image's creation time; a fixed value (the commit
+	// time) makes the build reproducible.
+	Created time.Time
+}
+
+// elfMachine is the ELF machine each supported architecture must have.
+var elfMachine = map[string]elf.Machine{
+	"amd64": elf.EM_X86_64,
+	"arm64": elf.EM_AARCH64,
+}
+
+// checkBinary refuses anything but a static Linux ELF executable for arch:
+// the image has no libc and no loader, so a dynamic binary would only fail
+// on the node, with "no such file or directory".
+func checkBinary(path, arch string) error {
+	want, ok := elfMachine[arch]
+	if !ok {
+		return fmt.Errorf("unsupported architecture %q (supported: amd64, arm64)", arch)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("%s: not an ELF binary: %w", path, err)
+	}
+	defer f.Close()
+	if f.Machine != want {
+		return fmt.Errorf("%s: built for %s, want %s (GOARCH=%s)", path, f.Machine, want, arch)
+	}
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return fmt.Errorf("%s: ELF type %s is not an executable", path, f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("%s: dynamically linked (has an interpreter); build with CGO_ENABLED=0", path)
+		}
+	}
+	return nil
+}
+
+// layer is a tar with the binary alone, owned by root, mode 0755, with a
+// fixed time so the same binary always gives the same layer digest.
+func layer(path string, mtime time.Time) (v1.Layer, error) {
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	hdr := &tar.Header{
+		Name: strings.TrimPrefix(BinaryPath, "/"), Mode: 0o755, Size: int64(len(bin)),
+		Typeflag: tar.TypeReg, ModTime: mtime, Format: tar.FormatPAX,
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(bin); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	data := b.Bytes()
+	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	}, tarball.WithMediaType(types.OCILayer))
+}
+
+func splitPlatform(s string) (*v1.Platform, error) {
+	os, arch, ok := strings.Cut(s, "/")
+	if !ok || os != "linux" || strings.Contains(arch, "/") {
+		return nil, fmt.Errorf("platform %q: want linux/<arch>", s)
+	}
+	p := &v1.Platform{OS: os, Architecture: arch}
+	if arch == "arm64" {
+		// What registries and runtimes expect for 64-bit ARM.
+		p.Variant = "v8"
+	}
+	return p, nil
+}
+
+// Build assembles the image index.
+func Build(s Spec) (v1.ImageIndex, error) {
+	if len(s.Binaries) == 0 {
+		return nil, errors.New("no --binary given")
+	}
+	if s.Version == "" {
+		return nil, errors.New("--version is required")
+	}
+	labels := map[string]string{
+		LabelVersion:     s.Version,
+		LabelSource:      s.Source,
+		LabelTitle:       "macguard",
+		LabelDescription: "Installs the macguard chained CNI plugin on a node (binary and conflist entry)",
+		LabelCreated:     s.Created.UTC().Format(time.RFC3339),
+	}
+	if s.Revision != "" {
+		labels[LabelRevision] = s.Revision
+	}
+	platforms := make([]string, 0, len(s.Binaries))
+	for p := range s.Binaries {
+		platforms = append(platforms, p)
+	}
+	sort.Strings(platforms) // a stable order, so a stable index digest
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, ps := range platforms {
+		plat, err := splitPlatform(ps)
+		if err != nil {
+			return nil, err
+		}
+		path := s.Binaries[ps]
+		if err := checkBinary(path, plat.Architecture); err != nil {
+			return nil, err
+		}
+		l, err := layer(path, s.Created)
+		if err != nil {
+			return nil, err
+		}
+		img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+		img, err = mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{
+			Created:   v1.Time{Time: s.Created},
+			CreatedBy: "hack/image: " + BinaryPath + " (static " + ps + " binary)",
+		}})
+		if err != nil {
+			return nil, fmt.Errorf("%s: adding the layer: %w", ps, err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture, cf.Variant = plat.OS, plat.Architecture, plat.Variant
+		cf.Created = v1.Time{Time: s.Created}
+		cf.Config.Entrypoint = Entrypoint
+		cf.Config.Cmd = nil
+		cf.Config.Labels = labels
+		cf.Config.WorkingDir = "/"
+		img, err = mutate.ConfigFile(img, cf)
+		if err != nil {
+			return nil, fmt.Errorf("%s: writing the config: %w", ps, err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add:        img,
+			Descriptor: v1.Descriptor{Platform: plat, Annotations: map[string]string{LabelVersion: s.Version}},
+		})
+	}
+	return idx, nil
+}
+
+// WriteLayout writes idx as an OCI image layout in dir (replacing it),
+// tagged with the version.
+func WriteLayout(dir string, idx v1.ImageIndex, version string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("creating the layout %s: %w", dir, err)
+	}
+	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{refName: version})); err != nil {
+		return fmt.Errorf("writing the index to %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WriteArchive tars the layout directory into out (written atomically),
+// entries sorted and timestamps fixed so equal layouts give equal archives.
+func WriteArchive(dir, out string, mtime time.Time) error {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the layout %s: %w", dir, err)
+	}
+	sort.Strings(files)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	tw := tar.NewWriter(tmp)
+	for _, p := range files {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		hdr := &tar.Header{Name: filepath.ToSlash(rel), ModTime: mtime, Format: tar.FormatPAX}
+		switch {
+		case fi.IsDir():
+			hdr.Typeflag, hdr.Mode, hdr.Name = tar.TypeDir, 0o755, hdr.Name+"/"
+		case fi.Mode().IsRegular():
+			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, 0o644, fi.Size()
+		default:
+			return fmt.Errorf("%s: unexpected file type %s in the layout", p, fi.Mode().Type())
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("archiving %s: %w", p, err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), out)
+}
+
+type binFlag map[string]string
+
+func (b binFlag) String() string { return fmt.Sprint(map[string]string(b)) }
+
+func (b binFlag) Set(v string) error {
+	plat, path, ok := strings.Cut(v, "=")
+	if !ok || plat == "" || path == "" {
+		return fmt.Errorf("%q: want PLATFORM=PATH, e.g. linux/amd64=bin/linux-amd64/macguard", v)
+	}
+	b[plat] = path
+	return nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("image", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	bins := binFlag{}
+	var s Spec
+	var out, layoutDir, created string
+	fs.Var(bins, "binary", "`PLATFORM=PATH` of a static macguard binary, e.g. linux/arm64=bin/linux-arm64/macguard; repeat per platform")
+	fs.StringVar(&s.Version, "version", "", "image version (label and layout tag), e.g. v0.1.0")
+	fs.StringVar(&s.Revision, "revision", "", "source revision (git commit) for the label")
+	fs.StringVar(&s.Source, "source", DefaultSource, "source repository URL for the label")
+	fs.StringVar(&created, "created", "", "creation time, RFC 3339 (default: $SOURCE_DATE_EPOCH, else the Unix epoch) — fixed, so builds are reproducible")
+	fs.StringVar(&out, "out", "", "the oci-archive (tar) to write")
+	fs.StringVar(&layoutDir, "layout", "", "the OCI layout directory to write (default: OUT without .tar, plus .d)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "image: %v\n", err)
+		return 1
+	}
+	if out == "" {
+		fmt.Fprintln(stderr, "image: --out is required")
+		return 2
+	}
+	if layoutDir == "" {
+		layoutDir = strings.TrimSuffix(out, ".tar") + ".d"
+	}
+	t, err := createdTime(created, os.Getenv("SOURCE_DATE_EPOCH"))
+	if err != nil {
+		return fail(err)
+	}
+	s.Created, s.Binaries = t, bins
+	idx, err := Build(s)
+	if err != nil {
+		return fail(err)
+	}
+	if err := WriteLayout(layoutDir, idx, s.Version); err != nil {
+		return fail(err)
+	}
+	if err := WriteArchive(layoutDir, out, t); err != nil {
+		return fail(fmt.Errorf("writing %s: %w", out, err))
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return fail(err)
+	}
+	plats := make([]string, 0, len(bins))
+	for p := range bins {
+		plats = append(plats, p)
+	}
+	sort.Strings(plats)
+	fmt.Fprintf(stdout, "wrote %s (index %s; %s; tag %s)\n", out, d, strings.Join(plats, ", "), s.Version)
+	return 0
+}
+
+func createdTime(flagValue, epoch string) (time.Time, error) {
+	switch {
+	case flagValue != "":
+		t, err := time.Parse(time.RFC3339, flagValue)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("--created: %w", err)
+		}
+		return t.UTC(), nil
+	case epoch != "":
+		var sec int64
+		if _, err := fmt.Sscan(epoch, &sec); err != nil {
+			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: %w", epoch, err)
+		}
+		return time.Unix(sec, 0).UTC(), nil
+	}
+	return time.Unix(0, 0).UTC(), nil
+}
