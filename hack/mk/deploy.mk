@@ -1,0 +1,72 @@
+# Deployment (issue 6): the installer image built without a Docker daemon,
+# the Kubernetes manifests in deploy/, and their tests. See docs/install.md.
+#
+#   make image          bin/image/macguard-$(VERSION).oci.tar: an OCI image
+#                       index (linux/amd64 + linux/arm64) FROM scratch with the
+#                       static binary, as an oci-archive (+ the layout in .oci.d/)
+#   make test-deploy    manifest tests (strict decoding, kustomize-rendered
+#                       overlays run on a fake node) and image tests (the
+#                       archive read back, its binary run, skopeo's view);
+#                       part of `make test`. pkg/install runs in test-unit.
+#   make manifests      write $(VERSION) into deploy/ and the Dockerfile
+#   make image-docker   the same image with docker buildx (needs Docker;
+#                       IMAGE_PUSH=1 pushes it)
+#
+# Publishing the daemon-less image: skopeo copy --all
+#   oci-archive:bin/image/macguard-$(VERSION).oci.tar docker://$(IMAGE_REPO):$(VERSION)
+
+IMAGE_REPO        ?= ghcr.io/macguard-cni/macguard
+IMAGE_ARCHES      := amd64 arm64
+IMAGE_DIR         := $(BIN_DIR)/image
+IMAGE_ARCHIVE     := $(IMAGE_DIR)/macguard-$(VERSION).oci.tar
+# The commit time, so rebuilding a commit gives the same image digest.
+IMAGE_CREATED     ?= $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
+KUSTOMIZE_VERSION := v5.8.2
+KUSTOMIZE         := $(CURDIR)/$(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+
+.PHONY: image image-binaries image-docker test-deploy deploy-deps manifests
+
+# Static binaries per architecture, built like `make build`.
+image-binaries:
+	@for a in $(IMAGE_ARCHES); do \
+		echo "GOOS=linux GOARCH=$$a go build -> $(BIN_DIR)/linux-$$a/macguard"; \
+		GOOS=linux GOARCH=$$a $(GOBUILD) -o $(BIN_DIR)/linux-$$a/macguard ./plugins/meta/macguard; \
+	done
+
+image: image-binaries
+	$(GO) run ./hack/image --version $(VERSION) --revision $(COMMIT) --created $(IMAGE_CREATED) \
+		$(foreach a,$(IMAGE_ARCHES),--binary linux/$(a)=$(BIN_DIR)/linux-$(a)/macguard) \
+		--out $(IMAGE_ARCHIVE)
+
+image-docker:
+	docker buildx build --platform $$(echo $(foreach a,$(IMAGE_ARCHES),linux/$(a)) | tr ' ' ,) \
+		--build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+		-t $(IMAGE_REPO):$(VERSION) $(if $(IMAGE_PUSH),--push,) .
+
+$(KUSTOMIZE):
+	@mkdir -p $(dir $@)
+	cd / && GOBIN=$(dir $@) GOFLAGS= $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+# skopeo reads the archive independently of go-containerregistry; installed
+# from Debian when missing (as root), otherwise that part of the test is
+# skipped with a note.
+deploy-deps: $(KUSTOMIZE)
+	@if ! command -v skopeo >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo >/dev/null; \
+		else \
+			echo "skopeo not installed and not root: the image test skips its independent read"; \
+		fi; \
+	fi
+
+test-deploy: deploy-deps image
+	KUSTOMIZE=$(KUSTOMIZE) MACGUARD_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) MACGUARD_IMAGE_VERSION=$(VERSION) \
+	MACGUARD_REQUIRE_SKOPEO=$$([ "$$(id -u)" = 0 ] && echo 1) \
+		$(GO) test -count=1 ./deploy/... ./hack/image/...
+
+manifests:
+	sed -i -E 's|(image: $(IMAGE_REPO)):[^[:space:]]+|\1:$(VERSION)|' deploy/base/daemonset.yaml
+	sed -i -E 's|^(    newTag: ).*|\1$(VERSION)|' deploy/base/kustomization.yaml
+	sed -i -E 's|^ARG VERSION=.*|ARG VERSION=$(VERSION)|' Dockerfile
+
+TEST_TARGETS += test-deploy
