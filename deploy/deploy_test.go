@@ -531,24 +531,38 @@ func chainForTest(t *testing.T, conflist []byte, entry json.RawMessage) []byte {
 	return b
 }
 
-// TestExampleAttachments checks the NetworkAttachmentDefinition examples:
-// each embeds a conflist the runtime parses, with a macguard entry the
-// installer's validator (the plugin's own parser) accepts, and the example
-// pod uses one of them. Where cni-conf/ has the same network, the two must
-// say the same thing: the examples are shared, not diverging copies.
+// TestExampleAttachments checks the examples: every
+// NetworkAttachmentDefinition is a symlink into cni-conf/ (shared, so the
+// two can never say different things; cni-conf's own test loads them
+// through libcni), each chains macguard after its main plugin with an entry
+// the installer's validator accepts, and the example pod uses one of them.
 func TestExampleAttachments(t *testing.T) {
 	files, _ := filepath.Glob("examples/*.yaml")
 	var all objects
 	for _, f := range files {
-		data, _ := os.ReadFile(f)
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
 		o := decodeAll(t, f, data)
+		if len(o.nads) > 0 {
+			fi, err := os.Lstat(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			target, err := filepath.EvalSymlinks(f)
+			cniConf, _ := filepath.Abs("../cni-conf")
+			abs, _ := filepath.Abs(target)
+			if fi.Mode()&os.ModeSymlink == 0 || err != nil || !strings.HasPrefix(abs, cniConf+string(filepath.Separator)) {
+				t.Errorf("%s defines a NetworkAttachmentDefinition but is not a symlink into cni-conf/ (%v); share the example, do not copy it", f, err)
+			}
+		}
 		all.nads = append(all.nads, o.nads...)
 		all.pods = append(all.pods, o.pods...)
 	}
-	if len(all.nads) < 2 {
-		t.Fatalf("%d NetworkAttachmentDefinitions in examples/, want at least 2", len(all.nads))
+	if len(all.nads) == 0 || len(all.pods) == 0 {
+		t.Fatalf("%d NetworkAttachmentDefinitions and %d pods in examples/, want at least one of each", len(all.nads), len(all.pods))
 	}
-	shared := cniConfNetworks(t)
 	names := map[string]bool{}
 	for _, n := range all.nads {
 		names[n.Name] = true
@@ -556,9 +570,6 @@ func TestExampleAttachments(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: spec.config: %v", n.Name, err)
 			continue
-		}
-		if list.Name != n.Name {
-			t.Errorf("%s: network name %q; Multus expects it to match the NAD name", n.Name, list.Name)
 		}
 		found := 0
 		for _, p := range list.Plugins {
@@ -572,14 +583,6 @@ func TestExampleAttachments(t *testing.T) {
 		}
 		if found != 1 || list.Plugins[0].Network.Type == install.PluginType {
 			t.Errorf("%s: %d macguard entries (want 1, after the main plugin)", n.Name, found)
-		}
-		if other, ok := shared[n.Name]; ok {
-			var a, b any
-			json.Unmarshal([]byte(n.Spec.Config), &a)
-			json.Unmarshal(other.config, &b)
-			if !jsonEqual(a, b) {
-				t.Errorf("%s differs from %s; keep the example in one place", n.Name, other.file)
-			}
 		}
 	}
 	for _, p := range all.pods {
@@ -595,50 +598,4 @@ func TestExampleAttachments(t *testing.T) {
 			}
 		}
 	}
-}
-
-type sharedNetwork struct {
-	file   string
-	config []byte
-}
-
-// cniConfNetworks collects the network configurations under cni-conf/
-// (conflists and NADs' spec.config) by network name.
-func cniConfNetworks(t *testing.T) map[string]sharedNetwork {
-	t.Helper()
-	out := map[string]sharedNetwork{}
-	_ = filepath.WalkDir("../cni-conf", func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return nil
-		}
-		switch filepath.Ext(p) {
-		case ".conflist", ".conf", ".json":
-			var n struct{ Name string }
-			if json.Unmarshal(data, &n) == nil && n.Name != "" {
-				out[n.Name] = sharedNetwork{p, data}
-			}
-		case ".yaml", ".yml":
-			for _, doc := range splitDocs(data) {
-				var x nad
-				if yaml.Unmarshal(doc, &x) == nil && x.Kind == "NetworkAttachmentDefinition" {
-					var n struct{ Name string }
-					if json.Unmarshal([]byte(x.Spec.Config), &n) == nil && n.Name != "" {
-						out[n.Name] = sharedNetwork{p, []byte(x.Spec.Config)}
-					}
-				}
-			}
-		}
-		return nil
-	})
-	return out
-}
-
-func jsonEqual(a, b any) bool {
-	x, _ := json.Marshal(a)
-	y, _ := json.Marshal(b)
-	return bytes.Equal(x, y)
 }
