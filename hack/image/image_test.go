@@ -387,6 +387,27 @@ func TestImageArchive(t *testing.T) {
 	if !strings.HasPrefix(out, "macguard "+version+" (commit ") {
 		t.Errorf("`macguard version` in the image printed %q, want macguard %s (commit ...)", out, version)
 	}
+	// The entrypoint, run as the DaemonSet runs it (once, without
+	// --watch): it installs itself and chains into a real conflist, and
+	// its readiness check then passes.
+	node := t.TempDir()
+	bin, conf := filepath.Join(node, "opt/cni/bin"), filepath.Join(node, "etc/cni/net.d")
+	os.MkdirAll(bin, 0o755)
+	os.MkdirAll(conf, 0o755)
+	cilium, err := os.ReadFile("../../cni-conf/installer/05-cilium.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := filepath.Join(conf, "05-cilium.conflist")
+	os.WriteFile(list, cilium, 0o644)
+	args := append(Entrypoint[1:], "--cni-bin-dir", bin, "--chain-into", list)
+	runAMD64(t, imgs, args...)
+	if out := runAMD64(t, imgs, append(args, "--check")...); strings.Contains(out, "not ok") {
+		t.Errorf("check after the install:\n%s", out)
+	}
+	if b, _ := os.ReadFile(list); !strings.Contains(string(b), `"type": "macguard"`) {
+		t.Errorf("the image's entrypoint did not chain into the conflist:\n%s", b)
+	}
 
 	skopeo, err := exec.LookPath("skopeo")
 	if err != nil {
