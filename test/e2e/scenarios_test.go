@@ -283,7 +283,7 @@ func TestIpvlanRequestedMAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !has {
-		t.Skip("the host kernel has no ipvlan (CONFIG_IPVLAN off); the VM suite (test/vm) runs this case on a kernel with it")
+		t.Skip("the host kernel has no ipvlan (CONFIG_IPVLAN off); the VM suite covers the case on a kernel with it (test/vm TestIPvlanRequestedMACIsRefused, make test-vm)")
 	}
 	const req = "0a:58:0a:00:06:01"
 	network := n.writeList("ipvlan", "1.0.0",
