@@ -198,7 +198,7 @@ func TestWatchResyncCatchesMissedChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := n.opts(p)
-	o.Resync = time.Second
+	o.Resync = 2 * time.Second
 	_, _ = watching(t, o, false)
 	eventually(t, 5*time.Second, "initial chain", func() bool { return chained(p, orig) })
 	// Let the events of the initial write settle.
@@ -210,8 +210,8 @@ func TestWatchResyncCatchesMissedChanges(t *testing.T) {
 	}
 	rewriteLikeCalico(t, other, orig)
 	// No event reaches the watcher: the change must still be there a
-	// while later (the first resync is due 1s after the start).
-	time.Sleep(200 * time.Millisecond)
+	// while later (the first resync is due 2s after the start).
+	time.Sleep(150 * time.Millisecond)
 	if chained(p, orig) {
 		t.Fatal("the write through the link was noticed at once; this test cannot tell the resync works")
 	}
