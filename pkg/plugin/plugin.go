@@ -76,7 +76,7 @@ func (p *Plugin) start(args *skel.CmdArgs) (*invocation, func(), error) {
 	}
 	log, closeLog, err := logging.Open(cfg.LogFile, cfg.LogLevel, p.Stderr)
 	if err != nil {
-		return nil, nil, newError(types.ErrInvalidNetworkConfig, "%v (the directory must exist; leave logFile empty to log to stderr)", err)
+		return nil, nil, newError(types.ErrInvalidNetworkConfig, "%v (the directory must exist and the file must not be a symlink; leave logFile empty to log to stderr)", err)
 	}
 	return &invocation{args: args, cfg: cfg, log: log}, closeLog, nil
 }
@@ -275,17 +275,22 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 			rec.OriginalMAC = prior.OriginalMAC
 		}
 	}
-	var undo []func() error
+	// undo holds what to reverse, each step named so a failed rollback says
+	// exactly what is left behind.
+	type step struct {
+		what string
+		fn   func() error
+	}
+	var undo []step
 	rollback := func(cause error) error {
 		var errs []error
 		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i](); err != nil {
-				errs = append(errs, err)
+			if err := undo[i].fn(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", undo[i].what, err))
 			}
 		}
 		if len(errs) > 0 {
-			return fmt.Errorf("%w; rolling back also failed, %q in netns %s may be left with MAC %s: %w",
-				cause, args.IfName, args.Netns, d.MAC, errors.Join(errs...))
+			return fmt.Errorf("%w; rolling back %q in netns %s also failed: %w", cause, args.IfName, args.Netns, errors.Join(errs...))
 		}
 		return cause
 	}
@@ -293,12 +298,12 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 	if err := store.Save(rec); err != nil {
 		return stateErr(err)
 	}
-	undo = append(undo, func() error {
+	undo = append(undo, step{"removing the state record from dataDir " + cfg.DataDir, func() error {
 		if hadPrior {
 			return store.Save(prior)
 		}
 		return store.Remove(key)
-	})
+	}})
 
 	if err := netns.SetMAC(args.IfName, d.MAC); err != nil {
 		err = rollback(err)
@@ -308,7 +313,8 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 		return err
 	}
 	if !macaddr.IsZero(obs.MAC) {
-		undo = append(undo, func() error { return netns.SetMAC(args.IfName, obs.MAC) })
+		undo = append(undo, step{"restoring MAC " + obs.MAC.String() + " (the interface may still have " + d.MAC.String() + ")",
+			func() error { return netns.SetMAC(args.IfName, obs.MAC) }})
 	}
 
 	after, err := netns.Inspect(args.IfName)
@@ -325,10 +331,10 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 		return rollback(err)
 	}
 	if swapped {
-		undo = append(undo, func() error {
+		undo = append(undo, step{"restoring the link-local address", func() error {
 			_, err := netns.SwapLinkLocal(args.IfName, d.MAC, obs.MAC)
 			return err
-		})
+		}})
 	}
 
 	attrs := inv.logAttrs(obs, d)
