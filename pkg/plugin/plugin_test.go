@@ -484,3 +484,23 @@ func TestErrorsAreCNIErrors(t *testing.T) {
 		})
 	}
 }
+
+type removeFailingStore struct{ Store }
+
+func (removeFailingStore) Remove(state.Key) error { return errors.New("injected: read-only file system") }
+
+// TestRollbackFailureNamesWhatIsLeft: when undoing fails, the message says
+// which step, and only that step, could not be undone.
+func TestRollbackFailureNamesWhatIsLeft(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	h := newHarness(t, veth(orig))
+	h.store = removeFailingStore{Store: state.New(h.dataDir)}
+	h.fake.SwapErr = errors.New("injected: address add failed")
+	_, msg := cniCode(t, h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult(orig)), ""))
+	if !strings.Contains(msg, "removing the state record") || strings.Contains(msg, "may still have") {
+		t.Fatalf("message must name the failed state removal and not claim a MAC is left: %s", msg)
+	}
+	if got := h.fake.MAC("eth0"); got != orig {
+		t.Fatalf("MAC %s, want %s restored", got, orig)
+	}
+}
