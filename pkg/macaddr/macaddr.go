@@ -65,7 +65,7 @@ func CheckAssignable(mac net.HardwareAddr) error {
 	case bytes.Equal(mac, broadcast):
 		return fmt.Errorf("%w: broadcast address ff:ff:ff:ff:ff:ff cannot be assigned", ErrInvalid)
 	case IsMulticast(mac):
-		return fmt.Errorf("%w: %s is multicast (lowest bit of the first octet set); use a unicast address", ErrInvalid, mac)
+		return fmt.Errorf("%w: multicast (lowest bit of the first octet set); use a unicast address", ErrInvalid)
 	}
 	return nil
 }

@@ -135,6 +135,10 @@ func (p *Plugin) attach(args *skel.CmdArgs) (*attached, func(), error) {
 	}
 	cfg := inv.cfg
 	if err := cfg.ResolveRequested(); err != nil {
+		var e *types.Error
+		if errors.As(err, &e) {
+			err = newError(e.Code, "%s (for %q in netns %s; nothing was changed)", e.Msg, args.IfName, args.Netns)
+		}
 		return fail(err)
 	}
 	if err := cfg.RequirePrevResult(); err != nil {
@@ -204,16 +208,17 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 }
 
 // corrected returns the result to print: the prevResult exactly as received
-// when it already tells the truth about the sandbox interface's MAC, or a
-// copy whose entry for it carries final.
+// when it already reports the sandbox interface's MAC in canonical form, or a
+// copy whose entry for it carries final. "Canonical" matters: a main plugin
+// or tuning may echo a requested "0A:58:..." verbatim, and plugins whose
+// CHECK compares strings (macvlan, tuning) then fail against the kernel's
+// lowercase address.
 func (inv *invocation) corrected(prev *result.Result, final net.HardwareAddr) (json.RawMessage, error) {
 	if macaddr.IsZero(final) {
 		return prev.Raw, nil
 	}
-	if _, mac, ok := prev.Find(inv.args.IfName, inv.inSandbox); ok {
-		if reported, err := macaddr.Parse(mac); err == nil && macaddr.Equal(reported, final) {
-			return prev.Raw, nil
-		}
+	if _, mac, ok := prev.Find(inv.args.IfName, inv.inSandbox); ok && mac == macaddr.String(final) {
+		return prev.Raw, nil
 	}
 	return prev.WithMAC(inv.args.IfName, inv.args.Netns, inv.inSandbox, macaddr.String(final))
 }

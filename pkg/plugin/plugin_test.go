@@ -487,7 +487,9 @@ func TestErrorsAreCNIErrors(t *testing.T) {
 
 type removeFailingStore struct{ Store }
 
-func (removeFailingStore) Remove(state.Key) error { return errors.New("injected: read-only file system") }
+func (removeFailingStore) Remove(state.Key) error {
+	return errors.New("injected: read-only file system")
+}
 
 // TestRollbackFailureNamesWhatIsLeft: when undoing fails, the message says
 // which step, and only that step, could not be undone.
@@ -502,5 +504,34 @@ func TestRollbackFailureNamesWhatIsLeft(t *testing.T) {
 	}
 	if got := h.fake.MAC("eth0"); got != orig {
 		t.Fatalf("MAC %s, want %s restored", got, orig)
+	}
+}
+
+// TestAddCanonicalizesReportedMAC: tuning echoes a requested MAC as the user
+// wrote it; the result must carry the kernel's lowercase form, or string
+// comparing CHECKs further down the chain fail.
+func TestAddCanonicalizesReportedMAC(t *testing.T) {
+	h := newHarness(t, veth("0a:58:0a:00:05:01"))
+	if err := h.run(h.p.Add, "c1", h.conf(`"assign":"never","runtimeConfig":{"mac":"0A:58:0A:00:05:01"}`, prevResult("0A:58:0A:00:05:01")), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.resultMAC(); got != "0a:58:0a:00:05:01" {
+		t.Fatalf("result MAC %q, want canonical lowercase", got)
+	}
+	if len(h.fake.Calls) != 0 {
+		t.Fatalf("link changed although it already had the MAC: %v", h.fake.Calls)
+	}
+}
+
+func TestRequestedMACErrorNamesInterface(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	code, msg := cniCode(t, h.run(h.p.Add, "c1", h.conf(`"runtimeConfig":{"mac":"01:00:5e:00:00:01"}`, prevResult("")), ""))
+	for _, want := range []string{"runtimeConfig.mac", "01:00:5e:00:00:01", "multicast", `"eth0"`, nsPath} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+	if code != types.ErrInvalidNetworkConfig || strings.Count(msg, "01:00:5e:00:00:01") != 1 {
+		t.Fatalf("code %d, message should name the value once: %s", code, msg)
 	}
 }
