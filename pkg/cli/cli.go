@@ -23,7 +23,9 @@ Run by a container runtime (CNI_COMMAND set) it speaks CNI. By hand:
   macguard mac --namespace NS --pod NAME --ifname IF [--salt S] [--prefix P]
   macguard mac --namespace NS --vm NAME --ifname IF [--salt S] [--prefix P]
   macguard mac --container-id ID --ifname IF [--salt S] [--prefix P]
-  macguard help
+  macguard install [--cni-bin-dir DIR] [--chain-into FILE --plugin-config JSON] [--watch]
+  macguard uninstall [--chain-into FILE] [--remove-binary]
+  macguard help        (install/uninstall: see "macguard install --help")
 `
 
 // SupportedVersions is set by main to the versions the plugin speaks, for

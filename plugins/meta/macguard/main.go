@@ -11,6 +11,7 @@ import (
 	"github.com/macguard-cni/macguard/pkg/buildinfo"
 	"github.com/macguard-cni/macguard/pkg/cli"
 	"github.com/macguard-cni/macguard/pkg/cnienv"
+	"github.com/macguard-cni/macguard/pkg/install"
 	"github.com/macguard-cni/macguard/pkg/plugin"
 	"github.com/macguard-cni/macguard/pkg/stdin"
 )
@@ -18,6 +19,8 @@ import (
 func main() {
 	if os.Getenv("CNI_COMMAND") == "" {
 		cli.SupportedVersions = plugin.SupportedVersions.SupportedVersions()
+		cli.Register("install", install.InstallMain)
+		cli.Register("uninstall", install.UninstallMain)
 		os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	cnienv.Validate()
