@@ -55,13 +55,13 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.command, "command", "", "how the run was started, for the report (default: this command line)")
 	flag.IntVar(&o.n, "n", 300, "measured ADD/CHECK/DEL rounds per variant")
 	flag.IntVar(&o.warmup, "warmup", 10, "unrecorded warm-up rounds per variant")
-	flag.IntVar(&o.memIters, "mem-iters", 30, "lifecycles per chain under rssprobe for peak RSS")
+	flag.IntVar(&o.memIters, "mem-iters", 20, "lifecycles per chain under rssprobe for peak RSS")
 	flag.IntVar(&o.startupIters, "startup-iters", 100, "VERSION calls per plugin")
 	flag.StringVar(&conc, "concurrency", "1,8,32,128", "concurrency levels of the throughput sweep")
-	flag.IntVar(&o.tputPods, "tput-pods", 128, "pods per throughput level")
+	flag.IntVar(&o.tputPods, "tput-pods", 64, "pods per throughput level")
 	flag.IntVar(&o.tputRounds, "tput-rounds", 3, "throughput sweeps (the median is reported)")
 	flag.IntVar(&o.crowd, "crowd", 200, "interfaces in the crowded pod namespace (lo included)")
-	flag.IntVar(&o.ifacesIters, "ifaces-iters", 40, "iterations per chain and namespace in the interfaces sweep")
+	flag.IntVar(&o.ifacesIters, "ifaces-iters", 30, "iterations per chain and namespace in the interfaces sweep")
 	flag.StringVar(&gcSizes, "gc-sizes", "10,10000", "state entries in the GC sweep")
 	flag.IntVar(&o.gcIters, "gc-iters", 10, "GC runs per case")
 	flag.BoolVar(&o.skipScaling, "skip-scaling", false, "only the latency comparison")
@@ -193,7 +193,7 @@ func run() error {
 		for _, v := range vs {
 			byKey[v.Key] = v
 		}
-		if res.Throughput, err = runThroughput(ctx, r, []*variant{byKey[vFloorMacvlan], byKey[vMGEnforce]},
+		if res.Throughput, err = runThroughput(ctx, r, []*variant{byKey[vFloorMacvlan], byKey[vTuning], byKey[vMGEnforce]},
 			o.concurrency, o.tputPods, o.tputRounds, progress); err != nil {
 			return err
 		}

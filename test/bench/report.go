@@ -184,6 +184,15 @@ func findMeta(ms []metaResult, key string) metaResult {
 	return metaResult{}
 }
 
+func findStartup(ss []startupResult, plugin string) startupResult {
+	for _, s := range ss {
+		if s.Plugin == plugin {
+			return s
+		}
+	}
+	return startupResult{}
+}
+
 // evaluate judges the issue's targets from figures of this run only.
 func evaluate(r *results) []target {
 	var ts []target
@@ -191,11 +200,14 @@ func evaluate(r *results) []target {
 	if mg.Wall.ADD.N > 0 && tu.Wall.ADD.N > 0 {
 		v := ratio(mg.Wall.ADD.P50, tu.Wall.ADD.P50)
 		chainR := findChain(r.Chains, vMGEnforce).VsTuning
+		fig := fmt.Sprintf("%.2fx: macguard %.2f ms vs tuning %.2f ms (CHECK %.2fx, DEL %.2fx; whole chain ADD %.2fx)",
+			v, mg.Wall.ADD.P50, tu.Wall.ADD.P50, mg.VsTuning.CHECK, mg.VsTuning.DEL, chainR.ADD)
+		if q := findMeta(r.Meta, vMGQuiet); q.Wall.ADD.N > 0 {
+			fig += fmt.Sprintf("; with announce off %.2fx (%.2f ms)", q.VsTuning.ADD, q.Wall.ADD.P50)
+		}
 		ts = append(ts, target{
 			Name: "macguard enforcing a MAC vs tuning doing the same (ADD p50, plugin process alone)",
-			Want: "<= 0.90x", Value: v, Met: v <= 0.90,
-			Figure: fmt.Sprintf("%.2fx: macguard %.2f ms vs tuning %.2f ms (CHECK %.2fx, DEL %.2fx; whole chain ADD %.2fx)",
-				v, mg.Wall.ADD.P50, tu.Wall.ADD.P50, mg.VsTuning.CHECK, mg.VsTuning.DEL, chainR.ADD),
+			Want: "<= 0.90x", Value: v, Met: v <= 0.90, Figure: fig,
 		})
 	}
 	if pass := findChain(r.Chains, vMGPass); pass.Latency.ADD.N > 0 {
@@ -204,8 +216,9 @@ func evaluate(r *results) []target {
 		ts = append(ts, target{
 			Name: "macguard pass-through on top of the floor chain (ptp, ADD p50)",
 			Want: "<= +10%", Value: v, Met: v <= 0.10,
-			Figure: fmt.Sprintf("%+.1f%%: %.2f ms vs floor %.2f ms (CHECK %+.1f%%, DEL %+.1f%%)",
-				v*100, pass.Latency.ADD.P50, floor.Latency.ADD.P50, (pass.VsFloor.CHECK-1)*100, (pass.VsFloor.DEL-1)*100),
+			Figure: fmt.Sprintf("%+.1f%%: %.2f ms vs floor %.2f ms (CHECK %+.1f%%, DEL %+.1f%%); the macguard process takes %.2f ms here, of which starting it at all (VERSION) %.2f ms",
+				v*100, pass.Latency.ADD.P50, floor.Latency.ADD.P50, (pass.VsFloor.CHECK-1)*100, (pass.VsFloor.DEL-1)*100,
+				findMeta(r.Meta, vMGPass).Wall.ADD.P50, findStartup(r.Startup, "macguard").Wall.P50),
 		})
 	}
 	if mg.RSS.N > 0 && tu.RSS.N > 0 {
@@ -233,14 +246,16 @@ func evaluate(r *results) []target {
 // cores are busy (no global lock)" on the macguard chain:
 //   - it grows: the best level gives at least 1.3x the pods/s of
 //     concurrency 1 (on a machine with two or more cores);
-//   - it grows until the cores are busy: the best level is the highest
-//     one, or the whole machine was at least 80% busy there, so there was
-//     nothing left to grow into;
+//   - until the cores are busy: the best level is the highest one, or the
+//     whole machine was at least 80% busy there, so there was nothing left
+//     to grow into;
 //   - it does not collapse past that: every higher level keeps at least
 //     80% of the best.
 //
-// A global lock would fail the first two: pods would queue behind each
-// other with cores idle. The floor chain's speedups are listed beside.
+// A lock would fail the second: pods queue with cores idle. The tuning
+// chain does the same kernel work (a MAC change on an up macvlan at ADD and
+// DEL), so its speedups, listed beside, tell a lock in macguard from one in
+// the kernel.
 func throughputTarget(r *results) (target, bool) {
 	byKey := map[string]map[int]throughputPoint{}
 	for _, p := range r.Throughput {
@@ -249,7 +264,7 @@ func throughputTarget(r *results) (target, bool) {
 		}
 		byKey[p.Variant][p.Concurrency] = p
 	}
-	mg, fl := byKey[vMGEnforce], byKey[vFloorMacvlan]
+	mg, fl, tu := byKey[vMGEnforce], byKey[vFloorMacvlan], byKey[vTuning]
 	levels := r.Settings.Concurrency
 	if len(mg) == 0 || len(levels) < 2 {
 		return target{}, false
@@ -267,7 +282,8 @@ func throughputTarget(r *results) (target, bool) {
 		if c > bestC && p.PodsPerSec < 0.8*best.PodsPerSec {
 			collapse = true
 		}
-		parts = append(parts, fmt.Sprintf("x%d %.1f pods/s (%.2fx; floor %.2fx; machine %.1f cores busy)", c, p.PodsPerSec, p.Speedup, fl[c].Speedup, p.MachineBusy))
+		parts = append(parts, fmt.Sprintf("x%d %.1f pods/s = %.2fx (tuning %.2fx, floor %.2fx), machine %.1f cores busy",
+			c, p.PodsPerSec, p.Speedup, tu[c].Speedup, fl[c].Speedup, p.MachineBusy))
 	}
 	need := 1.3
 	if r.Machine.Cores < 2 {
@@ -276,12 +292,12 @@ func throughputTarget(r *results) (target, bool) {
 	saturated := bestC == levels[len(levels)-1] || best.MachineBusy >= 0.8*float64(r.Machine.Cores)
 	return target{
 		Name: "ADD+DEL throughput of macvlan + macguard grows with concurrency until the cores are busy",
-		Want: fmt.Sprintf(">= %.1fx over 1 at the best level, cores busy there, no drop below 80%% after", need),
+		Want: fmt.Sprintf(">= %.1fx over 1, still growing at the top level or >= 80%% of the cores busy at the best, no drop below 80%% of the best after", need),
 		// Value is the best speedup over concurrency 1.
 		Value: best.Speedup,
 		Met:   best.Speedup >= need && saturated && !collapse,
 		Figure: fmt.Sprintf("best %.2fx at %d concurrent with %.1f of %d cores busy; %s",
-			best.Speedup, bestC, best.MachineBusy, r.Machine.Cores, strings.Join(parts, ", ")),
+			best.Speedup, bestC, best.MachineBusy, r.Machine.Cores, strings.Join(parts, "; ")),
 	}, true
 }
 
