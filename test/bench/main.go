@@ -99,10 +99,10 @@ func intList(s string) ([]int, error) {
 	return out, nil
 }
 
-func run() error {
-	o, err := parseFlags()
-	if err != nil {
-		return err
+func run() (err error) {
+	o, perr := parseFlags()
+	if perr != nil {
+		return perr
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("creates network namespaces and mounts a tmpfs: run as root (sudo make bench)")
@@ -136,6 +136,14 @@ func run() error {
 	// Close removes the namespaces and the tmpfs on the way out.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	// Whatever failed after an interrupt failed because of it (a plugin
+	// killed mid-way); say so rather than blame the plugin.
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("interrupted; namespaces and tmpfs removed (%w)", err)
+		}
+	}()
 
 	e, err := newEnv()
 	if err != nil {
