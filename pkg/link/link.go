@@ -93,8 +93,13 @@ type Netns interface {
 	// Path is the namespace path, as given by the runtime.
 	Path() string
 	// Inspect reads the interface; ErrNotFound names the interfaces that
-	// do exist.
+	// do exist. It leaves Driver and PermMAC empty: see Identify.
 	Inspect(ifName string) (Observed, error)
+	// Identify fills in o.Driver and o.PermMAC from ethtool, best effort.
+	// It is separate from Inspect because both ethtool ioctls take RTNL,
+	// the lock every pod start on the node queues for, and only log lines
+	// and error messages use the answer.
+	Identify(o *Observed)
 	// SetMAC sets the address; errors wrap ErrNotSupported, ErrAddrInUse or
 	// ErrRefused.
 	SetMAC(ifName string, mac net.HardwareAddr) error
@@ -102,6 +107,12 @@ type Netns interface {
 	// from by the one derived from to, if the interface has the former. It
 	// reports whether it changed anything.
 	SwapLinkLocal(ifName string, from, to net.HardwareAddr) (bool, error)
+	// AnnounceOnChange makes the kernel itself announce the interface's
+	// addresses when its MAC next changes (arp_notify and ndisc_notify:
+	// gratuitous ARP, unsolicited NA with the Override flag), and returns
+	// a function that puts the previous settings back. When it fails,
+	// nothing was changed and Announce is the fallback.
+	AnnounceOnChange(ifName string) (restore func() error, err error)
 	// Announce sends gratuitous ARP and unsolicited neighbour
 	// advertisements for the interface's addresses from mac.
 	Announce(ifName string, mac net.HardwareAddr) error

@@ -3,7 +3,9 @@ package link
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
 	"sort"
 	"strings"
 	"syscall"
@@ -68,22 +70,30 @@ func (k *kernelNetns) Inspect(ifName string) (Observed, error) {
 			return fmt.Errorf("reading interface %q in netns %s: %w", ifName, k.path, err)
 		}
 		o = observe(l)
-		// ethtool is best effort: virtual devices often lack a permanent
-		// address, and the names only improve messages.
-		if et, err := ethtool.NewEthtool(); err == nil {
-			if d, err := et.DriverName(ifName); err == nil {
-				o.Driver = d
-			}
-			if p, err := et.PermAddr(ifName); err == nil {
-				if mac, err := net.ParseMAC(p); err == nil && !macaddr.IsZero(mac) {
-					o.PermMAC = mac
-				}
-			}
-			et.Close()
-		}
 		return k.readAddrs(l, &o)
 	})
 	return o, err
+}
+
+// Identify is best effort: virtual devices often lack a permanent address,
+// and the names only improve messages.
+func (k *kernelNetns) Identify(o *Observed) {
+	_ = k.do(func() error {
+		et, err := ethtool.NewEthtool()
+		if err != nil {
+			return err
+		}
+		defer et.Close()
+		if d, err := et.DriverName(o.Name); err == nil {
+			o.Driver = d
+		}
+		if p, err := et.PermAddr(o.Name); err == nil {
+			if mac, err := net.ParseMAC(p); err == nil && !macaddr.IsZero(mac) {
+				o.PermMAC = mac
+			}
+		}
+		return nil
+	})
 }
 
 // names lists the interfaces of the namespace for "not found" messages;
@@ -205,25 +215,107 @@ func (k *kernelNetns) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (b
 		if err != nil {
 			return fmt.Errorf("listing IPv6 addresses of %q in netns %s: %w", ifName, k.path, err)
 		}
-		for _, a := range addrs {
-			if !a.IP.Equal(oldLL) {
-				continue
+		var old *netlink.Addr
+		hadNew := false
+		for i := range addrs {
+			switch {
+			case addrs[i].IP.Equal(oldLL):
+				old = &addrs[i]
+			case addrs[i].IP.Equal(newLL):
+				hadNew = true
 			}
-			// Add first so the interface never has no link-local address;
-			// NODAD because the address is derived from a MAC the kernel
-			// just accepted on this segment.
-			add := &netlink.Addr{IPNet: &net.IPNet{IP: newLL, Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD, Scope: unix.RT_SCOPE_LINK}
-			if err := netlink.AddrReplace(l, add); err != nil {
-				return fmt.Errorf("adding link-local %s to %q in netns %s: %w", newLL, ifName, k.path, err)
-			}
-			if err := netlink.AddrDel(l, &a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
-				return fmt.Errorf("removing stale link-local %s from %q in netns %s: %w", oldLL, ifName, k.path, err)
-			}
-			changed = true
 		}
+		if old == nil {
+			return nil
+		}
+		// Add first so the interface never has no link-local address;
+		// NODAD because the address is derived from a MAC the kernel just
+		// accepted on this segment.
+		add := &netlink.Addr{IPNet: &net.IPNet{IP: newLL, Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD, Scope: unix.RT_SCOPE_LINK}
+		if err := netlink.AddrReplace(l, add); err != nil {
+			return fmt.Errorf("adding link-local %s to %q in netns %s: %w", newLL, ifName, k.path, err)
+		}
+		if err := netlink.AddrDel(l, old); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			// Leave the addresses as they were: the caller rolls the MAC
+			// back, and a half-swapped pair would outlive it.
+			err = fmt.Errorf("removing stale link-local %s from %q in netns %s: %w", oldLL, ifName, k.path, err)
+			if !hadNew {
+				if uerr := netlink.AddrDel(l, add); uerr != nil && !errors.Is(uerr, syscall.EADDRNOTAVAIL) {
+					err = fmt.Errorf("%w; removing the added %s again also failed: %w", err, newLL, uerr)
+				}
+			}
+			return err
+		}
+		changed = true
 		return nil
 	})
 	return changed, err
+}
+
+// notifySysctls are the per-interface switches that make the kernel announce
+// an interface's addresses on NETDEV_CHANGEADDR, the event a MAC change
+// raises while it holds RTNL. The kernel's frames are what Announce would
+// send, without the AF_PACKET socket whose close() waits for an RCU grace
+// period (packet_release -> synchronize_net, ~15 ms per ADD measured).
+var notifySysctls = []struct {
+	format string
+	// optional: absent when the kernel has no IPv6, and then there is no
+	// IPv6 address to announce either.
+	optional bool
+}{
+	{"/proc/sys/net/ipv4/conf/%s/arp_notify", false},
+	{"/proc/sys/net/ipv6/conf/%s/ndisc_notify", true},
+}
+
+func (k *kernelNetns) AnnounceOnChange(ifName string) (func() error, error) {
+	if ifName == "" || ifName == "." || ifName == ".." || strings.ContainsRune(ifName, '/') {
+		return nil, fmt.Errorf("interface name %q cannot name a sysctl", ifName)
+	}
+	type saved struct {
+		path string
+		old  []byte
+	}
+	var changed []saved
+	// /proc/sys/net resolves to the namespace of the thread that opens a
+	// file, so restoring must enter the namespace again.
+	restore := func() error {
+		return k.do(func() error {
+			var errs []error
+			for i := len(changed) - 1; i >= 0; i-- {
+				if err := os.WriteFile(changed[i].path, changed[i].old, 0); err != nil {
+					errs = append(errs, fmt.Errorf("restoring %s in netns %s: %w", changed[i].path, k.path, err))
+				}
+			}
+			return errors.Join(errs...)
+		})
+	}
+	err := k.do(func() error {
+		for _, s := range notifySysctls {
+			path := fmt.Sprintf(s.format, ifName)
+			old, err := os.ReadFile(path)
+			if err != nil {
+				if s.optional && errors.Is(err, fs.ErrNotExist) {
+					continue
+				}
+				return fmt.Errorf("reading %s in netns %s: %w", path, k.path, err)
+			}
+			if strings.TrimSpace(string(old)) == "1" {
+				continue
+			}
+			if err := os.WriteFile(path, []byte("1"), 0); err != nil {
+				return fmt.Errorf("writing %s in netns %s: %w", path, k.path, err)
+			}
+			changed = append(changed, saved{path, old})
+		}
+		return nil
+	})
+	if err != nil {
+		if rerr := restore(); rerr != nil {
+			err = fmt.Errorf("%w; %w", err, rerr)
+		}
+		return nil, err
+	}
+	return restore, nil
 }
 
 func (k *kernelNetns) Announce(ifName string, mac net.HardwareAddr) error {

@@ -24,9 +24,13 @@ type Fake struct {
 	NetnsPath string
 	// Links by name.
 	Links map[string]*link.Observed
-	// SetErr, SwapErr and AnnounceErr, when set, are returned by the next
-	// call of that method (and every later one).
-	SetErr, SwapErr, AnnounceErr error
+	// SetErr, SwapErr, AnnounceErr and NotifyErr (AnnounceOnChange), when
+	// set, are returned by the next call of that method (and every later
+	// one).
+	SetErr, SwapErr, AnnounceErr, NotifyErr error
+	// notify holds the interfaces whose MAC changes the kernel would
+	// announce (AnnounceOnChange called and not yet restored).
+	notify map[string]bool
 	// IgnoreSet makes SetMAC succeed without changing anything, like a
 	// driver that silently keeps its address.
 	IgnoreSet bool
@@ -79,7 +83,42 @@ func (f *Fake) Inspect(ifName string) (link.Observed, error) {
 	o := *l
 	o.MAC = append(net.HardwareAddr(nil), l.MAC...)
 	o.LinkLocal = append([]net.IP(nil), l.LinkLocal...)
+	// Like the kernel implementation, Inspect does not ask ethtool.
+	o.Driver, o.PermMAC = "", nil
 	return o, nil
+}
+
+// Identify implements link.Netns: it reports the Driver and PermMAC the
+// link was created with. Like Inspect it is a read, so it is not recorded
+// in Calls.
+func (f *Fake) Identify(o *link.Observed) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l, ok := f.Links[o.Name]; ok {
+		o.Driver, o.PermMAC = l.Driver, l.PermMAC
+	}
+}
+
+// AnnounceOnChange implements link.Netns. While it is in effect, a MAC
+// change records "KernelAnnounce IF MAC", as the kernel would send one.
+func (f *Fake) AnnounceOnChange(ifName string) (func() error, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("AnnounceOnChange %s", ifName)
+	if f.NotifyErr != nil {
+		return nil, f.NotifyErr
+	}
+	if f.notify == nil {
+		f.notify = map[string]bool{}
+	}
+	f.notify[ifName] = true
+	return func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.record("RestoreAnnounce %s", ifName)
+		delete(f.notify, ifName)
+		return nil
+	}, nil
 }
 
 // SetMAC implements link.Netns.
@@ -104,6 +143,9 @@ func (f *Fake) SetMAC(ifName string, mac net.HardwareAddr) error {
 	}
 	if !f.IgnoreSet {
 		l.MAC = append(net.HardwareAddr(nil), mac...)
+		if f.notify[ifName] {
+			f.record("KernelAnnounce %s %s", ifName, mac)
+		}
 	}
 	return nil
 }
