@@ -51,23 +51,26 @@ func asCNIError(err error) error {
 		code = ErrCodeRefused
 	case errors.Is(err, state.ErrBusy):
 		code = types.ErrTryAgainLater
-	case errors.Is(err, errState):
+	case errors.As(err, new(stateError)):
 		code = ErrCodeState
 	}
 	return types.NewError(code, err.Error(), "")
 }
 
-// errState marks failures of the state directory.
-var errState = errors.New("state")
+// stateError marks failures of the state directory and says what to check.
+type stateError struct{ err error }
+
+func (e stateError) Error() string {
+	return e.err.Error() + " (check dataDir: it must be a writable directory, default /run/cni/macguard)"
+}
+
+func (e stateError) Unwrap() error { return e.err }
 
 func stateErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, state.ErrBusy) {
+	if err == nil || errors.Is(err, state.ErrBusy) {
 		return err
 	}
-	return fmt.Errorf("%w (check dataDir: it must be a writable directory, default /run/cni/macguard): %w", err, errState)
+	return stateError{err}
 }
 
 // SupportedVersions are the CNI versions macguard speaks. Chaining needs

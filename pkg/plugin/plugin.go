@@ -4,6 +4,7 @@
 package plugin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -166,45 +167,68 @@ func (p *Plugin) attach(args *skel.CmdArgs) (*attached, func(), error) {
 	return &attached{invocation: inv, prev: prev, netns: netns, obs: obs, input: in}, done, nil
 }
 
-// Add makes the interface's MAC right and prints the corrected result.
+// Add makes the interface's MAC right and prints the corrected result. It
+// logs one line whatever happens: what it found, what it did and why, or
+// the error.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
 	at, done, err := p.attach(args)
 	if err != nil {
 		return err
 	}
 	defer done()
-	inv, cfg, netns, obs := at.invocation, at.cfg, at.netns, at.obs
+	// Only here and in a failing CHECK: the answer names the driver (a
+	// VF's, netkit) in the log line and in errors.
+	at.netns.Identify(&at.obs)
 	d := policy.Decide(at.input)
+	attrs := at.logAttrs(at.obs, d)
+	level, msg, err := p.add(at, d, &attrs)
+	if err != nil {
+		at.log.Error("ADD failed", append(attrs, "error", err)...)
+		return asCNIError(err)
+	}
+	at.log.Log(context.Background(), level, msg, attrs...)
+	return nil
+}
 
+// add does ADD's work after the decision and returns the log line it
+// earned. Printing the result is part of it: a runtime that never got the
+// result will not send the DEL that undoes the change, so a failure to print
+// rolls the change back like any other.
+func (p *Plugin) add(at *attached, d policy.Decision, attrs *[]any) (slog.Level, string, error) {
+	inv, cfg, obs := at.invocation, at.cfg, at.obs
+	level, msg := slog.LevelInfo, "ADD"
 	final := obs.MAC
+	var ch *change
 	switch d.Action {
 	case policy.Unsupported:
 		if cfg.OnUnsupported != config.UnsupportedSkip {
-			return newError(ErrCodeUnsupported, "cannot give %q in netns %s (%s) the MAC %s, nothing was changed: %s",
-				args.IfName, args.Netns, obs.Describe(), d.MAC, d.Reason)
+			return 0, "", newError(ErrCodeUnsupported, "cannot give %q in netns %s (%s) the MAC %s, nothing was changed: %s",
+				inv.args.IfName, inv.args.Netns, obs.Describe(), d.MAC, d.Reason)
 		}
-		inv.log.Warn("MAC not applied: device cannot carry it; passing the result through (onUnsupported=skip)",
-			inv.logAttrs(obs, d)...)
+		level, msg = slog.LevelWarn, "MAC not applied: device cannot carry it; passing the result through (onUnsupported=skip)"
 	case policy.Set:
-		if err := p.apply(inv, netns, obs, d); err != nil {
-			var skipped skippedError
-			if !errors.As(err, &skipped) {
-				return asCNIError(err)
-			}
-			inv.log.Warn("MAC not applied: kernel refused it on this device; passing the result through (onUnsupported=skip)",
-				append(inv.logAttrs(obs, d), "error", skipped.err)...)
-		} else {
-			final = d.MAC
+		c, err := p.apply(inv, at.netns, obs, d)
+		var skipped skippedError
+		switch {
+		case errors.As(err, &skipped):
+			level, msg = slog.LevelWarn, "MAC not applied: kernel refused it on this device; passing the result through (onUnsupported=skip)"
+			*attrs = append(*attrs, "error", skipped.err)
+		case err != nil:
+			return 0, "", err
+		default:
+			defer c.release()
+			ch, final = c, d.MAC
+			*attrs = append(*attrs, c.attrs...)
 		}
-	default:
-		inv.log.Info("ADD", inv.logAttrs(obs, d)...)
 	}
-
 	out, err := inv.corrected(at.prev, final)
-	if err != nil {
-		return asCNIError(err)
+	if err == nil {
+		err = p.print(out)
 	}
-	return p.print(out)
+	if err != nil && ch != nil {
+		err = ch.rollback(err)
+	}
+	return level, msg, err
 }
 
 // corrected returns the result to print: the prevResult exactly as received
@@ -250,18 +274,57 @@ type skippedError struct{ err error }
 
 func (s skippedError) Error() string { return s.err.Error() }
 
-// apply changes the MAC with write-ahead state and rollback. The record is
-// written before the change so that an ADD killed at any point leaves
-// something DEL can undo; every later failure undoes, in reverse order,
-// exactly what was done.
-func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d policy.Decision) error {
+// change is a MAC change apply made, with what undoes it. It keeps the
+// state lock until released, so that a rollback after apply returned still
+// happens under it.
+type change struct {
+	inv *invocation
+	// undo holds what to reverse, each step named so a failed rollback
+	// says exactly what is left behind.
+	undo    []step
+	attrs   []any
+	release func()
+}
+
+type step struct {
+	what string
+	fn   func() error
+}
+
+// rollback undoes every step in reverse order and returns cause, with
+// whatever could not be undone.
+func (c *change) rollback(cause error) error {
+	var errs []error
+	for i := len(c.undo) - 1; i >= 0; i-- {
+		if err := c.undo[i].fn(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.undo[i].what, err))
+		}
+	}
+	c.undo = nil
+	if len(errs) > 0 {
+		args := c.inv.args
+		return fmt.Errorf("%w; rolling back %q in netns %s also failed: %w", cause, args.IfName, args.Netns, errors.Join(errs...))
+	}
+	return cause
+}
+
+// apply changes the MAC with write-ahead state. The record is written before
+// the change so that an ADD killed at any point leaves something DEL can
+// undo; a failure inside apply undoes, in reverse order, exactly what was
+// done, and the returned change can undo it all later.
+func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d policy.Decision) (*change, error) {
 	args, cfg := inv.args, inv.cfg
 	store := p.NewStore(cfg.DataDir)
 	unlock, err := store.Lock(false)
 	if err != nil {
-		return stateErr(err)
+		return nil, stateErr(err)
 	}
-	defer unlock()
+	c := &change{inv: inv, release: unlock}
+	fail := func(err error) (*change, error) {
+		err = c.rollback(err)
+		unlock()
+		return nil, err
+	}
 
 	key := inv.key()
 	rec := state.Record{
@@ -270,7 +333,7 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 	}
 	prior, hadPrior, err := store.Load(key)
 	if err != nil {
-		return stateErr(err)
+		return fail(stateErr(err))
 	}
 	if hadPrior {
 		// A repeated ADD for the same attachment: the interface already
@@ -280,79 +343,79 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 			rec.OriginalMAC = prior.OriginalMAC
 		}
 	}
-	// undo holds what to reverse, each step named so a failed rollback says
-	// exactly what is left behind.
-	type step struct {
-		what string
-		fn   func() error
-	}
-	var undo []step
-	rollback := func(cause error) error {
-		var errs []error
-		for i := len(undo) - 1; i >= 0; i-- {
-			if err := undo[i].fn(); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", undo[i].what, err))
-			}
-		}
-		if len(errs) > 0 {
-			return fmt.Errorf("%w; rolling back %q in netns %s also failed: %w", cause, args.IfName, args.Netns, errors.Join(errs...))
-		}
-		return cause
-	}
 
 	if err := store.Save(rec); err != nil {
-		return stateErr(err)
+		return fail(stateErr(err))
 	}
-	undo = append(undo, step{"removing the state record from dataDir " + cfg.DataDir, func() error {
+	c.undo = append(c.undo, step{"removing the state record from dataDir " + cfg.DataDir, func() error {
 		if hadPrior {
 			return store.Save(prior)
 		}
 		return store.Remove(key)
 	}})
 
-	if err := netns.SetMAC(args.IfName, d.MAC); err != nil {
-		err = rollback(err)
-		if errors.Is(err, link.ErrNotSupported) && cfg.OnUnsupported == config.UnsupportedSkip {
-			return skippedError{err}
+	// Announcing: the kernel does it during the change itself when it can
+	// be asked to; sending the frames ourselves is the fallback.
+	announced := "off"
+	if cfg.Announce {
+		restore, err := netns.AnnounceOnChange(args.IfName)
+		if err != nil {
+			announced = "sent"
+			c.attrs = append(c.attrs, "kernelAnnounceError", err.Error())
+		} else {
+			announced = "kernel"
+			defer func() {
+				if err := restore(); err != nil {
+					c.attrs = append(c.attrs, "announceRestoreError", err.Error())
+				}
+			}()
 		}
-		return err
+	}
+
+	if err := netns.SetMAC(args.IfName, d.MAC); err != nil {
+		err = c.rollback(err)
+		unlock()
+		if errors.Is(err, link.ErrNotSupported) && cfg.OnUnsupported == config.UnsupportedSkip {
+			return nil, skippedError{err}
+		}
+		return nil, err
 	}
 	if !macaddr.IsZero(obs.MAC) {
-		undo = append(undo, step{"restoring MAC " + obs.MAC.String() + " (the interface may still have " + d.MAC.String() + ")",
+		c.undo = append(c.undo, step{"restoring MAC " + obs.MAC.String() + " (the interface may still have " + d.MAC.String() + ")",
 			func() error { return netns.SetMAC(args.IfName, obs.MAC) }})
 	}
 
 	after, err := netns.Inspect(args.IfName)
 	if err != nil {
-		return rollback(fmt.Errorf("reading back %q in netns %s after setting MAC %s: %w", args.IfName, args.Netns, d.MAC, err))
+		return fail(fmt.Errorf("reading back %q in netns %s after setting MAC %s: %w", args.IfName, args.Netns, d.MAC, err))
 	}
 	if !macaddr.Equal(after.MAC, d.MAC) {
-		return rollback(fmt.Errorf("set MAC %s on %q in netns %s but the kernel reports %q: %w",
+		return fail(fmt.Errorf("set MAC %s on %q in netns %s but the kernel reports %q: %w",
 			d.MAC, args.IfName, args.Netns, macaddr.String(after.MAC), link.ErrRefused))
 	}
 
 	swapped, err := netns.SwapLinkLocal(args.IfName, obs.MAC, d.MAC)
 	if err != nil {
-		return rollback(err)
+		return fail(err)
 	}
 	if swapped {
-		undo = append(undo, step{"restoring the link-local address", func() error {
+		c.undo = append(c.undo, step{"restoring the link-local address", func() error {
 			_, err := netns.SwapLinkLocal(args.IfName, d.MAC, obs.MAC)
 			return err
 		}})
 	}
 
-	attrs := inv.logAttrs(obs, d)
-	if cfg.Announce {
+	if announced == "sent" {
 		// Best effort by design: peers learn the new MAC from the pod's first
 		// packets anyway, and failing a pod over a lost announcement would
 		// be worse than a short-lived stale cache entry.
 		if err := netns.Announce(args.IfName, d.MAC); err != nil {
-			inv.log.Warn("announcing the new MAC failed", append(attrs, "error", err)...)
+			announced = "failed"
+			c.attrs = append(c.attrs, "announceError", err.Error())
 		}
 	}
-	inv.log.Info("ADD", append(attrs, "linkLocalReplaced", swapped)...)
-	return nil
+	c.attrs = append(c.attrs, "announce", announced, "linkLocalReplaced", swapped)
+	return c, nil
 }
 
 // Check verifies that the interface still has the MAC the policy requires
@@ -364,23 +427,29 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	}
 	defer done()
 	obs := at.obs
+	// device names the interface for a failure; ethtool is asked only
+	// then, as a passing CHECK prints nothing.
+	device := func() string {
+		at.netns.Identify(&obs)
+		return obs.Describe()
+	}
 	if _, reported, ok := at.prev.Find(args.IfName, at.inSandbox); ok && reported != "" {
 		mac, err := macaddr.Parse(reported)
 		if err != nil {
 			return newError(types.ErrInvalidNetworkConfig, "prevResult reports an invalid MAC for %q: %v", args.IfName, err)
 		}
 		if !macaddr.Equal(mac, obs.MAC) {
-			return newError(ErrCodeCheckMismatch, "%q in netns %s has MAC %q but the result reports %s (changed after ADD?)",
-				args.IfName, args.Netns, macaddr.String(obs.MAC), mac)
+			return newError(ErrCodeCheckMismatch, "%q (%s) in netns %s has MAC %q but the result reports %s (changed after ADD?)",
+				args.IfName, device(), args.Netns, macaddr.String(obs.MAC), mac)
 		}
 	}
 	switch d := policy.Decide(at.input); d.Action {
 	case policy.Set:
-		return newError(ErrCodeCheckMismatch, "%q in netns %s has MAC %q but should have %s (%s)",
-			args.IfName, args.Netns, macaddr.String(obs.MAC), d.MAC, d.Reason)
+		return newError(ErrCodeCheckMismatch, "%q (%s) in netns %s has MAC %q but should have %s (%s)",
+			args.IfName, device(), args.Netns, macaddr.String(obs.MAC), d.MAC, d.Reason)
 	case policy.Unsupported:
 		if at.cfg.OnUnsupported != config.UnsupportedSkip {
-			return newError(ErrCodeUnsupported, "%q in netns %s: %s", args.IfName, args.Netns, d.Reason)
+			return newError(ErrCodeUnsupported, "%q (%s) in netns %s: %s", args.IfName, device(), args.Netns, d.Reason)
 		}
 	}
 	return nil
@@ -447,7 +516,9 @@ func (p *Plugin) restore(inv *invocation, rec state.Record) {
 	}
 	netns, err := p.Open(args.Netns)
 	if err != nil {
-		inv.log.Info("DEL: netns gone; nothing to restore", append(attrs, "error", err)...)
+		// Gone, most often; the error says if it is something else (the
+		// node's own namespace, say).
+		inv.log.Info("DEL: netns cannot be opened; nothing to restore", append(attrs, "error", err)...)
 		return
 	}
 	defer netns.Close()

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -175,8 +177,15 @@ func TestAddSetsDerivedMACAndKeepsItAcrossVMRestart(t *testing.T) {
 	if !macaddr.LinkLocal(macaddr.MustParse(want)).Equal(h.fake.Links["eth0"].LinkLocal[0]) {
 		t.Fatalf("link-local not swapped: %v", h.fake.Links["eth0"].LinkLocal)
 	}
-	if h.fake.Calls[len(h.fake.Calls)-1] != "Announce eth0 "+want {
-		t.Fatalf("no announcement after the change: %v", h.fake.Calls)
+	wantCalls := []string{
+		"AnnounceOnChange eth0",
+		"SetMAC eth0 " + want,
+		"KernelAnnounce eth0 " + want,
+		"SwapLinkLocal eth0 52:54:00:12:34:56 " + want,
+		"RestoreAnnounce eth0",
+	}
+	if !slices.Equal(h.fake.Calls, wantCalls) {
+		t.Fatalf("calls %v, want the kernel asked to announce the change:\n%v", h.fake.Calls, wantCalls)
 	}
 	if err := h.run(h.p.Check, "c1", h.conf(`"assign":"always"`, h.stdout.String()), vmArgs); err != nil {
 		t.Fatalf("CHECK after ADD: %v", err)
@@ -347,18 +356,19 @@ func TestAddRepeatedKeepsOriginal(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	const orig = "52:54:00:12:34:56"
-	conf := `"mac":"02:00:00:00:00:01"`
+	conf := `"mac":"0a:58:0a:bc:de:f1"`
 	tests := []struct {
 		name     string
 		mutate   func(h *harness)
 		result   string
 		wantCode uint
 	}{
-		{"passes", nil, "02:00:00:00:00:01", 0},
-		{"upper-case result compares as address", nil, "02:00:00:00:00:01", 0},
-		{"result disagrees", nil, "02:00:00:00:00:09", ErrCodeCheckMismatch},
+		{"passes", nil, "0a:58:0a:bc:de:f1", 0},
+		{"upper-case result compares as address", nil, "0A:58:0A:BC:DE:F1", 0},
+		{"dash-separated result compares as address", nil, "0a-58-0a-bc-de-f1", 0},
+		{"result disagrees", nil, "0a:58:0a:bc:de:f9", ErrCodeCheckMismatch},
 		{"drift after ADD", func(h *harness) { h.fake.Links["eth0"].MAC = macaddr.MustParse("02:00:00:00:00:05") }, "", ErrCodeCheckMismatch},
-		{"interface gone", func(h *harness) { delete(h.fake.Links, "eth0") }, "02:00:00:00:00:01", ErrCodeInterfaceNotFound},
+		{"interface gone", func(h *harness) { delete(h.fake.Links, "eth0") }, "0a:58:0a:bc:de:f1", ErrCodeInterfaceNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -369,11 +379,7 @@ func TestCheck(t *testing.T) {
 			if tt.mutate != nil {
 				tt.mutate(h)
 			}
-			res := tt.result
-			if strings.HasPrefix(tt.name, "upper") {
-				res = strings.ToUpper(res)
-			}
-			err := h.run(h.p.Check, "c1", h.conf(conf, prevResult(res)), "")
+			err := h.run(h.p.Check, "c1", h.conf(conf, prevResult(tt.result)), "")
 			if tt.wantCode == 0 {
 				if err != nil {
 					t.Fatalf("CHECK: %v", err)
@@ -533,5 +539,109 @@ func TestRequestedMACErrorNamesInterface(t *testing.T) {
 	}
 	if code != types.ErrInvalidNetworkConfig || strings.Count(msg, "01:00:5e:00:00:01") != 1 {
 		t.Fatalf("code %d, message should name the value once: %s", code, msg)
+	}
+}
+
+// TestAddAnnouncement: the kernel announces the change when it can be asked
+// to (no packet socket, whose close waits for an RCU grace period); when it
+// cannot, macguard sends the frames itself; with announce off, neither.
+func TestAddAnnouncement(t *testing.T) {
+	const orig, want = "52:54:00:12:34:56", "0a:58:0a:00:00:07"
+	tests := []struct {
+		name      string
+		conf      string
+		notifyErr error
+		want      []string
+		logged    string
+	}{
+		{"kernel announces", "", nil, []string{
+			"AnnounceOnChange eth0", "SetMAC eth0 " + want, "KernelAnnounce eth0 " + want,
+			"SwapLinkLocal eth0 " + orig + " " + want, "RestoreAnnounce eth0",
+		}, `announce=kernel`},
+		{"sysctl unavailable: frames sent", "", errors.New("injected: read-only /proc/sys"), []string{
+			"AnnounceOnChange eth0", "SetMAC eth0 " + want,
+			"SwapLinkLocal eth0 " + orig + " " + want, "Announce eth0 " + want,
+		}, `announce=sent`},
+		{"announce off", `"announce":false,`, nil, []string{
+			"SetMAC eth0 " + want, "SwapLinkLocal eth0 " + orig + " " + want,
+		}, `announce=off`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, veth(orig))
+			h.fake.NotifyErr = tt.notifyErr
+			if err := h.run(h.p.Add, "c1", h.conf(tt.conf+`"mac":"`+want+`"`, prevResult(orig)), ""); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(h.fake.Calls, tt.want) {
+				t.Fatalf("calls\n%v\nwant\n%v", h.fake.Calls, tt.want)
+			}
+			if !strings.Contains(h.log.String(), tt.logged) {
+				t.Fatalf("log line lacks %q: %s", tt.logged, h.log.String())
+			}
+		})
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("injected: broken pipe") }
+
+// TestAddRollsBackWhenTheResultCannotBePrinted: a runtime that never read
+// the result sends no DEL for it, so the change must not outlive the ADD.
+func TestAddRollsBackWhenTheResultCannotBePrinted(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	h := newHarness(t, veth(orig))
+	h.p.Stdout = failingWriter{}
+	err := h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult(orig)), vmArgs)
+	if code, msg := cniCode(t, err); code != types.ErrInternal || !strings.Contains(msg, "broken pipe") {
+		t.Fatalf("code %d %q, want %d carrying the write error", code, msg, types.ErrInternal)
+	}
+	if got := h.fake.MAC("eth0"); got != orig {
+		t.Fatalf("MAC %s, want %s restored", got, orig)
+	}
+	if !h.fake.Links["eth0"].LinkLocal[0].Equal(macaddr.LinkLocal(macaddr.MustParse(orig))) {
+		t.Fatalf("link-local not restored: %v", h.fake.Links["eth0"].LinkLocal)
+	}
+	if files := h.stateFiles(); len(files) != 0 {
+		t.Fatalf("state left behind: %v", files)
+	}
+}
+
+// TestAddLogsOneLine: every ADD leaves exactly one line, failures included,
+// naming the device (driver from ethtool) and the outcome.
+func TestAddLogsOneLine(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	tests := []struct {
+		name  string
+		links link.Observed
+		conf  string
+		want  []string
+	}{
+		{"change", veth(orig), `"mac":"0a:58:0a:00:00:08"`, []string{"level=INFO", `msg=ADD`, "driver mlx5_core", "permMAC=b8:59:9f:00:00:01", "new=0a:58:0a:00:00:08", "announce=kernel"}},
+		{"nothing to do", veth(orig), "", []string{"level=INFO", `msg=ADD`, "action=keep"}},
+		{"refused", netkit(link.NetkitL3, ""), `"mac":"0a:58:0a:00:00:08"`, []string{"level=ERROR", `msg="ADD failed"`, "netkit (l3 mode)", "error=", "netkit-l2"}},
+		{"in use", veth(orig), `"mac":"0a:58:0a:00:00:09"`, []string{"level=ERROR", `msg="ADD failed"`, "in use"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// What ethtool would say of a VF: only Identify reports it.
+			l := tt.links
+			l.Driver, l.PermMAC = "mlx5_core", macaddr.MustParse("b8:59:9f:00:00:01")
+			h := newHarness(t, l)
+			if tt.name == "in use" {
+				h.fake.SetErr = fmt.Errorf("cannot set MAC: %w", link.ErrAddrInUse)
+			}
+			_ = h.run(h.p.Add, "c1", h.conf(tt.conf, prevResult(orig)), "")
+			lines := strings.Split(strings.TrimSpace(h.log.String()), "\n")
+			if len(lines) != 1 {
+				t.Fatalf("%d log lines, want 1:\n%s", len(lines), h.log.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(lines[0], w) {
+					t.Errorf("log line lacks %q: %s", w, lines[0])
+				}
+			}
+		})
 	}
 }
