@@ -122,28 +122,6 @@ func Snapshot(t testing.TB, path string) string {
 	return b.String()
 }
 
-// StateFiles splits a dataDir's entries into records (what DEL and GC act
-// on) and anything else but the lock file (temporary files a writer left).
-func StateFiles(dir string) (records, other []string, err error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("listing dataDir %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		switch {
-		case e.Name() == ".lock":
-		case strings.HasPrefix(e.Name(), "."):
-			other = append(other, e.Name())
-		default:
-			records = append(records, e.Name())
-		}
-	}
-	return records, other, nil
-}
-
 // ReadMAC reads an interface's MAC inside n without a testing.TB.
 func ReadMAC(n ns.NetNS, ifName string) (net.HardwareAddr, error) {
 	var mac net.HardwareAddr
@@ -305,66 +283,4 @@ func HoldLock(t testing.TB, dataDir string, exclusive bool) (release func()) {
 		t.Fatalf("locking %s: %v", f.Name(), err)
 	}
 	return onceCleanup(t, func() { f.Close() })
-}
-
-// Pod is a sandbox namespace whose interface hangs off a node-side
-// namespace, as a main plugin would have left it before macguard runs.
-type Pod struct {
-	Host, NS ns.NetNS
-	IfName   string
-	// HostIf is the node-side veth name, or the macvlan parent.
-	HostIf string
-}
-
-// NewVethPod creates a pod with a veth pair: hostIf in host (a fresh
-// namespace when host is nil), "eth0" in the pod.
-func NewVethPod(t testing.TB, host ns.NetNS, hostIf string) *Pod {
-	t.Helper()
-	if host == nil {
-		host = NewNetns(t)
-	}
-	p := &Pod{Host: host, NS: NewNetns(t), IfName: "eth0", HostIf: hostIf}
-	VethPair(t, host, hostIf, p.NS, p.IfName)
-	return p
-}
-
-// PrevResult is what a main plugin such as bridge or macvlan returns for
-// the pod, in the given cniVersion, reporting mac for the pod interface.
-func (p *Pod) PrevResult(version, mac string) string {
-	return fmt.Sprintf(`{"cniVersion":%q,"interfaces":[{"name":%q,"mac":"aa:bb:cc:00:00:01"},{"name":%q,"mac":%q,"sandbox":%q}],"ips":[{"address":"10.88.0.2/24","gateway":"10.88.0.1","interface":1}],"dns":{}}`,
-		version, p.HostIf, p.IfName, mac, p.NS.Path())
-}
-
-// Env is the CNI environment for cmd on this pod.
-func (p *Pod) Env(cmd, containerID, cniArgs string) Env {
-	return Env{Command: cmd, ContainerID: containerID, Netns: p.NS.Path(), IfName: p.IfName, Args: cniArgs}
-}
-
-// Conf is macguard's entry in a conflist: the given version, dataDir, extra
-// fields (a JSON object body such as `"assign":"always"`) and prevResult.
-func Conf(version, dataDir, fields, prevResult string) []byte {
-	c := fmt.Sprintf(`{"cniVersion":%q,"name":"reliability","type":"macguard","dataDir":%q`, version, dataDir)
-	if fields != "" {
-		c += "," + fields
-	}
-	if prevResult != "" {
-		c += `,"prevResult":` + prevResult
-	}
-	return []byte(c + "}")
-}
-
-// ResultMAC returns the MAC a result reports for ifName in sandbox.
-func ResultMAC(out []byte, ifName, sandbox string) (string, error) {
-	var r struct {
-		Interfaces []struct{ Name, Mac, Sandbox string }
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return "", fmt.Errorf("result is not JSON: %w: %s", err, out)
-	}
-	for _, i := range r.Interfaces {
-		if i.Name == ifName && i.Sandbox == sandbox {
-			return i.Mac, nil
-		}
-	}
-	return "", fmt.Errorf("result has no entry for %s in %s: %s", ifName, sandbox, out)
 }

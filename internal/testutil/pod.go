@@ -182,6 +182,39 @@ func Addrs(t testing.TB, n ns.NetNS, ifName string) []net.IP {
 	return ips
 }
 
+// Pod is a sandbox namespace whose interface hangs off a node-side
+// namespace, as a main plugin would have left it before macguard runs.
+type Pod struct {
+	Host, NS ns.NetNS
+	IfName   string
+	// HostIf is the node-side veth name, or the macvlan parent.
+	HostIf string
+}
+
+// NewVethPod creates a pod with a veth pair: hostIf in host (a fresh
+// namespace when host is nil), "eth0" in the pod.
+func NewVethPod(t testing.TB, host ns.NetNS, hostIf string) *Pod {
+	t.Helper()
+	if host == nil {
+		host = NewNetns(t)
+	}
+	p := &Pod{Host: host, NS: NewNetns(t), IfName: "eth0", HostIf: hostIf}
+	VethPair(t, host, hostIf, p.NS, p.IfName)
+	return p
+}
+
+// PrevResult is what a main plugin such as bridge or macvlan returns for
+// the pod, in the given cniVersion, reporting mac for the pod interface.
+func (p *Pod) PrevResult(version, mac string) string {
+	return fmt.Sprintf(`{"cniVersion":%q,"interfaces":[{"name":%q,"mac":"aa:bb:cc:00:00:01"},{"name":%q,"mac":%q,"sandbox":%q}],"ips":[{"address":"10.88.0.2/24","gateway":"10.88.0.1","interface":1}],"dns":{}}`,
+		version, p.HostIf, p.IfName, mac, p.NS.Path())
+}
+
+// Env is the CNI environment for cmd on this pod.
+func (p *Pod) Env(cmd, containerID, cniArgs string) Env {
+	return Env{Command: cmd, ContainerID: containerID, Netns: p.NS.Path(), IfName: p.IfName, Args: cniArgs}
+}
+
 // Env is the CNI environment of one plugin invocation.
 type Env struct {
 	Command     string
