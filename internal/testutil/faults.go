@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,20 +119,6 @@ func Snapshot(t testing.TB, path string) string {
 		t.Fatalf("snapshot of %s: %v", path, err)
 	}
 	return b.String()
-}
-
-// ReadMAC reads an interface's MAC inside n without a testing.TB.
-func ReadMAC(n ns.NetNS, ifName string) (net.HardwareAddr, error) {
-	var mac net.HardwareAddr
-	err := n.Do(func(ns.NetNS) error {
-		l, err := netlinksafe.LinkByName(ifName)
-		if err != nil {
-			return fmt.Errorf("reading %s in %s: %w", ifName, n.Path(), err)
-		}
-		mac = l.Attrs().HardwareAddr
-		return nil
-	})
-	return mac, err
 }
 
 // LinkNames lists the interfaces in n, sorted.

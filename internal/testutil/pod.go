@@ -126,10 +126,30 @@ func Link(t testing.TB, n ns.NetNS, ifName string) netlink.Link {
 	return l
 }
 
-// MAC reads an interface's MAC inside n.
+// MAC reads an interface's MAC inside n and fails the test if it cannot.
 func MAC(t testing.TB, n ns.NetNS, ifName string) net.HardwareAddr {
 	t.Helper()
-	return Link(t, n, ifName).Attrs().HardwareAddr
+	mac, err := ReadMAC(n, ifName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac
+}
+
+// ReadMAC is MAC without a testing.TB: it returns the error instead, so
+// goroutines can call it (t.Fatal may only be called from the test's own
+// goroutine).
+func ReadMAC(n ns.NetNS, ifName string) (net.HardwareAddr, error) {
+	var mac net.HardwareAddr
+	err := n.Do(func(ns.NetNS) error {
+		l, err := netlinksafe.LinkByName(ifName)
+		if err != nil {
+			return fmt.Errorf("reading %s in %s: %w", ifName, n.Path(), err)
+		}
+		mac = l.Attrs().HardwareAddr
+		return nil
+	})
+	return mac, err
 }
 
 // SetMAC changes an interface's MAC inside n, as a human or another
