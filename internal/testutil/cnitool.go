@@ -141,6 +141,9 @@ type CNIToolRun struct {
 	Err error
 }
 
+// String describes the run for a failure message: the command line, how
+// it exited, and everything it printed, since cnitool reports the plugin's
+// error only on stderr.
 func (r CNIToolRun) String() string {
 	status := "ok"
 	if r.Err != nil {
