@@ -12,12 +12,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"github.com/vishvananda/netlink"
+
+	"github.com/macguard-cni/macguard/pkg/macaddr"
 )
 
 // RequireRoot fails the test (it does not skip): the suites that call it
@@ -200,6 +203,30 @@ func Addrs(t testing.TB, n ns.NetNS, ifName string) []net.IP {
 		return err
 	})
 	return ips
+}
+
+// WaitLinkLocal waits for the kernel to give ifName in n the EUI-64 IPv6
+// link-local address of its current MAC, and returns that MAC. The kernel
+// adds the address asynchronously after the link comes up, so a test that
+// asserts on the link-local, or snapshots the addresses to compare later,
+// must wait for it first: an address that appears mid-test would look like
+// a change macguard made.
+func WaitLinkLocal(t testing.TB, n ns.NetNS, ifName string) net.HardwareAddr {
+	t.Helper()
+	mac := MAC(t, n, ifName)
+	want := macaddr.LinkLocal(mac)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for _, ip := range Addrs(t, n, ifName) {
+			if ip.Equal(want) {
+				return mac
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kernel never generated the link-local address %s for %s (%s) in %s", want, ifName, mac, n.Path())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Pod is a sandbox namespace whose interface hangs off a node-side

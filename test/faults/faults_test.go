@@ -56,15 +56,7 @@ func newWorld(t *testing.T) *world {
 	pod := testutil.NewVethPod(t, nil, "veth-host")
 	testutil.AddAddr(t, pod.NS, pod.IfName, "10.88.0.2/24")
 	w := &world{pod: pod, dataDir: filepath.Join(t.TempDir(), "state")}
-	mac := testutil.MAC(t, pod.NS, pod.IfName)
-	w.orig = macaddr.String(mac)
-	deadline := time.Now().Add(5 * time.Second)
-	for !slices.Contains(addrs(t, pod), macaddr.LinkLocal(mac).String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("kernel never generated the link-local address for %s", mac)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	w.orig = macaddr.String(testutil.WaitLinkLocal(t, pod.NS, pod.IfName))
 	w.addrs = strings.Join(addrs(t, pod), " ")
 	return w
 }

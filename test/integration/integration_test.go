@@ -229,7 +229,7 @@ func TestMacvlanRequestedAndInUse(t *testing.T) {
 func TestLinkLocalReplacedAndRestored(t *testing.T) {
 	bin := testutil.PluginBinary(t)
 	p := newVethPod(t)
-	orig := testutil.MAC(t, p.ns, "eth0")
+	orig := testutil.WaitLinkLocal(t, p.ns, "eth0")
 	hasLL := func(mac net.HardwareAddr) bool {
 		for _, ip := range testutil.Addrs(t, p.ns, "eth0") {
 			if ip.Equal(macaddr.LinkLocal(mac)) {
@@ -237,13 +237,6 @@ func TestLinkLocalReplacedAndRestored(t *testing.T) {
 			}
 		}
 		return false
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !hasLL(orig) {
-		if time.Now().After(deadline) {
-			t.Fatalf("kernel never generated the EUI-64 link-local for %s", orig)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if _, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"0a:58:00:00:00:42"`, p.prevResult("1.0.0", orig.String()))); cniErr != nil {
 		t.Fatalf("ADD: %v", cniErr)
