@@ -371,7 +371,9 @@ func (faultyNetns) SwapLinkLocal(string, net.HardwareAddr, net.HardwareAddr) (bo
 func TestRollbackAfterMACChange(t *testing.T) {
 	p := newVethPod(t)
 	testutil.AddAddr(t, p.ns, "eth0", "10.88.0.2/24")
-	orig := p.mac(t)
+	// The snapshot must include the kernel's link-local: if it arrived after
+	// the snapshot, the comparison below would blame the rollback for it.
+	orig := macaddr.String(testutil.WaitLinkLocal(t, p.ns, "eth0"))
 	addrsBefore := fmt.Sprint(testutil.Addrs(t, p.ns, "eth0"))
 	var stdout, stderr bytes.Buffer
 	pl := plugin.New()
