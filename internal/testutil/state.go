@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"testing"
 )
 
 // StateFiles splits a dataDir's entries into records (what DEL and GC act
@@ -30,4 +31,20 @@ func StateFiles(dir string) (records, other []string, err error) {
 		}
 	}
 	return records, other, nil
+}
+
+// StateRecords is StateFiles for the test goroutine: it returns the records
+// in dir, fails the test if dir cannot be listed, and reports anything else
+// there but the lock file as an error, since macguard renames every write
+// into place and a temporary file left behind is a bug.
+func StateRecords(t testing.TB, dir string) []string {
+	t.Helper()
+	records, other, err := StateFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(other) != 0 {
+		t.Errorf("dataDir %s holds stray files %v", dir, other)
+	}
+	return records
 }
