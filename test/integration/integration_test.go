@@ -6,7 +6,6 @@ package integration
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -28,73 +27,23 @@ import (
 	"github.com/macguard-cni/macguard/pkg/plugin"
 )
 
-// pod is one sandbox with its interface and the node-side namespace it
-// hangs off.
+// pod is a veth pod (node side "veth-host", "eth0" inside) with the
+// dataDir its macguard runs use. Pods in one test may share a dataDir, as
+// pods on one node do.
 type pod struct {
-	host, ns ns.NetNS
-	ifName   string
-	dataDir  string
+	*testutil.Pod
+	dataDir string
 }
 
 func newVethPod(t *testing.T) *pod {
-	p := &pod{host: testutil.NewNetns(t), ns: testutil.NewNetns(t), ifName: "eth0", dataDir: filepath.Join(t.TempDir(), "state")}
-	testutil.VethPair(t, p.host, "veth-host", p.ns, p.ifName)
-	return p
+	return &pod{Pod: testutil.NewVethPod(t, nil, "veth-host"), dataDir: filepath.Join(t.TempDir(), "state")}
 }
 
 func (p *pod) conf(version, fields, prev string) []byte {
-	c := fmt.Sprintf(`{"cniVersion":%q,"name":"it","type":"macguard","dataDir":%q`, version, p.dataDir)
-	if fields != "" {
-		c += "," + fields
-	}
-	if prev != "" {
-		c += `,"prevResult":` + prev
-	}
-	return []byte(c + "}")
+	return testutil.Conf(version, p.dataDir, fields, prev)
 }
 
-// prevResult is what a main plugin such as ptp or bridge returns.
-func (p *pod) prevResult(version, mac string) string {
-	return fmt.Sprintf(`{"cniVersion":%q,"interfaces":[{"name":"veth-host","mac":"aa:bb:cc:00:00:01"},{"name":%q,"mac":%q,"sandbox":%q}],"ips":[{"address":"10.88.0.2/24","gateway":"10.88.0.1","interface":1}],"dns":{}}`,
-		version, p.ifName, mac, p.ns.Path())
-}
-
-func (p *pod) env(cmd, cid, args string) testutil.Env {
-	return testutil.Env{Command: cmd, ContainerID: cid, Netns: p.ns.Path(), IfName: p.ifName, Args: args}
-}
-
-func (p *pod) mac(t *testing.T) string { return macaddr.String(testutil.MAC(t, p.ns, p.ifName)) }
-
-func resultMAC(t *testing.T, out []byte, ifName, sandbox string) string {
-	t.Helper()
-	var r struct {
-		Interfaces []struct{ Name, Mac, Sandbox string }
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("result is not JSON: %v: %s", err, out)
-	}
-	for _, i := range r.Interfaces {
-		if i.Name == ifName && i.Sandbox == sandbox {
-			return i.Mac
-		}
-	}
-	t.Fatalf("result has no sandbox entry for %s: %s", ifName, out)
-	return ""
-}
-
-func stateFiles(t *testing.T, dir string) []string {
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") {
-			names = append(names, e.Name())
-		}
-	}
-	return names
-}
+func (p *pod) mac(t *testing.T) string { return macaddr.String(testutil.MAC(t, p.NS, p.IfName)) }
 
 const podArgs = "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=u1"
 
@@ -105,36 +54,36 @@ func TestVethAssignAlwaysAddCheckDel(t *testing.T) {
 			p := newVethPod(t)
 			orig := p.mac(t)
 			want := macaddr.Derive(macaddr.Input{Kind: "pod", Key: "default/web-0", IfName: "eth0"}).String()
-			conf := p.conf(version, `"assign":"always"`, p.prevResult(version, orig))
-			out, stderr, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", podArgs), conf)
+			conf := p.conf(version, `"assign":"always"`, p.PrevResult(version, orig))
+			out, stderr, cniErr := testutil.Run(t, bin, p.Env("ADD", "c1", podArgs), conf)
 			if cniErr != nil {
 				t.Fatalf("ADD: %v", cniErr)
 			}
 			if got := p.mac(t); got != want {
 				t.Fatalf("interface MAC %s, want derived %s", got, want)
 			}
-			if got := resultMAC(t, out, "eth0", p.ns.Path()); got != want {
-				t.Fatalf("result MAC %s, want %s", got, want)
+			if got, err := testutil.ResultMAC(out, "eth0", p.NS.Path()); err != nil || got != want {
+				t.Fatalf("result MAC %s (%v), want %s", got, err, want)
 			}
 			if !strings.Contains(stderr, "old="+orig) || !strings.Contains(stderr, "new="+want) {
 				t.Fatalf("log line lacks old -> new: %s", stderr)
 			}
-			if len(stateFiles(t, p.dataDir)) != 1 {
-				t.Fatalf("want one state file, have %v", stateFiles(t, p.dataDir))
+			if files := testutil.StateRecords(t, p.dataDir); len(files) != 1 {
+				t.Fatalf("want one state file, have %v", files)
 			}
 			if version >= "0.4.0" {
 				check := p.conf(version, `"assign":"always"`, string(out))
-				if _, _, cniErr := testutil.Run(t, bin, p.env("CHECK", "c1", podArgs), check); cniErr != nil {
+				if _, _, cniErr := testutil.Run(t, bin, p.Env("CHECK", "c1", podArgs), check); cniErr != nil {
 					t.Fatalf("CHECK: %v", cniErr)
 				}
 			}
-			if _, _, cniErr := testutil.Run(t, bin, p.env("DEL", "c1", podArgs), p.conf(version, `"assign":"always"`, "")); cniErr != nil {
+			if _, _, cniErr := testutil.Run(t, bin, p.Env("DEL", "c1", podArgs), p.conf(version, `"assign":"always"`, "")); cniErr != nil {
 				t.Fatalf("DEL: %v", cniErr)
 			}
 			if got := p.mac(t); got != orig {
 				t.Fatalf("DEL left %s, want original %s", got, orig)
 			}
-			if files := stateFiles(t, p.dataDir); len(files) != 0 {
+			if files := testutil.StateRecords(t, p.dataDir); len(files) != 0 {
 				t.Fatalf("state left after DEL: %v", files)
 			}
 		})
@@ -153,12 +102,16 @@ func TestVethRequestedMACSources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newVethPod(t)
-			out, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", tt.args), p.conf("1.0.0", tt.fields, p.prevResult("1.0.0", p.mac(t))))
+			out, _, cniErr := testutil.Run(t, bin, p.Env("ADD", "c1", tt.args), p.conf("1.0.0", tt.fields, p.PrevResult("1.0.0", p.mac(t))))
 			if cniErr != nil {
 				t.Fatalf("ADD: %v", cniErr)
 			}
-			if p.mac(t) != tt.want || resultMAC(t, out, "eth0", p.ns.Path()) != tt.want {
-				t.Fatalf("link %s result %s, want %s", p.mac(t), resultMAC(t, out, "eth0", p.ns.Path()), tt.want)
+			res, err := testutil.ResultMAC(out, "eth0", p.NS.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.mac(t) != tt.want || res != tt.want {
+				t.Fatalf("link %s result %s, want %s", p.mac(t), res, tt.want)
 			}
 		})
 	}
@@ -168,8 +121,8 @@ func TestPassThroughIsByteForByte(t *testing.T) {
 	bin := testutil.PluginBinary(t)
 	p := newVethPod(t)
 	orig := p.mac(t)
-	prev := p.prevResult("1.0.0", orig)
-	out, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", podArgs), p.conf("1.0.0", "", prev))
+	prev := p.PrevResult("1.0.0", orig)
+	out, _, cniErr := testutil.Run(t, bin, p.Env("ADD", "c1", podArgs), p.conf("1.0.0", "", prev))
 	if cniErr != nil {
 		t.Fatalf("ADD: %v", cniErr)
 	}
@@ -197,8 +150,9 @@ func TestMacvlanRequestedAndInUse(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "state")
 	const want = "0a:58:0a:0a:0a:01"
 	conf := func(n ns.NetNS) []byte {
-		return []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"mv","type":"macguard","dataDir":%q,"runtimeConfig":{"mac":%q},"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"net1","mac":%q,"sandbox":%q}]}}`,
-			dataDir, strings.ToUpper(want), macaddr.String(testutil.MAC(t, n, "net1")), n.Path()))
+		// What the macvlan plugin returns: the sandbox interface only.
+		prev := fmt.Sprintf(`{"cniVersion":"1.0.0","interfaces":[{"name":"net1","mac":%q,"sandbox":%q}]}`, macaddr.String(testutil.MAC(t, n, "net1")), n.Path())
+		return testutil.Conf("1.0.0", dataDir, fmt.Sprintf(`"runtimeConfig":{"mac":%q}`, strings.ToUpper(want)), prev)
 	}
 	env := func(n ns.NetNS, cmd, cid string) testutil.Env {
 		return testutil.Env{Command: cmd, ContainerID: cid, Netns: n.Path(), IfName: "net1"}
@@ -207,8 +161,12 @@ func TestMacvlanRequestedAndInUse(t *testing.T) {
 	if cniErr != nil {
 		t.Fatalf("ADD pod-a: %v", cniErr)
 	}
-	if got := macaddr.String(testutil.MAC(t, a, "net1")); got != want || resultMAC(t, out, "net1", a.Path()) != want {
-		t.Fatalf("pod-a MAC %s, result %s; want %s", got, resultMAC(t, out, "net1", a.Path()), want)
+	res, err := testutil.ResultMAC(out, "net1", a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := macaddr.String(testutil.MAC(t, a, "net1")); got != want || res != want {
+		t.Fatalf("pod-a MAC %s, result %s; want %s", got, res, want)
 	}
 	before := macaddr.String(testutil.MAC(t, b, "net1"))
 	_, _, cniErr = testutil.Run(t, bin, env(b, "ADD", "pod-b"), conf(b))
@@ -221,7 +179,7 @@ func TestMacvlanRequestedAndInUse(t *testing.T) {
 	if got := macaddr.String(testutil.MAC(t, b, "net1")); got != before {
 		t.Fatalf("pod-b MAC changed to %s after a failed ADD", got)
 	}
-	if files := stateFiles(t, dataDir); len(files) != 1 || files[0] != "net1@pod-a.json" {
+	if files := testutil.StateRecords(t, dataDir); len(files) != 1 || files[0] != "net1@pod-a.json" {
 		t.Fatalf("state after failed ADD: %v, want only pod-a's", files)
 	}
 }
@@ -229,26 +187,26 @@ func TestMacvlanRequestedAndInUse(t *testing.T) {
 func TestLinkLocalReplacedAndRestored(t *testing.T) {
 	bin := testutil.PluginBinary(t)
 	p := newVethPod(t)
-	orig := testutil.WaitLinkLocal(t, p.ns, "eth0")
+	orig := testutil.WaitLinkLocal(t, p.NS, "eth0")
 	hasLL := func(mac net.HardwareAddr) bool {
-		for _, ip := range testutil.Addrs(t, p.ns, "eth0") {
+		for _, ip := range testutil.Addrs(t, p.NS, "eth0") {
 			if ip.Equal(macaddr.LinkLocal(mac)) {
 				return true
 			}
 		}
 		return false
 	}
-	if _, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"0a:58:00:00:00:42"`, p.prevResult("1.0.0", orig.String()))); cniErr != nil {
+	if _, _, cniErr := testutil.Run(t, bin, p.Env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"0a:58:00:00:00:42"`, p.PrevResult("1.0.0", orig.String()))); cniErr != nil {
 		t.Fatalf("ADD: %v", cniErr)
 	}
 	if hasLL(orig) || !hasLL(macaddr.MustParse("0a:58:00:00:00:42")) {
-		t.Fatalf("link-local not replaced: %v", testutil.Addrs(t, p.ns, "eth0"))
+		t.Fatalf("link-local not replaced: %v", testutil.Addrs(t, p.NS, "eth0"))
 	}
-	if _, _, cniErr := testutil.Run(t, bin, p.env("DEL", "c1", ""), p.conf("1.0.0", "", "")); cniErr != nil {
+	if _, _, cniErr := testutil.Run(t, bin, p.Env("DEL", "c1", ""), p.conf("1.0.0", "", "")); cniErr != nil {
 		t.Fatalf("DEL: %v", cniErr)
 	}
 	if !hasLL(orig) || hasLL(macaddr.MustParse("0a:58:00:00:00:42")) {
-		t.Fatalf("link-local not restored on DEL: %v", testutil.Addrs(t, p.ns, "eth0"))
+		t.Fatalf("link-local not restored on DEL: %v", testutil.Addrs(t, p.NS, "eth0"))
 	}
 }
 
@@ -257,10 +215,10 @@ func TestLinkLocalReplacedAndRestored(t *testing.T) {
 func TestAnnouncementsSeenByPeer(t *testing.T) {
 	bin := testutil.PluginBinary(t)
 	p := newVethPod(t)
-	testutil.AddAddr(t, p.ns, "eth0", "10.88.0.2/24")
-	testutil.AddAddr(t, p.ns, "eth0", "fd00:88::2/64")
+	testutil.AddAddr(t, p.NS, "eth0", "10.88.0.2/24")
+	testutil.AddAddr(t, p.NS, "eth0", "fd00:88::2/64")
 	var fd int
-	testutil.InNetns(t, p.host, func() error {
+	testutil.InNetns(t, p.Host, func() error {
 		l, err := netlink.LinkByName("veth-host")
 		if err != nil {
 			return err
@@ -277,7 +235,7 @@ func TestAnnouncementsSeenByPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	const newMAC = "0a:58:00:00:00:43"
-	if _, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"`+newMAC+`"`, p.prevResult("1.0.0", p.mac(t)))); cniErr != nil {
+	if _, _, cniErr := testutil.Run(t, bin, p.Env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"`+newMAC+`"`, p.PrevResult("1.0.0", p.mac(t)))); cniErr != nil {
 		t.Fatalf("ADD: %v", cniErr)
 	}
 	var sawARP, sawNA bool
@@ -314,21 +272,21 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func TestCheckFailsAfterDrift(t *testing.T) {
 	bin := testutil.PluginBinary(t)
 	p := newVethPod(t)
-	out, _, cniErr := testutil.Run(t, bin, p.env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"0a:58:00:00:00:44"`, p.prevResult("1.0.0", p.mac(t))))
+	out, _, cniErr := testutil.Run(t, bin, p.Env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"0a:58:00:00:00:44"`, p.PrevResult("1.0.0", p.mac(t))))
 	if cniErr != nil {
 		t.Fatalf("ADD: %v", cniErr)
 	}
 	check := p.conf("1.0.0", `"mac":"0a:58:00:00:00:44"`, string(out))
-	if _, _, cniErr := testutil.Run(t, bin, p.env("CHECK", "c1", ""), check); cniErr != nil {
+	if _, _, cniErr := testutil.Run(t, bin, p.Env("CHECK", "c1", ""), check); cniErr != nil {
 		t.Fatalf("CHECK before drift: %v", cniErr)
 	}
-	testutil.SetMAC(t, p.ns, "eth0", macaddr.MustParse("0a:58:00:00:00:99"))
-	_, _, cniErr = testutil.Run(t, bin, p.env("CHECK", "c1", ""), check)
+	testutil.SetMAC(t, p.NS, "eth0", macaddr.MustParse("0a:58:00:00:00:99"))
+	_, _, cniErr = testutil.Run(t, bin, p.Env("CHECK", "c1", ""), check)
 	if cniErr == nil || cniErr.Code != plugin.ErrCodeCheckMismatch || !strings.Contains(cniErr.Msg, "0a:58:00:00:00:99") {
 		t.Fatalf("CHECK after drift: got %v, want code %d naming the current MAC", cniErr, plugin.ErrCodeCheckMismatch)
 	}
 	// DEL must not "restore" over a MAC somebody else set.
-	if _, _, cniErr := testutil.Run(t, bin, p.env("DEL", "c1", ""), p.conf("1.0.0", "", "")); cniErr != nil {
+	if _, _, cniErr := testutil.Run(t, bin, p.Env("DEL", "c1", ""), p.conf("1.0.0", "", "")); cniErr != nil {
 		t.Fatalf("DEL: %v", cniErr)
 	}
 	if p.mac(t) != "0a:58:00:00:00:99" {
@@ -344,7 +302,7 @@ func TestGCRemovesOnlyStaleState(t *testing.T) {
 		p   *pod
 		cid string
 	}{{live, "live"}, {stale, "stale"}} {
-		if _, _, cniErr := testutil.Run(t, bin, x.p.env("ADD", x.cid, ""), x.p.conf("1.1.0", `"assign":"always"`, x.p.prevResult("1.1.0", x.p.mac(t)))); cniErr != nil {
+		if _, _, cniErr := testutil.Run(t, bin, x.p.Env("ADD", x.cid, ""), x.p.conf("1.1.0", `"assign":"always"`, x.p.PrevResult("1.1.0", x.p.mac(t)))); cniErr != nil {
 			t.Fatalf("ADD %s: %v", x.cid, cniErr)
 		}
 	}
@@ -352,7 +310,7 @@ func TestGCRemovesOnlyStaleState(t *testing.T) {
 	if _, _, cniErr := testutil.Run(t, bin, testutil.Env{Command: "GC"}, gc); cniErr != nil {
 		t.Fatalf("GC: %v", cniErr)
 	}
-	if files := stateFiles(t, live.dataDir); len(files) != 1 || files[0] != "eth0@live.json" {
+	if files := testutil.StateRecords(t, live.dataDir); len(files) != 1 || files[0] != "eth0@live.json" {
 		t.Fatalf("after GC: %v", files)
 	}
 	if _, _, cniErr := testutil.Run(t, bin, testutil.Env{Command: "STATUS"}, gc); cniErr != nil {
@@ -370,11 +328,11 @@ func (faultyNetns) SwapLinkLocal(string, net.HardwareAddr, net.HardwareAddr) (bo
 
 func TestRollbackAfterMACChange(t *testing.T) {
 	p := newVethPod(t)
-	testutil.AddAddr(t, p.ns, "eth0", "10.88.0.2/24")
+	testutil.AddAddr(t, p.NS, "eth0", "10.88.0.2/24")
 	// The snapshot must include the kernel's link-local: if it arrived after
 	// the snapshot, the comparison below would blame the rollback for it.
-	orig := macaddr.String(testutil.WaitLinkLocal(t, p.ns, "eth0"))
-	addrsBefore := fmt.Sprint(testutil.Addrs(t, p.ns, "eth0"))
+	orig := macaddr.String(testutil.WaitLinkLocal(t, p.NS, "eth0"))
+	addrsBefore := fmt.Sprint(testutil.Addrs(t, p.NS, "eth0"))
 	var stdout, stderr bytes.Buffer
 	pl := plugin.New()
 	pl.Stdout, pl.Stderr = &stdout, &stderr
@@ -385,8 +343,8 @@ func TestRollbackAfterMACChange(t *testing.T) {
 		}
 		return faultyNetns{n}, nil
 	}
-	err := pl.Add(&skel.CmdArgs{ContainerID: "c1", Netns: p.ns.Path(), IfName: "eth0",
-		StdinData: p.conf("1.0.0", `"assign":"always"`, p.prevResult("1.0.0", orig))})
+	err := pl.Add(&skel.CmdArgs{ContainerID: "c1", Netns: p.NS.Path(), IfName: "eth0",
+		StdinData: p.conf("1.0.0", `"assign":"always"`, p.PrevResult("1.0.0", orig))})
 	var cniErr *types.Error
 	if !errors.As(err, &cniErr) || !strings.Contains(cniErr.Msg, "injected failure") {
 		t.Fatalf("want the injected failure as a CNI error, got %v", err)
@@ -394,10 +352,10 @@ func TestRollbackAfterMACChange(t *testing.T) {
 	if got := p.mac(t); got != orig {
 		t.Fatalf("MAC %s after failed ADD, want original %s", got, orig)
 	}
-	if after := fmt.Sprint(testutil.Addrs(t, p.ns, "eth0")); after != addrsBefore {
+	if after := fmt.Sprint(testutil.Addrs(t, p.NS, "eth0")); after != addrsBefore {
 		t.Fatalf("addresses changed: %s -> %s", addrsBefore, after)
 	}
-	if files := stateFiles(t, p.dataDir); len(files) != 0 {
+	if files := testutil.StateRecords(t, p.dataDir); len(files) != 0 {
 		t.Fatalf("state left: %v", files)
 	}
 	if stdout.Len() != 0 {
@@ -408,9 +366,9 @@ func TestRollbackAfterMACChange(t *testing.T) {
 func TestInterfaceMissingNamesExisting(t *testing.T) {
 	bin := testutil.PluginBinary(t)
 	p := newVethPod(t)
-	env := p.env("ADD", "c1", "")
+	env := p.Env("ADD", "c1", "")
 	env.IfName = "net7"
-	_, _, cniErr := testutil.Run(t, bin, env, p.conf("1.0.0", "", p.prevResult("1.0.0", p.mac(t))))
+	_, _, cniErr := testutil.Run(t, bin, env, p.conf("1.0.0", "", p.PrevResult("1.0.0", p.mac(t))))
 	if cniErr == nil || cniErr.Code != plugin.ErrCodeInterfaceNotFound || !strings.Contains(cniErr.Msg, "eth0") || !strings.Contains(cniErr.Msg, "net7") {
 		t.Fatalf("got %v, want code %d naming net7 and the existing eth0", cniErr, plugin.ErrCodeInterfaceNotFound)
 	}
@@ -428,7 +386,7 @@ func TestRefusesNodeNamespace(t *testing.T) {
 	testutil.InNetns(t, node, func() error {
 		// Run the binary from inside the "node" namespace, pointing
 		// CNI_NETNS at that same namespace.
-		conf := []byte(`{"cniVersion":"1.0.0","name":"x","type":"macguard","mac":"0a:58:00:00:00:01","dataDir":"` + t.TempDir() + `","prevResult":{"cniVersion":"1.0.0"}}`)
+		conf := testutil.Conf("1.0.0", t.TempDir(), `"mac":"0a:58:00:00:00:01"`, `{"cniVersion":"1.0.0"}`)
 		_, _, cniErr = testutil.Run(t, bin, testutil.Env{Command: "ADD", ContainerID: "c1", Netns: node.Path(), IfName: "node0"}, conf)
 		return nil
 	})
