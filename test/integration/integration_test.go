@@ -5,7 +5,6 @@ package integration
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -13,13 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
@@ -209,65 +206,6 @@ func TestLinkLocalReplacedAndRestored(t *testing.T) {
 		t.Fatalf("link-local not restored on DEL: %v", testutil.Addrs(t, p.NS, "eth0"))
 	}
 }
-
-// TestAnnouncementsSeenByPeer listens on the node side of the veth for the
-// gratuitous ARP and the unsolicited NA that must follow a MAC change.
-func TestAnnouncementsSeenByPeer(t *testing.T) {
-	bin := testutil.PluginBinary(t)
-	p := newVethPod(t)
-	testutil.AddAddr(t, p.NS, "eth0", "10.88.0.2/24")
-	testutil.AddAddr(t, p.NS, "eth0", "fd00:88::2/64")
-	var fd int
-	testutil.InNetns(t, p.Host, func() error {
-		l, err := netlink.LinkByName("veth-host")
-		if err != nil {
-			return err
-		}
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
-		if err != nil {
-			return err
-		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: l.Attrs().Index})
-	})
-	defer unix.Close(fd)
-	tv := unix.Timeval{Usec: 200000}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		t.Fatal(err)
-	}
-	const newMAC = "0a:58:00:00:00:43"
-	if _, _, cniErr := testutil.Run(t, bin, p.Env("ADD", "c1", ""), p.conf("1.0.0", `"mac":"`+newMAC+`"`, p.PrevResult("1.0.0", p.mac(t)))); cniErr != nil {
-		t.Fatalf("ADD: %v", cniErr)
-	}
-	var sawARP, sawNA bool
-	buf := make([]byte, 2048)
-	deadline := time.Now().Add(5 * time.Second)
-	for !(sawARP && sawNA) && time.Now().Before(deadline) {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			continue
-		}
-		f := buf[:n]
-		if n < 14 || !bytes.Equal(f[6:12], macaddr.MustParse(newMAC)) {
-			continue
-		}
-		switch binary.BigEndian.Uint16(f[12:14]) {
-		case 0x0806:
-			// sender IP == target IP == the pod's address: an announcement.
-			if n >= 42 && net.IP(f[28:32]).Equal(net.ParseIP("10.88.0.2")) && net.IP(f[38:42]).Equal(net.ParseIP("10.88.0.2")) {
-				sawARP = true
-			}
-		case 0x86dd:
-			if n >= 14+40+24 && f[14+6] == 58 && f[14+40] == 136 && net.IP(f[14+48:14+64]).Equal(net.ParseIP("fd00:88::2")) {
-				sawNA = true
-			}
-		}
-	}
-	if !sawARP || !sawNA {
-		t.Fatalf("peer saw gratuitous ARP=%v, unsolicited NA=%v; want both from %s", sawARP, sawNA, newMAC)
-	}
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func TestCheckFailsAfterDrift(t *testing.T) {
 	bin := testutil.PluginBinary(t)
