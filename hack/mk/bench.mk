@@ -13,6 +13,10 @@ BENCH_DIR         := $(CACHE_DIR)/bench
 BENCH_PLUGIN_DIR  := $(BENCH_DIR)/plugins
 BENCH_OUT         := bench
 BENCH_ARGS        ?=
+# How the run was started, as the report records it: a command that
+# repeats the run when pasted (BENCH_ARGS= spelled out, quoted when it holds
+# more than one word; nothing after "make bench" when it is empty).
+BENCH_COMMAND      = make bench$(if $(strip $(BENCH_ARGS)), BENCH_ARGS=$(if $(word 2,$(BENCH_ARGS)),"$(strip $(BENCH_ARGS))",$(strip $(BENCH_ARGS))))
 # The reference plugins, pinned. They get their own directory: other
 # targets install tools into $(TOOLS_DIR) concurrently.
 BENCH_CNI_MODULE  := github.com/containernetworking/plugins
@@ -28,7 +32,7 @@ bench: build bench-tools
 	@mkdir -p $(BENCH_OUT)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... | tee $(BENCH_OUT)/micro.txt
 	$(BENCH_DIR)/bench -macguard $(BIN_DIR)/macguard -plugins $(BENCH_PLUGIN_DIR) -rssprobe $(BENCH_DIR)/rssprobe \
-		-micro $(BENCH_OUT)/micro.txt -out $(BENCH_OUT) -command 'make bench $(BENCH_ARGS)' $(BENCH_ARGS)
+		-micro $(BENCH_OUT)/micro.txt -out $(BENCH_OUT) -command '$(BENCH_COMMAND)' $(BENCH_ARGS)
 
 bench-tools:
 	@mkdir -p $(BENCH_PLUGIN_DIR)
