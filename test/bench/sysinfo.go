@@ -91,22 +91,44 @@ type procStat struct {
 }
 
 func machineNow() procStat {
-	st := procStat{at: time.Now()}
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return st
+		return procStat{at: time.Now()}
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
+	st := parseProcStat(string(b))
+	st.at = time.Now()
+	return st
+}
+
+// parseProcStat reads the aggregate "cpu" line of /proc/stat: user nice
+// system idle iowait irq softirq steal guest guest_nice (proc(5)).
+//
+//   - busy is what this machine's kernel ran: user, nice, system, irq,
+//     softirq;
+//   - total adds idle, iowait and steal: steal is time the hypervisor gave
+//     to someone else, so it is neither work done here nor idle capacity,
+//     but it is time that passed, and leaving it out would make a starved
+//     VM look busier than it was;
+//   - guest and guest_nice are left out of both: the kernel already counts
+//     them inside user and nice (account_guest_time), so adding them again
+//     counts the same ticks twice.
+//
+// Older kernels print fewer fields; missing ones count as zero.
+func parseProcStat(s string) procStat {
+	var st procStat
+	line, _, _ := strings.Cut(s, "\n")
 	fields := strings.Fields(line)
 	if len(fields) < 5 || fields[0] != "cpu" {
 		return st
 	}
 	for i, f := range fields[1:] {
 		v, _ := strconv.ParseUint(f, 10, 64)
-		st.total += v
-		// idle (3) and iowait (4) are not busy
-		if i != 3 && i != 4 {
+		switch i {
+		case 0, 1, 2, 5, 6: // user nice system irq softirq
 			st.busy += v
+			st.total += v
+		case 3, 4, 7: // idle iowait steal
+			st.total += v
 		}
 	}
 	return st
@@ -114,9 +136,12 @@ func machineNow() procStat {
 
 // busyCores is how many cores the whole machine kept busy since before.
 func (st procStat) busyCores(before procStat) float64 {
-	dt := st.total - before.total
-	if dt == 0 {
+	return st.busyOf(before, runtime.NumCPU())
+}
+
+func (st procStat) busyOf(before procStat, cores int) float64 {
+	if st.total <= before.total || st.busy < before.busy {
 		return 0
 	}
-	return float64(st.busy-before.busy) / float64(dt) * float64(runtime.NumCPU())
+	return float64(st.busy-before.busy) / float64(st.total-before.total) * float64(cores)
 }
