@@ -35,12 +35,20 @@ type call struct {
 	// Probed: started under rssprobe, so MaxRSSKiB is the plugin's own
 	// and Wall includes the probe's start-up (not a latency figure).
 	Probed bool
+	// Stdout is what the plugin printed (its result, for ADD), kept only
+	// when the collector asks for it (see collector.keepOutput).
+	Stdout []byte
 }
 
 // collector gathers the calls made on behalf of one operation. It travels
 // in the context libcni hands to Exec, so concurrent pods never mix their
 // calls.
 type collector struct {
+	// keepOutput: keep each plugin's stdout in its call, for a check that
+	// needs an intermediate result of the chain, which libcni does not
+	// return (it returns the last plugin's only).
+	keepOutput bool
+
 	mu    sync.Mutex
 	calls []call
 }
@@ -131,6 +139,9 @@ func (e *benchExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []b
 		cl.Probed = true
 	}
 	if c, ok := ctx.Value(collectorKey{}).(*collector); ok {
+		if c.keepOutput {
+			cl.Stdout = stdout.Bytes()
+		}
 		c.add(cl)
 	}
 	if waitErr != nil {

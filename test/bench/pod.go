@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/types/create"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 
@@ -87,7 +88,8 @@ func (s sample) meta(typ string) (call, bool) {
 }
 
 func (r *runner) add(ctx context.Context, v *variant, p *pod) (sample, types.Result, error) {
-	col := &collector{}
+	// The pass-through check compares with the main plugin's own result.
+	col := &collector{keepOutput: v.Expect == expectUnchanged}
 	start := time.Now()
 	res, err := r.cni.AddNetworkList(withCollector(ctx, col), v.list, p.runtimeConf(v))
 	s := sample{Chain: time.Since(start), Calls: col.calls}
@@ -120,20 +122,12 @@ func (r *runner) del(ctx context.Context, v *variant, p *pod) (sample, error) {
 }
 
 // verify proves the ADD did the work being timed: the result reports the
-// expected MAC for the sandbox interface and the kernel agrees.
-func (r *runner) verify(v *variant, p *pod, res types.Result) error {
-	cur, err := current.NewResultFromResult(res)
+// expected MAC for the sandbox interface and the kernel agrees. s is the
+// ADD's sample, for the main plugin's own result.
+func (r *runner) verify(v *variant, p *pod, s sample, res types.Result) error {
+	reported, err := sandboxMAC(res)
 	if err != nil {
-		return fmt.Errorf("%s pod %s: converting the ADD result: %w", v.Key, p.ID, err)
-	}
-	reported := ""
-	for _, i := range cur.Interfaces {
-		if i.Name == podIfName && i.Sandbox != "" {
-			reported = i.Mac
-		}
-	}
-	if reported == "" {
-		return fmt.Errorf("%s pod %s: the ADD result has no sandbox interface %s", v.Key, p.ID, podIfName)
+		return fmt.Errorf("%s pod %s: the ADD result: %w", v.Key, p.ID, err)
 	}
 	var want string
 	switch v.Expect {
@@ -145,6 +139,10 @@ func (r *runner) verify(v *variant, p *pod, res types.Result) error {
 			return fmt.Errorf("%s pod %s: resolving the identity to check: %w", v.Key, p.ID, err)
 		}
 		want = macaddr.Derive(macaddr.Input{Kind: id.Kind, Key: id.Key, IfName: podIfName}).String()
+	case expectUnchanged:
+		if want, err = mainPluginMAC(s, v.Main); err != nil {
+			return fmt.Errorf("%s pod %s: %w", v.Key, p.ID, err)
+		}
 	}
 	if want != "" && !strings.EqualFold(reported, want) {
 		return fmt.Errorf("%s pod %s: the result reports MAC %s, want %s", v.Key, p.ID, reported, want)
@@ -160,10 +158,50 @@ func (r *runner) verify(v *variant, p *pod, res types.Result) error {
 	}); err != nil {
 		return fmt.Errorf("%s pod %s: reading %s back: %w", v.Key, p.ID, podIfName, err)
 	}
+	// With want checked against reported, this also pins the kernel's MAC
+	// to want: for a pass-through, to what the main plugin set up.
 	if !strings.EqualFold(inKernel, reported) {
 		return fmt.Errorf("%s pod %s: the result reports MAC %s but %s has %s", v.Key, p.ID, reported, podIfName, inKernel)
 	}
 	return nil
+}
+
+// sandboxMAC is the MAC a result reports for the sandbox interface.
+func sandboxMAC(res types.Result) (string, error) {
+	cur, err := current.NewResultFromResult(res)
+	if err != nil {
+		return "", fmt.Errorf("converting it: %w", err)
+	}
+	for _, i := range cur.Interfaces {
+		if i.Name == podIfName && i.Sandbox != "" {
+			return i.Mac, nil
+		}
+	}
+	return "", fmt.Errorf("no sandbox interface %s in it", podIfName)
+}
+
+// mainPluginMAC is the sandbox MAC in the result the main plugin (the first
+// of the chain, which created the interface) printed for this ADD: what the
+// pod would have had without the chained plugin.
+func mainPluginMAC(s sample, main string) (string, error) {
+	for _, c := range s.Calls {
+		if c.Plugin != main || c.Command != "ADD" {
+			continue
+		}
+		if len(c.Stdout) == 0 {
+			return "", fmt.Errorf("%s's ADD output was not kept", main)
+		}
+		res, err := create.CreateFromBytes(c.Stdout)
+		if err != nil {
+			return "", fmt.Errorf("parsing %s's ADD result: %w", main, err)
+		}
+		mac, err := sandboxMAC(res)
+		if err != nil {
+			return "", fmt.Errorf("%s's ADD result: %w", main, err)
+		}
+		return mac, nil
+	}
+	return "", fmt.Errorf("libcni never ran %s for ADD", main)
 }
 
 // lifecycle runs one pod through ADD, CHECK and DEL in a fresh sandbox, as
@@ -182,7 +220,7 @@ func (r *runner) lifecycle(ctx context.Context, v *variant, p pod) (add, chk, de
 	}()
 	add, res, err := r.add(ctx, v, &p)
 	if err == nil {
-		err = r.verify(v, &p, res)
+		err = r.verify(v, &p, add, res)
 	}
 	if err == nil {
 		chk, err = r.check(ctx, v, &p)

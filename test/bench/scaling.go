@@ -257,7 +257,7 @@ func runIfaces(ctx context.Context, r *runner, vs []*variant, crowd, iters int, 
 			p := pod{ID: id, Name: id, MAC: requestedMAC(0x80+j, it), Netns: n}
 			a, res, err := r.add(ctx, v, &p)
 			if err == nil {
-				err = r.verify(v, &p, res)
+				err = r.verify(v, &p, a, res)
 			}
 			d, derr := r.del(context.WithoutCancel(ctx), v, &p)
 			if err := errors.Join(err, derr); err != nil {

@@ -39,6 +39,10 @@ const (
 	expectAny       expectation = iota // whatever the main plugin chose
 	expectRequested                    // the MAC in runtimeConfig.mac
 	expectDerived                      // macguard's derived MAC (checked against `macguard mac`)
+	// expectUnchanged: the MAC the main plugin reported, i.e. the chained
+	// plugin changed nothing. A pass-through that rewrote the MAC would
+	// pass expectAny and be timed as if it had done nothing.
+	expectUnchanged
 )
 
 // Keys of the variants, in the order they are interleaved and reported.
@@ -64,7 +68,7 @@ func buildVariants(e *env) ([]*variant, error) {
 		// Not a target: isolates what the announcement costs.
 		{Key: vMGQuiet, Title: "macvlan + macguard (requested MAC, announce off)", Main: "macvlan", Meta: "macguard", RequestMAC: true, Expect: expectRequested},
 		{Key: vFloorPtp, Title: "floor: ptp", Main: "ptp"},
-		{Key: vMGPass, Title: "ptp + macguard (pass-through)", Main: "ptp", Meta: "macguard"},
+		{Key: vMGPass, Title: "ptp + macguard (pass-through)", Main: "ptp", Meta: "macguard", Expect: expectUnchanged},
 		{Key: vFloorBridge, Title: "floor: bridge", Main: "bridge"},
 		{Key: vMGAlways, Title: `bridge + macguard (assign "always")`, Main: "bridge", Meta: "macguard", Expect: expectDerived},
 	}
