@@ -350,17 +350,20 @@ func tables(r *results) []table {
 	lat := table{
 		title: fmt.Sprintf("Chain latency through libcni, ms (n=%d per variant after %d warm-up rounds, interleaved)", r.Settings.Iterations, r.Settings.Warmup),
 		header: []string{"chain", "ADD p50", "p95", "p99", "CHECK p50", "p95", "p99", "DEL p50", "p95", "p99",
-			"ADD vs floor", "ADD vs tuning chain"},
+			"ADD vs floor", "CHECK vs floor", "DEL vs floor", "ADD vs tuning chain", "CHECK vs tuning chain", "DEL vs tuning chain"},
+		notes: []string{"Ratios are of p50s; vs tuning chain only for the macvlan chains (the others have no tuning to compare with)."},
 	}
 	for _, c := range r.Chains {
-		vt := "-"
+		// The tuning comparison applies to chains on the same main plugin.
+		vt := []string{"-", "-", "-"}
 		if c.VsTuning != nil {
-			vt = fx(c.VsTuning.ADD)
+			vt = []string{fx(c.VsTuning.ADD), fx(c.VsTuning.CHECK), fx(c.VsTuning.DEL)}
 		}
 		l := c.Latency
-		lat.rows = append(lat.rows, []string{c.Title,
+		row := []string{c.Title,
 			f2(l.ADD.P50), f2(l.ADD.P95), f2(l.ADD.P99), f2(l.CHECK.P50), f2(l.CHECK.P95), f2(l.CHECK.P99),
-			f2(l.DEL.P50), f2(l.DEL.P95), f2(l.DEL.P99), fx(c.VsFloor.ADD), vt})
+			f2(l.DEL.P50), f2(l.DEL.P95), f2(l.DEL.P99), fx(c.VsFloor.ADD), fx(c.VsFloor.CHECK), fx(c.VsFloor.DEL)}
+		lat.rows = append(lat.rows, append(row, vt...))
 	}
 	ts = append(ts, lat)
 
