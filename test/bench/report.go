@@ -34,19 +34,22 @@ type results struct {
 }
 
 type settings struct {
-	Iterations   int    `json:"iterations"`
-	Warmup       int    `json:"warmup"`
-	Concurrency  []int  `json:"concurrency"`
-	TputPods     int    `json:"throughput_pods_per_level"`
-	TputRounds   int    `json:"throughput_rounds"`
-	Crowd        int    `json:"crowded_interfaces"`
-	IfacesIters  int    `json:"interfaces_iterations"`
-	GCSizes      []int  `json:"gc_sizes"`
-	GCIters      int    `json:"gc_iterations"`
-	MemIters     int    `json:"memory_iterations"`
-	StartupIters int    `json:"startup_iterations"`
-	CNIVersion   string `json:"cni_version"`
-	StateOnTmpfs bool   `json:"state_on_tmpfs"`
+	Iterations  int   `json:"iterations"`
+	Warmup      int   `json:"warmup"`
+	Concurrency []int `json:"concurrency"`
+	// A throughput level of c runs max(TputPods, TputPerWorker*c) pods;
+	// each point says how many it ran.
+	TputPods      int    `json:"throughput_min_pods_per_level"`
+	TputPerWorker int    `json:"throughput_min_pods_per_worker"`
+	TputRounds    int    `json:"throughput_rounds"`
+	Crowd         int    `json:"crowded_interfaces"`
+	IfacesIters   int    `json:"interfaces_iterations"`
+	GCSizes       []int  `json:"gc_sizes"`
+	GCIters       int    `json:"gc_iterations"`
+	MemIters      int    `json:"memory_iterations"`
+	StartupIters  int    `json:"startup_iterations"`
+	CNIVersion    string `json:"cni_version"`
+	StateOnTmpfs  bool   `json:"state_on_tmpfs"`
 }
 
 type binary struct {
@@ -244,8 +247,9 @@ func evaluate(r *results) []target {
 
 // throughputTarget judges "throughput grows with concurrency until the
 // cores are busy (no global lock)" on the macguard chain:
-//   - it grows: the best level gives at least 1.3x the pods/s of
-//     concurrency 1 (on a machine with two or more cores);
+//   - it grows: the best level gives at least 1.3x the pods/s of the lowest
+//     level, concurrency 1 unless -concurrency starts higher, which the
+//     figure then says (on a machine with two or more cores);
 //   - until the cores are busy: the best level is the highest one, or the
 //     whole machine was at least 80% busy there, so there was nothing left
 //     to grow into;
@@ -282,8 +286,8 @@ func throughputTarget(r *results) (target, bool) {
 		if c > bestC && p.PodsPerSec < 0.8*best.PodsPerSec {
 			collapse = true
 		}
-		parts = append(parts, fmt.Sprintf("x%d %.1f pods/s = %.2fx (tuning %.2fx, floor %.2fx), machine %.1f cores busy",
-			c, p.PodsPerSec, p.Speedup, tu[c].Speedup, fl[c].Speedup, p.MachineBusy))
+		parts = append(parts, fmt.Sprintf("x%d (%d pods) %.1f pods/s = %.2fx (tuning %.2fx, floor %.2fx), machine %.1f cores busy",
+			c, p.Pods, p.PodsPerSec, p.Speedup, tu[c].Speedup, fl[c].Speedup, p.MachineBusy))
 	}
 	need := 1.3
 	if r.Machine.Cores < 2 {
@@ -292,12 +296,12 @@ func throughputTarget(r *results) (target, bool) {
 	saturated := bestC == levels[len(levels)-1] || best.MachineBusy >= 0.8*float64(r.Machine.Cores)
 	return target{
 		Name: "ADD+DEL throughput of macvlan + macguard grows with concurrency until the cores are busy",
-		Want: fmt.Sprintf(">= %.1fx over 1, still growing at the top level or >= 80%% of the cores busy at the best, no drop below 80%% of the best after", need),
-		// Value is the best speedup over concurrency 1.
+		Want: fmt.Sprintf(">= %.1fx over x%d, still growing at the top level or >= 80%% of the cores busy at the best, no drop below 80%% of the best after", need, levels[0]),
+		// Value is the best speedup over the lowest level.
 		Value: best.Speedup,
 		Met:   best.Speedup >= need && saturated && !collapse,
-		Figure: fmt.Sprintf("best %.2fx at %d concurrent with %.1f of %d cores busy; %s",
-			best.Speedup, bestC, best.MachineBusy, r.Machine.Cores, strings.Join(parts, "; ")),
+		Figure: fmt.Sprintf("best %.2fx over x%d at %d concurrent with %.1f of %d cores busy; %s",
+			best.Speedup, levels[0], bestC, best.MachineBusy, r.Machine.Cores, strings.Join(parts, "; ")),
 	}, true
 }
 
@@ -405,15 +409,18 @@ func tables(r *results) []table {
 
 	if len(r.Throughput) > 0 {
 		tp := table{
-			title:  fmt.Sprintf("ADD+DEL throughput, %d pods per level, median of %d rounds", r.Settings.TputPods, r.Settings.TputRounds),
-			header: []string{"chain", "concurrent", "pods/s", "rounds", "speedup vs 1", "ADD p50 ms", "ADD p99 ms", "cores busy (bench+plugins)", "machine busy cores"},
+			title: fmt.Sprintf("ADD+DEL throughput, max(%d, %d x concurrent) pods per level, median of %d rounds",
+				r.Settings.TputPods, r.Settings.TputPerWorker, r.Settings.TputRounds),
+			// The base is named, not assumed: it is the lowest level run.
+			header: []string{"chain", "concurrent", "pods", "pods/s", "rounds", fmt.Sprintf("speedup vs x%d", r.Throughput[0].SpeedupBase),
+				"ADD p50 ms", "ADD p99 ms", "cores busy (bench+plugins)", "machine busy cores"},
 		}
 		for _, p := range r.Throughput {
 			var rs []string
 			for _, x := range p.Rounds {
 				rs = append(rs, strconv.FormatFloat(x, 'f', 1, 64))
 			}
-			tp.rows = append(tp.rows, []string{p.Variant, strconv.Itoa(p.Concurrency), f2(p.PodsPerSec), strings.Join(rs, " "),
+			tp.rows = append(tp.rows, []string{p.Variant, strconv.Itoa(p.Concurrency), strconv.Itoa(p.Pods), f2(p.PodsPerSec), strings.Join(rs, " "),
 				fx(p.Speedup), f2(p.ADD.P50), f2(p.ADD.P99), f2(p.CoresBusy), f2(p.MachineBusy)})
 		}
 		ts = append(ts, tp)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -9,14 +11,14 @@ func sampleResults() *results {
 	d := func(p50 float64) dist { return dist{N: 10, P50: p50, P95: p50, P99: p50, Max: p50} }
 	ops := func(a, c, del float64) opDists { return opDists{ADD: d(a), CHECK: d(c), DEL: d(del)} }
 	r := &results{
-		Settings: settings{Iterations: 10, Concurrency: []int{1, 8}, TputPods: 16},
+		Settings: settings{Iterations: 10, Concurrency: []int{1, 8}, TputPods: 16, TputPerWorker: 2},
 		Chains: []chainResult{
 			{Key: vFloorMacvlan, Title: "floor: macvlan", Latency: ops(10, 8, 35), VsFloor: opRatios{1, 1, 1}, VsTuning: &opRatios{0.45, 0.64, 0.9}},
 			{Key: vMGPass, Title: "ptp + macguard", Latency: ops(15, 12, 35), VsFloor: opRatios{1.41, 1.51, 0.99}},
 		},
 		Throughput: []throughputPoint{
-			{Variant: vMGEnforce, Concurrency: 1, Pods: 16, PodsPerSec: 12, Speedup: 1},
-			{Variant: vMGEnforce, Concurrency: 8, Pods: 16, PodsPerSec: 34, Speedup: 2.83},
+			{Variant: vMGEnforce, Concurrency: 1, Pods: 16, PodsPerSec: 12, Speedup: 1, SpeedupBase: 1},
+			{Variant: vMGEnforce, Concurrency: 8, Pods: 16, PodsPerSec: 34, Speedup: 2.83, SpeedupBase: 1},
 		},
 	}
 	r.Targets = evaluate(r)
@@ -50,5 +52,57 @@ func TestLatencyTableRatios(t *testing.T) {
 	}
 	if got := lat.rows[0][col["CHECK vs tuning chain"]]; got != "0.64x" {
 		t.Errorf("floor: macvlan CHECK vs tuning chain = %q, want 0.64x", got)
+	}
+}
+
+func TestTputPlanPods(t *testing.T) {
+	p := tputPlan{minPods: 48, perWorker: 2}
+	for c, want := range map[int]int{1: 48, 8: 48, 24: 48, 32: 64, 128: 256} {
+		if got := p.pods(c); got != want {
+			t.Errorf("pods(%d) = %d, want %d", c, got, want)
+		}
+		if p.pods(c) < c {
+			t.Errorf("pods(%d) = %d leaves workers idle", c, p.pods(c))
+		}
+	}
+}
+
+func TestIntListAscending(t *testing.T) {
+	got, err := intList("32, 1,8,32")
+	if err != nil || !slices.Equal(got, []int{1, 8, 32}) {
+		t.Fatalf("intList = %v, %v; want [1 8 32]", got, err)
+	}
+	if _, err := intList("1,0"); err == nil {
+		t.Error("intList accepted 0")
+	}
+}
+
+// A sweep that does not start at 1 must say what its speedups are over.
+func TestThroughputBaseNamed(t *testing.T) {
+	r := &results{Settings: settings{Concurrency: []int{4, 16}, TputPods: 16, TputPerWorker: 2}, Machine: machine{Cores: 2}}
+	for _, v := range []string{vFloorMacvlan, vTuning, vMGEnforce} {
+		r.Throughput = append(r.Throughput,
+			throughputPoint{Variant: v, Concurrency: 4, Pods: 16, PodsPerSec: 20, Speedup: 1, SpeedupBase: 4},
+			throughputPoint{Variant: v, Concurrency: 16, Pods: 32, PodsPerSec: 30, Speedup: 1.5, SpeedupBase: 4})
+	}
+	tg, ok := throughputTarget(r)
+	if !ok {
+		t.Fatal("no throughput target")
+	}
+	if !strings.Contains(tg.Want, "over x4") || !strings.Contains(tg.Figure, "over x4") {
+		t.Errorf("target does not name its base: want %q, figure %q", tg.Want, tg.Figure)
+	}
+	if !strings.Contains(tg.Figure, "x16 (32 pods)") {
+		t.Errorf("figure does not give the pods of a level: %q", tg.Figure)
+	}
+	for _, tb := range tables(r) {
+		if strings.HasPrefix(tb.title, "ADD+DEL throughput") {
+			if !slices.Contains(tb.header, "speedup vs x4") || !slices.Contains(tb.header, "pods") {
+				t.Errorf("throughput header %v", tb.header)
+			}
+			if !strings.Contains(tb.title, "max(16, 2 x concurrent)") {
+				t.Errorf("throughput title %q", tb.title)
+			}
+		}
 	}
 }

@@ -20,15 +20,18 @@ import (
 // throughputPoint is one (variant, concurrency) measurement, the median
 // round of several.
 type throughputPoint struct {
-	Variant     string    `json:"variant"`
-	Concurrency int       `json:"concurrency"`
-	Pods        int       `json:"pods"`
-	PodsPerSec  float64   `json:"pods_per_sec"`
-	Rounds      []float64 `json:"rounds_pods_per_sec"`
-	// Speedup is PodsPerSec over the same variant at concurrency 1.
-	Speedup float64 `json:"speedup_vs_1"`
-	ADD     dist    `json:"add"`
-	DEL     dist    `json:"del"`
+	Variant     string `json:"variant"`
+	Concurrency int    `json:"concurrency"`
+	// Pods went through ADD and DEL in the level, c at a time.
+	Pods       int       `json:"pods"`
+	PodsPerSec float64   `json:"pods_per_sec"`
+	Rounds     []float64 `json:"rounds_pods_per_sec"`
+	// Speedup is PodsPerSec over the same variant's at the lowest level of
+	// the sweep, SpeedupBase: concurrency 1 unless -concurrency says else.
+	Speedup     float64 `json:"speedup"`
+	SpeedupBase int     `json:"speedup_vs_concurrency"`
+	ADD         dist    `json:"add"`
+	DEL         dist    `json:"del"`
 	// CoresBusy is the CPU time of the bench and every plugin process it
 	// reaped, per second of wall time; MachineBusy is the whole machine's
 	// (other users included) from /proc/stat, in cores.
@@ -36,12 +39,28 @@ type throughputPoint struct {
 	MachineBusy float64 `json:"machine_busy_cores"`
 }
 
+// tputPlan sizes the levels of the throughput sweep.
+type tputPlan struct {
+	minPods, perWorker int
+}
+
+// pods is how many pods the level with c concurrent workers runs: enough
+// that every worker has perWorker of them, so that c are really in flight
+// (a level with fewer pods than workers leaves the rest idle and measures
+// a lower concurrency than it is labelled with), and at least minPods, so
+// the low levels last long enough to time.
+func (p tputPlan) pods(c int) int { return max(p.minPods, p.perWorker*c) }
+
 // runThroughput measures ADD+DEL throughput of each variant at each
-// concurrency: `pods` pods go through ADD then DEL, `c` at a time. The pod
-// namespaces are made beforehand so only CNI work is timed. Rounds repeat
-// the whole sweep with the variant order alternating.
-func runThroughput(ctx context.Context, r *runner, vs []*variant, levels []int, pods, rounds int, progress func(string)) ([]throughputPoint, error) {
-	netnses := make([]ns.NetNS, pods)
+// concurrency c (ascending): plan.pods(c) pods go through ADD then DEL, c
+// at a time. The pod namespaces are made beforehand so only CNI work is
+// timed. Rounds repeat the whole sweep with the variant order alternating.
+func runThroughput(ctx context.Context, r *runner, vs []*variant, levels []int, plan tputPlan, rounds int, progress func(string)) ([]throughputPoint, error) {
+	most := 0
+	for _, c := range levels {
+		most = max(most, plan.pods(c))
+	}
+	netnses := make([]ns.NetNS, most)
 	for i := range netnses {
 		n, err := r.env.newNetns("tput")
 		if err != nil {
@@ -71,11 +90,12 @@ func runThroughput(ctx context.Context, r *runner, vs []*variant, levels []int, 
 			if round%2 == 1 {
 				slices.Reverse(order)
 			}
+			pods := plan.pods(c)
 			for _, v := range order {
 				vi := slices.Index(vs, v)
 				cpu0, stat0 := cpuNow(), machineNow()
 				start := time.Now()
-				adds, dels, err := r.churn(ctx, v, netnses, c, func(i int) pod {
+				adds, dels, err := r.churn(ctx, v, netnses[:pods], c, func(i int) pod {
 					id := fmt.Sprintf("tput-%s-c%d-r%d-%d", safe(v.Key), c, round, i)
 					return pod{ID: id, Name: id, MAC: requestedMAC(0x40+vi, i)}
 				})
@@ -90,7 +110,7 @@ func runThroughput(ctx context.Context, r *runner, vs []*variant, levels []int, 
 					cores:   (cpuNow() - cpu0).Seconds() / wall.Seconds(),
 					machine: machineNow().busyCores(stat0),
 				})
-				progress(fmt.Sprintf("throughput: round %d, %s x%d: %.1f pods/s", round+1, v.Key, c, float64(pods)/wall.Seconds()))
+				progress(fmt.Sprintf("throughput: round %d, %s x%d (%d pods): %.1f pods/s", round+1, v.Key, c, pods, float64(pods)/wall.Seconds()))
 			}
 		}
 	}
@@ -120,8 +140,8 @@ func runThroughput(ctx context.Context, r *runner, vs []*variant, levels []int, 
 				base = med.pps
 			}
 			out = append(out, throughputPoint{
-				Variant: v.Key, Concurrency: c, Pods: pods,
-				PodsPerSec: round2(med.pps), Rounds: all, Speedup: ratio(med.pps, base),
+				Variant: v.Key, Concurrency: c, Pods: plan.pods(c),
+				PodsPerSec: round2(med.pps), Rounds: all, Speedup: ratio(med.pps, base), SpeedupBase: levels[0],
 				ADD: summarize(med.adds), DEL: summarize(med.dels),
 				CoresBusy: round2(med.cores), MachineBusy: round2(med.machine),
 			})
