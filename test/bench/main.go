@@ -34,7 +34,7 @@ type options struct {
 	crowd, ifacesIters                               int
 	gcSizes                                          []int
 	gcIters                                          int
-	skipScaling                                      bool
+	skipScaling, quick                               bool
 }
 
 func main() {
@@ -47,7 +47,6 @@ func main() {
 func parseFlags() (options, error) {
 	var o options
 	var conc, gcSizes string
-	var quick bool
 	flag.StringVar(&o.macguard, "macguard", "bin/macguard", "macguard binary under test")
 	flag.StringVar(&o.plugins, "plugins", ".cache/bench/plugins", "directory with the reference plugins (macvlan ptp bridge tuning host-local)")
 	flag.StringVar(&o.probe, "rssprobe", ".cache/bench/rssprobe", "the rssprobe launcher (built from test/bench/rssprobe)")
@@ -72,9 +71,9 @@ func parseFlags() (options, error) {
 	flag.StringVar(&gcSizes, "gc-sizes", "10,10000", "state entries in the GC sweep")
 	flag.IntVar(&o.gcIters, "gc-iters", 10, "GC runs per case")
 	flag.BoolVar(&o.skipScaling, "skip-scaling", false, "only the latency comparison")
-	flag.BoolVar(&quick, "quick", false, "tiny counts: a smoke test of the harness, not a measurement")
+	flag.BoolVar(&o.quick, "quick", false, "tiny counts: a smoke test of the harness, not a measurement")
 	flag.Parse()
-	if quick {
+	if o.quick {
 		// tput-pods below 2x8 so the smoke run goes through the per-worker
 		// rule too (8 pods at 1, 16 at 8).
 		o.n, o.warmup, o.tputPods, o.tputPerWorker, o.tputRounds, o.ifacesIters, o.gcIters, o.memIters, o.startupIters = 10, 2, 8, 2, 1, 4, 2, 3, 10
@@ -129,7 +128,11 @@ func run() (err error) {
 			Iterations: o.n, Warmup: o.warmup, Concurrency: o.concurrency, TputPods: o.tputPods, TputPerWorker: o.tputPerWorker, TputRounds: o.tputRounds,
 			Crowd: o.crowd, IfacesIters: o.ifacesIters, GCSizes: o.gcSizes, GCIters: o.gcIters,
 			MemIters: o.memIters, StartupIters: o.startupIters, CNIVersion: cniVersion, StateOnTmpfs: true,
+			Quick: o.quick,
 		},
+	}
+	if o.quick {
+		res.Notice = smokeNotice
 	}
 
 	names := []string{"macguard", "tuning", "macvlan", "ptp", "bridge", "host-local"}

@@ -106,3 +106,37 @@ func TestThroughputBaseNamed(t *testing.T) {
 		}
 	}
 }
+
+func TestQuickRunMarked(t *testing.T) {
+	r := sampleResults()
+	r.Settings.Quick, r.Notice = true, smokeNotice
+	r.Targets = evaluate(r)
+	if len(r.Targets) == 0 {
+		t.Fatal("no targets to judge in the sample")
+	}
+	if h := header(r); !strings.HasPrefix(h, smokeNotice+"\n") {
+		t.Errorf("a quick run's header does not open with the notice:\n%s", h)
+	}
+	ts := tables(r)
+	tg := ts[len(ts)-1]
+	for _, row := range tg.rows {
+		if row[2] != "not judged (quick run)" {
+			t.Errorf("quick run target %q judged %q", row[0], row[2])
+		}
+	}
+	for _, x := range r.Targets {
+		if x.Judged || x.Met {
+			t.Errorf("quick run target %q: judged %t met %t", x.Name, x.Judged, x.Met)
+		}
+	}
+
+	r = sampleResults()
+	if h := header(r); strings.Contains(h, "SMOKE") {
+		t.Errorf("a real run's header carries the notice:\n%s", h)
+	}
+	for _, x := range r.Targets {
+		if !x.Judged {
+			t.Errorf("real run target %q not judged", x.Name)
+		}
+	}
+}
