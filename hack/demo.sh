@@ -123,7 +123,7 @@ del() {
 	attached=(${keep[@]+"${keep[@]}"})
 }
 
-echo "macguard demo: $("$MACGUARD" version), cnitool v1.3.0, reference plugins v1.9.1"
+echo "macguard demo: $("$MACGUARD" version), cnitool ${E2E_CNI_VERSION:-(pin unknown)}, reference plugins ${E2E_PLUGINS_VERSION:-(pin unknown)}"
 echo "Throwaway namespaces: $node plays the host (bridge, host-side veths, macvlan parent);"
 echo "each pod gets its own. Conflists: cni-conf/local/, state under $work."
 newns "$node"

@@ -16,7 +16,9 @@ E2E_PLUGINS         := main/bridge main/macvlan main/ptp main/ipvlan ipam/host-l
 # holds only plugins (and, in the tests, a copy of bin/macguard).
 E2E_CNITOOL_DIR     := $(TOOLS_DIR)/bin
 E2E_PLUGIN_DIR      := $(TOOLS_DIR)/cni-plugins
-E2E_STAMP           := $(TOOLS_DIR)/.e2e-$(E2E_CNI_VERSION)-$(E2E_PLUGINS_VERSION)
+# The stamp names both versions and a checksum of the plugin list, so
+# bumping a pin or adding a plugin reinstalls.
+E2E_STAMP           := $(TOOLS_DIR)/.e2e-$(E2E_CNI_VERSION)-$(E2E_PLUGINS_VERSION)-$(shell echo '$(E2E_PLUGINS)' | cksum | cut -d' ' -f1)
 E2E_RUN             ?=
 E2E_ENV             = MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard \
                       E2E_CNITOOL=$(CURDIR)/$(E2E_CNITOOL_DIR)/cnitool \
@@ -26,8 +28,8 @@ E2E_ENV             = MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard \
 
 tools: $(E2E_STAMP)
 
-# The stamp names both versions, so bumping a pin reinstalls; `go install
-# pkg@version` ignores this module's go.mod and builds exactly that tag.
+# `go install pkg@version` ignores this module's go.mod and builds exactly
+# that tag.
 $(E2E_STAMP):
 	@mkdir -p $(E2E_CNITOOL_DIR) $(E2E_PLUGIN_DIR)
 	GOBIN=$(CURDIR)/$(E2E_CNITOOL_DIR) CGO_ENABLED=0 $(GO) install -trimpath \
@@ -43,6 +45,6 @@ test-e2e: build tools
 
 demo: build tools
 	hack/require-root.sh
-	$(E2E_ENV) hack/demo.sh
+	$(E2E_ENV) E2E_CNI_VERSION=$(E2E_CNI_VERSION) E2E_PLUGINS_VERSION=$(E2E_PLUGINS_VERSION) hack/demo.sh
 
 TEST_TARGETS += test-e2e
