@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/containernetworking/cni/libcni"
-
 	"github.com/macguard-cni/macguard/pkg/config"
 )
 
@@ -130,7 +128,7 @@ func render(raw json.RawMessage) []byte {
 }
 
 // pluginType returns the "type" of one plugin entry, or "" when the entry
-// has none (libcni rejects such an entry, so callers have validated first).
+// has none (runtimes reject such an entry, so callers have validated first).
 func pluginType(entry json.RawMessage) string {
 	var t struct {
 		Type string `json:"type"`
@@ -206,11 +204,11 @@ type listDoc struct {
 	plugins []json.RawMessage
 }
 
-// parseList parses a conflist the way the runtime will (libcni) and then
+// parseList checks a conflist as the runtime will (validateList) and then
 // keeps its parts exactly as written. It refuses anything macguard could
 // not chain into without guessing.
 func parseList(data []byte) (*listDoc, error) {
-	if _, err := libcni.ConfListFromBytes(data); err != nil {
+	if err := validateList(data); err != nil {
 		return nil, err
 	}
 	top, err := parseObject(data)
@@ -241,8 +239,8 @@ func (d *listDoc) bytes() ([]byte, error) {
 	out := render(d.top.with("plugins", b.Bytes()).compact())
 	// The same check the input passed: never hand the runtime a file it
 	// would refuse.
-	if _, err := libcni.ConfListFromBytes(out); err != nil {
-		return nil, fmt.Errorf("internal error: the rewritten conflist does not parse: %w", err)
+	if err := validateList(out); err != nil {
+		return nil, fmt.Errorf("internal error: the rewritten conflist does not pass the runtime's checks: %w", err)
 	}
 	return out, nil
 }
@@ -346,7 +344,7 @@ func unchainList(data []byte) ([]byte, Change, error) {
 // libcni's ConfListFromConf makes of a .conf when the runtime loads one,
 // with "name" and "cniVersion" copied to the list.
 func convertConf(data []byte, entry json.RawMessage) ([]byte, error) {
-	if _, err := libcni.ConfFromBytes(data); err != nil {
+	if err := validatePlugin(data); err != nil {
 		return nil, err
 	}
 	plugin, err := parseObject(data)
