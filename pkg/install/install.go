@@ -66,7 +66,8 @@ const (
 	// flapWindow, another writer is removing it as fast as it is added
 	// (Cilium with cni.exclusive=true regenerates its file on every change
 	// in the directory). macguard then waits holdMin, doubling up to
-	// holdMax, instead of feeding the loop.
+	// holdMax while the fight goes on, instead of feeding the loop (see
+	// admit).
 	defaultFlapWrites = 5
 	defaultFlapWindow = time.Minute
 	defaultHoldMin    = 10 * time.Second
@@ -104,12 +105,16 @@ type target struct {
 	// --convert-conf turns into list.
 	conf string
 
-	// Watch-mode state: recent writes, the back-off, the last error
-	// logged (so a file that stays broken is reported once, not on every
-	// event).
+	// Watch-mode state. writes: the recent writes, counted only while
+	// there is no back-off. hold: the current back-off, 0 when there is
+	// none; holdUntil: its end; retried: when the first try after it was
+	// let through, zero until then (see admit). lastErr: the last error
+	// logged, so a file that stays broken is reported once, not on every
+	// event.
 	writes    []time.Time
 	hold      time.Duration
 	holdUntil time.Time
+	retried   time.Time
 	lastErr   string
 	waiting   bool
 }
@@ -342,15 +347,38 @@ func (r *runner) write(t *target, path string, out []byte, fi fs.FileInfo, read 
 		}
 		return err
 	}
-	t.writes = append(t.writes, r.now())
+	if t.hold == 0 {
+		t.writes = append(t.writes, r.now())
+	}
 	return nil
 }
 
-// admit applies the flapping back-off before a watch-mode write.
+// admit applies the flapping back-off before a watch-mode write. Up to
+// flapWrites writes within flapWindow pass; the next try starts a hold of
+// holdMin. The first try after a hold passes, so the entry is back as soon
+// as the other writer may have stopped. Only what happens to that write
+// tells whether it has: a try within flapWindow of it means the entry was
+// removed again, and the hold doubles (up to holdMax); a later try means the
+// entry stayed for a whole window, and the back-off is over.
+//
+// The writes before a hold cannot decide this: no write happens during the
+// hold, so by its end they say nothing about the other writer, and a hold
+// longer than flapWindow would always look like peace.
 func (r *runner) admit(t *target) error {
 	now := r.now()
-	if now.Before(t.holdUntil) {
-		return errHeld
+	if t.hold > 0 {
+		switch {
+		case now.Before(t.holdUntil):
+			return errHeld
+		case t.retried.IsZero():
+			t.retried = now
+			return nil
+		case now.Sub(t.retried) < r.opts.flapWindow:
+			return r.backOff(t, now, min(2*t.hold, r.opts.holdMax))
+		}
+		r.log.Info("the macguard entry stayed in place for a whole window; back-off over",
+			"file", t.list, "window", r.opts.flapWindow)
+		t.hold, t.holdUntil, t.retried, t.writes = 0, time.Time{}, time.Time{}, nil
 	}
 	recent := t.writes[:0]
 	for _, w := range t.writes {
@@ -359,18 +387,41 @@ func (r *runner) admit(t *target) error {
 		}
 	}
 	t.writes = recent
-	if len(recent) == 0 {
-		t.hold = 0
-	}
 	if len(recent) < r.opts.flapWrites {
 		return nil
 	}
-	t.hold = min(max(2*t.hold, r.opts.holdMin), r.opts.holdMax)
-	t.holdUntil = now.Add(t.hold)
+	return r.backOff(t, now, r.opts.holdMin)
+}
+
+// backOff starts a hold of t's writes.
+func (r *runner) backOff(t *target, now time.Time, hold time.Duration) error {
+	t.hold, t.holdUntil, t.retried, t.writes = hold, now.Add(hold), time.Time{}, nil
 	r.log.Warn("another writer keeps removing the macguard entry; backing off",
-		"file", t.list, "rewrites", len(recent), "within", r.opts.flapWindow, "retry_in", t.hold,
+		"file", t.list, "retry_in", hold,
 		"hint", "Cilium rewrites its conflist on every change when cni.exclusive=true; see docs/install.md")
 	return errHeld
+}
+
+// nextRetry is when the earliest hold ends, zero when no target is held.
+func (r *runner) nextRetry() time.Time {
+	var next time.Time
+	for _, t := range r.targets {
+		if !t.holdUntil.IsZero() && t.holdUntil.After(r.now()) && (next.IsZero() || t.holdUntil.Before(next)) {
+			next = t.holdUntil
+		}
+	}
+	return next
+}
+
+// retryHeld reconciles every target whose hold has ended: nothing else may
+// happen in the directory to bring on the try that puts the entry back.
+func (r *runner) retryHeld() {
+	for _, t := range r.targets {
+		if !t.holdUntil.IsZero() && !r.now().Before(t.holdUntil) {
+			t.holdUntil = time.Time{}
+			r.applyTarget(t)
+		}
+	}
 }
 
 // applyTarget reconciles t and logs the outcome: one line per change, one

@@ -191,13 +191,7 @@ func (r *runner) watch(ctx context.Context) error {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	armRetry := func() {
-		var next time.Time
-		for _, t := range r.targets {
-			if !t.holdUntil.IsZero() && t.holdUntil.After(r.now()) && (next.IsZero() || t.holdUntil.Before(next)) {
-				next = t.holdUntil
-			}
-		}
-		if !next.IsZero() {
+		if next := r.nextRetry(); !next.IsZero() {
 			retry.Reset(next.Sub(r.now()))
 		}
 	}
@@ -253,12 +247,7 @@ func (r *runner) watch(ctx context.Context) error {
 			clear(dirty)
 			armRetry()
 		case <-retry.C:
-			for _, t := range r.targets {
-				if !t.holdUntil.IsZero() && !r.now().Before(t.holdUntil) {
-					t.holdUntil = time.Time{}
-					r.applyTarget(t)
-				}
-			}
+			r.retryHeld()
 			armRetry()
 		case <-resync.C:
 			watchDirs()

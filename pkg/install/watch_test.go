@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -286,6 +287,214 @@ func TestWatchConcurrentRewrites(t *testing.T) {
 	}
 }
 
+// fight drives the watch-mode write path (applyTarget, and retryHeld when a
+// hold ends, as the watch loop does) against an owner of the conflist, on
+// an injected clock: the schedule of writes and holds is exact, whatever
+// the machine's load.
+type fight struct {
+	t     *testing.T
+	p     string
+	orig  []byte
+	log   *logBuf
+	r     *runner
+	start time.Time
+	clock time.Time
+	// writes are the times of macguard's writes, since start.
+	writes []time.Duration
+}
+
+// react is how long the owner takes to rewrite the file after macguard
+// wrote, and macguard (its debounce) to try after the owner wrote.
+const react = 100 * time.Millisecond
+
+// newFight chains into a Cilium conflist with the default back-off.
+func newFight(t *testing.T) *fight {
+	n := newNode(t)
+	orig := fixture(t, "05-cilium.conflist")
+	p := n.place(t, "05-cilium.conflist", orig, 0o644)
+	f := &fight{t: t, p: p, orig: orig, log: &logBuf{}}
+	r, err := newRunner(Options{ChainInto: []string{p}, Watch: true}, f.log.logger(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.start = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.clock = f.start
+	r.now = func() time.Time { return f.clock }
+	f.r = r
+	return f
+}
+
+// try runs one reconcile and reports whether it wrote the entry.
+func (f *fight) try(reconcile func()) bool {
+	f.t.Helper()
+	before := f.log.count("chained macguard into the conflist")
+	reconcile()
+	if f.log.count("chained macguard into the conflist") == before {
+		return false
+	}
+	if !chained(f.p, f.orig) {
+		f.t.Fatalf("logged a write at %v, but the file does not hold the entry", f.clock.Sub(f.start))
+	}
+	f.writes = append(f.writes, f.clock.Sub(f.start))
+	return true
+}
+
+// until lets macguard bring the entry back, waiting out holds, as long as
+// that happens before end; it reports whether it did.
+func (f *fight) until(end time.Time) bool {
+	f.t.Helper()
+	f.clock = f.clock.Add(react)
+	if !f.clock.Before(end) {
+		f.clock = end
+		return false
+	}
+	if f.try(func() { f.r.applyTarget(f.r.targets[0]) }) {
+		return true
+	}
+	for {
+		// Held: nothing happens in the directory (the owner has no
+		// entry to remove) until the retry when the hold ends.
+		next := f.r.nextRetry()
+		if next.IsZero() {
+			f.t.Fatalf("at %v: not written and not held; log:\n%s", f.clock.Sub(f.start), f.log)
+		}
+		if !next.Before(end) {
+			f.clock = end
+			return false
+		}
+		f.clock = next
+		if f.try(f.r.retryHeld) {
+			return true
+		}
+	}
+}
+
+// fightFor runs the owner for d: it removes the entry react after every
+// write, like cilium-agent with cni.exclusive=true.
+func (f *fight) fightFor(d time.Duration) {
+	f.t.Helper()
+	end := f.clock.Add(d)
+	for f.until(end) {
+		f.clock = f.clock.Add(react)
+		if !f.clock.Before(end) {
+			f.clock = end
+			return
+		}
+		rewriteLikeCilium(f.t, f.p, f.orig)
+	}
+}
+
+// holds returns the back-offs logged, in order.
+func (f *fight) holds() []time.Duration {
+	f.t.Helper()
+	var out []time.Duration
+	for _, line := range strings.Split(f.log.String(), "\n") {
+		if !strings.Contains(line, "backing off") {
+			continue
+		}
+		_, v, _ := strings.Cut(line, "retry_in=")
+		v, _, _ = strings.Cut(v, " ")
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.t.Fatalf("no retry_in in %q", line)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func ms(ms ...int) []time.Duration {
+	out := make([]time.Duration, len(ms))
+	for i, m := range ms {
+		out[i] = time.Duration(m) * time.Millisecond
+	}
+	return out
+}
+
+func TestBackOffSchedule(t *testing.T) {
+	f := newFight(t)
+	f.fightFor(15 * time.Minute)
+	// The defaults: 5 writes pass within a minute (0.1 s to 0.9 s); the
+	// 6th try (1.1 s) holds 10 s. Each hold ends with one write, which
+	// the owner removes at once, so the hold doubles: 20 s, 40 s, 80 s,
+	// 160 s, then 300 s, the maximum, for good.
+	wantWrites := ms(100, 300, 500, 700, 900, 11_100, 31_300, 71_500, 151_700, 311_900, 612_100)
+	wantHolds := ms(10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000)
+	if !slices.Equal(f.writes, wantWrites) {
+		t.Errorf("writes at %v, want %v", f.writes, wantWrites)
+	}
+	if got := f.holds(); !slices.Equal(got, wantHolds) {
+		t.Errorf("holds %v, want %v; log:\n%s", got, wantHolds, f.log)
+	}
+	if !strings.Contains(f.log.String(), "cni.exclusive") {
+		t.Errorf("the back-off warning does not name cni.exclusive; log:\n%s", f.log)
+	}
+
+	// The owner gives up. The last hold (from 612.3 s) ends with a write
+	// that stays.
+	f.writes = nil
+	f.until(f.clock.Add(time.Hour))
+	if want := ms(912_300); !slices.Equal(f.writes, want) {
+		t.Fatalf("after the last hold: writes at %v, want %v", f.writes, want)
+	}
+	// Two minutes later the owner rewrites its file once (an agent
+	// restart): after a whole quiet window the entry comes back at once,
+	// and the back-off starts over: 5 writes pass again, then 10 s.
+	f.clock = f.clock.Add(2 * time.Minute)
+	rewriteLikeCilium(t, f.p, f.orig)
+	f.writes = nil
+	f.fightFor(20 * time.Second)
+	if want := ms(1_032_400, 1_032_600, 1_032_800, 1_033_000, 1_033_200, 1_043_400); !slices.Equal(f.writes, want) {
+		t.Errorf("after a quiet window: writes at %v, want %v", f.writes, want)
+	}
+	if got := f.holds()[len(wantHolds):]; !slices.Equal(got, ms(10_000, 20_000)) {
+		t.Errorf("after a quiet window: holds %v, want [10s 20s]", got)
+	}
+	if f.log.count("back-off over") != 1 {
+		t.Errorf("want one line saying the back-off is over; log:\n%s", f.log)
+	}
+}
+
+func TestBackOffEndsAfterAQuietWindow(t *testing.T) {
+	for _, c := range []struct {
+		quiet time.Duration // how long the write after the first hold stays
+		held  bool          // whether the next removal holds (20 s) or is undone at once
+	}{
+		{react, true},
+		{59 * time.Second, true},
+		{time.Minute - react, true},
+		{time.Minute, false},
+		{10 * time.Minute, false},
+	} {
+		t.Run(c.quiet.String(), func(t *testing.T) {
+			f := newFight(t)
+			// 5 writes, a 10 s hold, the write after it (11.1 s); the
+			// fight stops before the owner removes that one.
+			f.fightFor(11_200 * time.Millisecond)
+			if len(f.writes) != 6 || len(f.holds()) != 1 {
+				t.Fatalf("writes at %v, holds %v; want 6 writes and 1 hold", f.writes, f.holds())
+			}
+			// The owner removes that write after quiet; macguard
+			// tries react later.
+			f.clock = f.start.Add(f.writes[5] + c.quiet - react)
+			rewriteLikeCilium(t, f.p, f.orig)
+			f.writes = nil
+			f.clock = f.clock.Add(react)
+			wrote := f.try(func() { f.r.applyTarget(f.r.targets[0]) })
+			holds := f.holds()
+			if c.held {
+				if wrote || len(holds) != 2 || holds[1] != 20*time.Second {
+					t.Errorf("wrote %v, holds %v; want no write and a second hold of 20s", wrote, holds)
+				}
+				return
+			}
+			if !wrote || len(holds) != 1 {
+				t.Errorf("wrote %v, holds %v; want the entry back at once and no new hold", wrote, holds)
+			}
+		})
+	}
+}
+
 func TestWatchBacksOffFromAFight(t *testing.T) {
 	n := newNode(t)
 	orig := fixture(t, "05-cilium.conflist")
@@ -313,15 +522,19 @@ func TestWatchBacksOffFromAFight(t *testing.T) {
 	<-fighterDone
 	stop()
 
-	writes := l.count("chained macguard into the conflist")
-	// Without the back-off: one write per debounce period (20ms) plus the
-	// read, i.e. dozens in 2s. With it: 3 in a row, then one per hold
-	// (300ms, then 600ms): about 3+1+1+1 = 6.
-	if writes < 3 || writes > 8 {
-		t.Errorf("%d writes in 2s of fighting, want 3..8; log:\n%s", writes, l)
-	}
-	if l.count("backing off") == 0 || !strings.Contains(l.String(), "cni.exclusive") {
+	// The exact schedule is TestBackOffSchedule's, on an injected clock;
+	// this is the real loop, with inotify and timers. Without the
+	// back-off it would write once per debounce period (20ms), dozens of
+	// times in 2s. With it, 3 writes pass; after that every write is the
+	// first try after a hold (300ms, then 600ms), so there is at least
+	// one, and never more than one per back-off warning.
+	writes, holds := l.count("chained macguard into the conflist"), l.count("backing off")
+	if holds == 0 || !strings.Contains(l.String(), "cni.exclusive") {
 		t.Errorf("no back-off warning naming cni.exclusive; log:\n%s", l)
+	}
+	if writes <= o.flapWrites || writes > o.flapWrites+holds {
+		t.Errorf("%d writes and %d holds in 2s of fighting; want more than %d writes (a write when a hold ends) and at most one per hold after them; log:\n%s",
+			writes, holds, o.flapWrites, l)
 	}
 }
 
