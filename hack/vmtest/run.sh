@@ -74,7 +74,9 @@ apt_update() {
 }
 
 ensure_packages() {
-	local want=(qemu-system-x86 busybox-static xz-utils kmod) missing=() p
+	# zstd: kernels that ship .ko.zst modules (add_module) need it; Debian's
+	# 6.12 uses .ko.xz, but VMTEST_KERNEL_DEB may name any kernel.
+	local want=(qemu-system-x86 busybox-static xz-utils zstd kmod) missing=() p
 	for p in "${want[@]}"; do pkg_installed "$p" || missing+=("$p"); done
 	[ ${#missing[@]} -eq 0 ] && return 0
 	[ "$(id -u)" = 0 ] || die "missing Debian packages: ${missing[*]} (run as root to install them)"
