@@ -100,7 +100,7 @@ func TestIPvlanRequestedMACIsRefused(t *testing.T) {
 			prev := mainPluginResult(pod, parentMAC, "10.99.2.2/24")
 			const requested = "0a:58:0a:63:02:02"
 
-			call := cniCall{command: "ADD", containerID: "cid-ipvlan", netns: pod.Path(), args: podArgs("default", "web-0", "cid-ipvlan")}
+			call := cniCall{command: "ADD", containerID: "cid-ipvlan", netns: pod.Path(), args: testutil.PodArgs("default", "web-0", "cid-ipvlan", "uid-web-0")}
 			o := n.plugin(t, mg, call, n.macguardConf(t, nil, prev, map[string]any{"mac": requested}))
 			if o.err == nil {
 				t.Fatalf("ADD succeeded on ipvlan (result %s); an ipvlan cannot have a MAC of its own", o.stdout)
@@ -183,7 +183,7 @@ func TestRequestedMACOnDevices(t *testing.T) {
 			prev := mainPluginResult(pod, orig, "10.99.3.2/24")
 			rc := map[string]any{"mac": tc.requested}
 			cid := "cid-" + tc.name
-			call := cniCall{command: "ADD", containerID: cid, netns: pod.Path(), args: podArgs("default", "web-0", cid)}
+			call := cniCall{command: "ADD", containerID: cid, netns: pod.Path(), args: testutil.PodArgs("default", "web-0", cid, "uid-web-0")}
 
 			out := n.plugin(t, mg, call, n.macguardConf(t, nil, prev, rc)).mustSucceed(t, "ADD")
 			if mac := podMAC(t, pod); mac != tc.requested {

@@ -132,21 +132,20 @@ func (n *node) macguardConf(t *testing.T, fields map[string]any, prev []byte, ru
 	return b
 }
 
-// stateFiles lists macguard's records in dataDir (hidden temporaries and
-// the lock file excluded). A dataDir that does not exist holds none.
+// stateFiles lists macguard's records in dataDir (testutil.StateFiles: the
+// lock file excluded; a dataDir that does not exist holds none). A
+// temporary file left next to them fails the test too: every plugin run has
+// exited when this is called, so a writer left it behind.
 func (n *node) stateFiles(t *testing.T) []string {
 	t.Helper()
-	entries, err := os.ReadDir(n.dataDir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("reading dataDir: %v", err)
+	records, other, err := testutil.StateFiles(n.dataDir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var names []string
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".json") {
-			names = append(names, e.Name())
-		}
+	if len(other) != 0 {
+		t.Errorf("dataDir holds leftover temporary files: %v", other)
 	}
-	return names
+	return records
 }
 
 // readLog returns macguard's log file ("" when it was never written).
@@ -171,12 +170,6 @@ func (n *node) warnings(t *testing.T) []string {
 		}
 	}
 	return w
-}
-
-// podArgs are the CNI_ARGS a Kubernetes runtime passes.
-func podArgs(namespace, pod, containerID string) string {
-	return fmt.Sprintf("IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s;K8S_POD_INFRA_CONTAINER_ID=%s;K8S_POD_UID=uid-%s",
-		namespace, pod, containerID, pod)
 }
 
 // linkState is everything about the pod interface a failed or skipped ADD

@@ -82,7 +82,7 @@ func TestNetkitL3FailsWithRemedyAndChangesNothing(t *testing.T) {
 			p := n.addNetkitPod(t, "l3", "cid-l3-fail", "10.99.0.2/24")
 			before := readLinkState(t, p.ns, podIf)
 
-			o := n.plugin(t, mg, p.call("ADD", podArgs("vms", "virt-launcher-vm1-abcde", p.cid)),
+			o := n.plugin(t, mg, p.call("ADD", testutil.PodArgs("vms", "virt-launcher-vm1-abcde", p.cid, "uid-virt-launcher-vm1-abcde")),
 				n.macguardConf(t, tc.fields, p.prev, tc.runtimeConfig))
 			if o.err == nil {
 				t.Fatalf("ADD succeeded on a netkit L3 device (result %s); it cannot carry a MAC", o.stdout)
@@ -112,7 +112,7 @@ func TestNetkitL3OnUnsupportedSkipPassesResultThrough(t *testing.T) {
 	p := n.addNetkitPod(t, "l3", "cid-l3-skip", "10.99.0.2/24")
 	before := readLinkState(t, p.ns, podIf)
 	fields := map[string]any{"onUnsupported": "skip"}
-	args := podArgs("vms", "virt-launcher-vm1-abcde", p.cid)
+	args := testutil.PodArgs("vms", "virt-launcher-vm1-abcde", p.cid, "uid-virt-launcher-vm1-abcde")
 
 	out := n.plugin(t, mg, p.call("ADD", args), n.macguardConf(t, fields, p.prev, nil)).mustSucceed(t, "ADD")
 	if !sameJSON(t, out, p.prev) {
@@ -166,7 +166,7 @@ func TestNetkitL2AssignAlwaysKeepsMACAcrossVMRestart(t *testing.T) {
 			if orig == want {
 				t.Fatalf("the fixture's random MAC %s already equals the derived one; the test would prove nothing", orig)
 			}
-			args := podArgs("vms", l.pod, l.cid)
+			args := testutil.PodArgs("vms", l.pod, l.cid, "uid-"+l.pod)
 
 			out := n.plugin(t, mg, p.call("ADD", args), n.macguardConf(t, fields, p.prev, nil)).mustSucceed(t, "ADD")
 			mac := podMAC(t, p.ns)
@@ -220,7 +220,7 @@ func TestNetkitL2RequestedMACFromRuntimeConfig(t *testing.T) {
 			n := newNode(t)
 			p := n.addNetkitPod(t, "l2", "cid-l2-requested", "10.99.0.2/24")
 			orig := podMAC(t, p.ns)
-			args := podArgs("default", "web-0", p.cid)
+			args := testutil.PodArgs("default", "web-0", p.cid, "uid-web-0")
 			fields := map[string]any{"capabilities": map[string]any{"mac": true}}
 			rc := map[string]any{"mac": tc.requested}
 
