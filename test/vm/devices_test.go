@@ -109,8 +109,10 @@ func TestIPvlanRequestedMACIsRefused(t *testing.T) {
 				t.Errorf("error code %d, want 101 (device cannot carry a MAC): %s", o.err.Code, o.err.Msg)
 			}
 			// The contract: messages name the interface, the netns, the MAC
-			// and where a requested MAC came from.
-			requireContains(t, "the error", o.err.Msg+" "+o.err.Details, "ipvlan", "macvlan", podIf, pod.Path(), requested, "runtimeConfig.mac")
+			// and where a requested MAC came from; and this one says why
+			// (the MAC is the parent's) and what to use instead.
+			requireContains(t, "the error", o.err.Msg+" "+o.err.Details, "ipvlan", "shares its parent's MAC", "macvlan",
+				podIf, pod.Path(), requested, "runtimeConfig.mac")
 			if after := readLinkState(t, pod, podIf); !reflect.DeepEqual(after, before) {
 				t.Errorf("the failed ADD changed the device:\nbefore %+v\nafter  %+v", before, after)
 			}
