@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # vmtest: run the real-kernel test matrix (test/vm) on this machine's kernel
-# and inside a QEMU VM booted on Debian's 6.12 cloud kernel, which has the
-# netkit, ipvlan and dummy devices this machine's kernel may lack.
+# and, with the integration suite (test/integration), inside a QEMU VM booted
+# on Debian's 6.12 cloud kernel, which has the netkit, ipvlan and dummy
+# devices this machine's kernel may lack.
 #
 #   hack/vmtest/run.sh [all|host|vm|tools|kernel]
 #     all     host then vm (default; what `make test-vm` runs)
-#     host    the suite on the running kernel; missing devices skip by name
-#     vm      build kernel + initramfs, boot, run the suite; nothing may skip
+#     host    test/vm on the running kernel; missing devices skip by name
+#             (test/integration runs on it in `make test-integration`)
+#     vm      build kernel + initramfs, boot, run both suites; nothing may skip
 #     tools   only build the binaries the suite needs into $VMTEST_CACHE/bin
 #     kernel  only resolve, download and unpack the kernel
 #
@@ -14,7 +16,7 @@
 #   VMTEST_KERNEL_DEB   path to a linux-image .deb to boot instead of the newest
 #   VMTEST_KERNEL_PKG   Debian package name to boot, e.g.
 #                       linux-image-6.12.115+deb12-cloud-amd64-unsigned
-#   VMTEST_RUN          -test.run regexp for both runs (default: everything)
+#   VMTEST_RUN          -test.run regexp for every run (default: everything)
 #   VMTEST_TIMEOUT      seconds the VM may run before it is killed (default 300)
 #   VMTEST_CACHE        cache directory (default <repo>/.cache/vmtest)
 #   VMTEST_SMP          guest CPUs (default 1)
@@ -36,6 +38,10 @@ MODULES=(veth macvlan ipvlan dummy bridge)
 # The kernel family the issue asks for; the newest available N is used.
 KERNEL_PATTERN='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$'
 MARKER=MACGUARD-VMTEST-RESULT
+SUITE_MARKER=MACGUARD-VMTEST-SUITE
+# The test binaries the guest runs, in order: <suite>.test built from
+# ./test/<suite>. Each one's result counts on its own (boot).
+SUITES=(vm integration)
 
 log() { printf 'vmtest: %s\n' "$*" >&2; }
 # phase runs a step and reports how long it took, for docs/vmtest.md.
@@ -205,7 +211,10 @@ build_tools() {
 	GOBIN=$BIN $GO install -trimpath "github.com/containernetworking/cni/cnitool@$cni"
 	GOBIN=$BIN $GO install -trimpath "github.com/containernetworking/plugins/plugins/ipam/host-local@$plugins"
 	$GO build -trimpath -o "$BIN/netkit-cni" ./test/fixtures/netkit-cni
-	$GO test -c -trimpath -o "$BIN/vm.test" ./test/vm
+	local s
+	for s in "${SUITES[@]}"; do
+		$GO test -c -trimpath -o "$BIN/$s.test" "./test/$s"
+	done
 }
 
 # ---------------------------------------------------------------- runs
@@ -229,15 +238,19 @@ build_initramfs() {
 	cp "$KDIR"/modules/*.ko "$KDIR/modules/load.order" "$stage/lib/modules/"
 	cp "$MACGUARD_BIN" "$stage/opt/cni/bin/macguard"
 	cp "$BIN/netkit-cni" "$BIN/host-local" "$BIN/cnitool" "$stage/opt/cni/bin/"
-	cp "$BIN/vm.test" "$stage/vmtest/"
-	# The guest's /init sources this; the guest timeout is shorter than
-	# the host's so a hung test still prints Go's goroutine dump and the
-	# marker instead of being killed silently.
+	local s budget
+	for s in "${SUITES[@]}"; do cp "$BIN/$s.test" "$stage/vmtest/"; done
+	# The guest's /init sources this. The suites' timeouts add up to less
+	# than the host's, so a hung test still prints Go's goroutine dump and
+	# the markers instead of being killed silently; each suite gets an
+	# equal share, so a hang in the first leaves the second its time.
+	budget=$(( TIMEOUT > 90 ? TIMEOUT - 30 : TIMEOUT * 2 / 3 ))
 	cat >"$stage/vmtest/env" <<-EOF
 		export MACGUARD_VM=1
 		export MACGUARD_BIN=/opt/cni/bin/macguard
 		export VMTEST_BIN_DIR=/opt/cni/bin
-		export VMTEST_GUEST_TIMEOUT=$(( TIMEOUT > 90 ? TIMEOUT - 30 : TIMEOUT * 2 / 3 ))s
+		export VMTEST_SUITES='${SUITES[*]}'
+		export VMTEST_SUITE_TIMEOUT=$(( budget / ${#SUITES[@]} ))s
 		export VMTEST_RUN='$(sed "s/'/'\\\\''/g" <<<"${VMTEST_RUN:-}")'
 	EOF
 	# Uncompressed: gzip would save a few MB of host memory but cost seconds
@@ -246,7 +259,7 @@ build_initramfs() {
 }
 
 boot() {
-	local log=$CACHE/console.log rc line exitcode kernel
+	local log=$CACHE/console.log rc out line exitcode kernel
 	# TCG by default: it is what CI has, and on this machine kind /dev/kvm
 	# exists but a KVM guest hangs at boot. VMTEST_ACCEL=kvm where it works.
 	local accel=${VMTEST_ACCEL:-tcg}
@@ -260,27 +273,63 @@ boot() {
 		sed -u -e 's/\r$//' -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' -e 's/\x1bc//g' # SeaBIOS would clear the terminal
 	rc=${PIPESTATUS[0]}
 	set -e
-	# pipe through tr: the serial console ends lines with \r\n.
-	line=$(tr -d '\r' <"$log" | grep -E "^$MARKER exit=[0-9]+ kernel=" | tail -1 || true)
+	# The serial console ends lines with \r\n.
+	out=$(tr -d '\r' <"$log")
+	line=$(grep -E "^$MARKER exit=[0-9]+ kernel=" <<<"$out" | tail -1 || true)
 	if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
 		die "the VM did not finish within ${TIMEOUT}s (VMTEST_TIMEOUT); console log: $log"
 	fi
 	if [ -z "$line" ]; then
-		die "the VM stopped (qemu exit $rc) without printing the $MARKER marker: the guest crashed or never ran the suite; console log: $log"
+		die "the VM stopped (qemu exit $rc) without printing the $MARKER marker: the guest crashed or never ran the suites; console log: $log"
 	fi
 	exitcode=$(sed -E 's/.* exit=([0-9]+) .*/\1/' <<<"$line")
 	kernel=$(sed -E 's/.* kernel=(.*)$/\1/' <<<"$line")
-	log "kernel that ran the suite: $kernel"
-	if tr -d '\r' <"$log" | grep -qE '^\s*--- SKIP'; then
+	log "kernel that ran the suites: $kernel"
+	if grep -qE '^\s*--- SKIP' <<<"$out"; then
+		grep -E '^\s*--- SKIP' <<<"$out" | sed 's/^\s*/vmtest: skipped: /' >&2
 		die "a test skipped inside the VM, where every device must exist; console log: $log"
 	fi
+	judge_suites "$out" "$kernel" || die "the VM run on $kernel did not pass (see above); console log: $log"
 	if [ "$exitcode" != 0 ]; then
-		die "the suite failed inside the VM (exit $exitcode) on $kernel; console log: $log"
-	fi
-	if ! tr -d '\r' <"$log" | grep -qE '^--- PASS'; then
-		die "the VM suite reported success but ran no test; console log: $log"
+		# Every suite passed but the guest did not: /init failed itself.
+		die "the guest reported exit $exitcode on $kernel; console log: $log"
 	fi
 	log "PASS in the VM on $kernel"
+}
+
+# judge_suites checks every suite's own result in the console output: it
+# finished, exited 0, and ran tests. A suite that matched no test passes
+# only under a VMTEST_RUN filter, and then some suite must have run one.
+judge_suites() {
+	local out=$1 kernel=$2 s line code passed total=0 failed=0
+	for s in "${SUITES[@]}"; do
+		line=$(grep -E "^$SUITE_MARKER name=$s exit=[0-9]+\$" <<<"$out" | tail -1 || true)
+		if [ -z "$line" ]; then
+			log "FAIL: the $s suite never finished inside the VM (no '$SUITE_MARKER name=$s' line)"
+			failed=1
+			continue
+		fi
+		code=${line##*exit=}
+		# Top-level tests only ("--- PASS" at the start of a line), counted
+		# between this suite's markers.
+		passed=$(awk -v b="$SUITE_MARKER-BEGIN name=$s" -v e="$SUITE_MARKER name=$s exit=" \
+			'$0 == b {on = 1; next} index($0, e) == 1 {on = 0} on && /^--- PASS/ {n++} END {print n + 0}' <<<"$out")
+		total=$((total + passed))
+		if [ "$code" != 0 ]; then
+			log "FAIL: the $s suite failed inside the VM (exit $code) on $kernel"
+			failed=1
+		elif [ "$passed" = 0 ] && [ -z "${VMTEST_RUN:-}" ]; then
+			log "FAIL: the $s suite reported success inside the VM but ran no test"
+			failed=1
+		else
+			log "$s suite: PASS ($passed top-level tests) in the VM"
+		fi
+	done
+	if [ "$failed" = 0 ] && [ "$total" = 0 ]; then
+		log "FAIL: VMTEST_RUN='${VMTEST_RUN:-}' matched no test in any suite"
+		failed=1
+	fi
+	return "$failed"
 }
 
 run_vm() {
