@@ -33,14 +33,81 @@ func pluginDir(t *testing.T) string {
 	return dir
 }
 
+// chain is one conflist in a NETCONFPATH of its own and the cnitool that
+// runs it inside the node namespace, as a runtime on that node would.
+type chain struct {
+	name    string
+	ipamDir string // host-local's dataDir
+	tool    *testutil.CNITool
+}
+
+// newChain writes a conflist named name whose plugins are the given
+// entries; the first one's IPAM should be ch.hostLocal.
+func (n *node) newChain(t *testing.T, name string, plugins ...func(*chain) map[string]any) *chain {
+	t.Helper()
+	dir := t.TempDir()
+	ch := &chain{name: name, ipamDir: filepath.Join(dir, "ipam"),
+		tool: &testutil.CNITool{Bin: tool(t, "cnitool"), CNIPath: pluginDir(t), NetConfPath: dir, Node: n.ns}}
+	var list []any
+	for _, p := range plugins {
+		list = append(list, p(ch))
+	}
+	b, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": list})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".conflist"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// hostLocal is the IPAM section for a main plugin of the chain.
+func (ch *chain) hostLocal(subnet string) map[string]any {
+	return map[string]any{"type": "host-local", "dataDir": ch.ipamDir,
+		"ranges": [][]map[string]string{{{"subnet": subnet}}}}
+}
+
+// macguardEntry is macguard's entry in a conflist, writing to the node's
+// dataDir and logFile.
+func (n *node) macguardEntry(fields map[string]any) func(*chain) map[string]any {
+	return func(*chain) map[string]any {
+		mg := map[string]any{"type": "macguard", "dataDir": n.dataDir, "logFile": n.logFile}
+		for k, v := range fields {
+			mg[k] = v
+		}
+		return mg
+	}
+}
+
+// run is `cnitool <cmd> <chain> <pod netns>`.
+func (ch *chain) run(t *testing.T, cmd string, pod ns.NetNS, call testutil.Call) testutil.CNIToolRun {
+	t.Helper()
+	return ch.tool.Run(t, cmd, ch.name, pod.Path(), call)
+}
+
+// leases lists the addresses host-local holds for the chain.
+func (ch *chain) leases(t *testing.T) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(ch.ipamDir, ch.name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var ips []string
+	for _, e := range entries {
+		if net.ParseIP(e.Name()) != nil {
+			ips = append(ips, e.Name())
+		}
+	}
+	return ips
+}
+
 // The whole chain as a runtime runs it: cnitool (libcni, what Multus uses
 // to call delegates) executes netkit-cni with host-local IPAM and then the
 // macguard binary on the real netkit device, and CHECK and DEL through the
 // same list.
 func TestCnitoolChainOnNetkit(t *testing.T) {
 	requireKernel(t, "netkit")
-	cnitool := tool(t, "cnitool")
-	cniPath := pluginDir(t)
 	const requested = "0a:58:0a:63:01:0a"
 	launcher := "virt-launcher-vm2-abcde"
 
@@ -86,52 +153,29 @@ func TestCnitoolChainOnNetkit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := newNode(t)
 			pod := testutil.NewNetns(t)
-			dir := t.TempDir()
-			ipamDir := filepath.Join(dir, "ipam")
-			mg := map[string]any{"type": "macguard", "dataDir": n.dataDir, "logFile": n.logFile}
-			for k, v := range tc.macguard {
-				mg[k] = v
-			}
-			conflist := map[string]any{
-				"cniVersion": "1.1.0", "name": "vmchain",
-				"plugins": []any{
-					map[string]any{"type": "netkit-cni", "mode": tc.mode, "ipam": map[string]any{
-						"type": "host-local", "dataDir": ipamDir,
-						"ranges": [][]map[string]string{{{"subnet": "10.99.1.0/24"}}},
-					}},
-					mg,
-				},
-			}
-			b, err := json.Marshal(conflist)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, "vmchain.conflist"), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			env := []string{"NETCONFPATH=" + dir, "CNI_PATH=" + cniPath, "CNI_IFNAME=" + podIf,
-				"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=vms;K8S_POD_NAME=" + launcher,
-				"CAP_ARGS=" + tc.capArgs}
-			cni := func(cmd string) ([]byte, string, error) {
-				return n.run(cnitool, env, nil, cmd, "vmchain", pod.Path())
-			}
+			ch := n.newChain(t, "vmchain", func(ch *chain) map[string]any {
+				return map[string]any{"type": "netkit-cni", "mode": tc.mode, "ipam": ch.hostLocal("10.99.1.0/24")}
+			}, n.macguardEntry(tc.macguard))
+			call := testutil.Call{IfName: podIf, CNIArgs: "IgnoreUnknown=1;K8S_POD_NAMESPACE=vms;K8S_POD_NAME=" + launcher,
+				CapArgs: tc.capArgs}
 			// Whatever happens below, tear the chain down, as a runtime
 			// would: DEL must succeed and remove the pod interface.
 			t.Cleanup(func() {
-				if _, stderr, err := cni("del"); err != nil {
-					t.Errorf("cnitool del: %v: %s", err, stderr)
+				if run := ch.run(t, "del", pod, call); run.Err != nil {
+					t.Errorf("%v", run)
 				}
 				if _, err := podLink(t, pod); err == nil {
 					t.Errorf("%s still exists after cnitool del", podIf)
 				}
 			})
 
-			out, stderr, err := cni("add")
+			run := ch.run(t, "add", pod, call)
+			out := run.Stdout
 			if tc.wantErr != nil {
-				if err == nil {
+				if run.Err == nil {
 					t.Fatalf("cnitool add succeeded on netkit L3 (result %s)", out)
 				}
-				requireContains(t, "cnitool's error", stderr, tc.wantErr...)
+				requireContains(t, "cnitool's error", run.Stderr, tc.wantErr...)
 				s := readLinkState(t, pod, podIf)
 				if s.Kind != "netkit" || s.MAC != "" {
 					t.Errorf("after the failed ADD the pod interface is %+v, want the untouched netkit L3 device", s)
@@ -141,8 +185,8 @@ func TestCnitoolChainOnNetkit(t *testing.T) {
 				}
 				return
 			}
-			if err != nil {
-				t.Fatalf("cnitool add: %v: %s", err, stderr)
+			if run.Err != nil {
+				t.Fatalf("%v", run)
 			}
 			want := tc.want(t)
 			s := readLinkState(t, pod, podIf)
@@ -155,38 +199,54 @@ func TestCnitoolChainOnNetkit(t *testing.T) {
 			if _, resMAC := sandboxEntry(t, out, pod.Path()); resMAC != want {
 				t.Errorf("result reports MAC %q, want %q: %s", resMAC, want, out)
 			}
-			r := parseResult(t, out)
-			if len(r.IPs) != 1 {
-				t.Fatalf("result has %d IPs, want the one host-local leased: %s", len(r.IPs), out)
-			}
-			ip, _, err := net.ParseCIDR(r.IPs[0].Address)
-			if err != nil || !strings.HasPrefix(ip.String(), "10.99.1.") {
-				t.Fatalf("result IP %q is not from host-local's 10.99.1.0/24: %v", r.IPs[0].Address, err)
-			}
+			ip := leasedIP(t, out, "10.99.1.")
 			if !containsAddr(s.Addrs, ip) {
 				t.Errorf("pod interface addresses %v lack the leased %s", s.Addrs, ip)
 			}
-			var logged bool
-			for _, line := range strings.Split(n.readLog(t), "\n") {
-				logged = logged || strings.Contains(line, "level="+tc.wantLog) && strings.Contains(line, "ifname="+podIf)
-			}
-			if !logged {
+			if !n.logged(t, tc.wantLog) {
 				t.Errorf("macguard's logFile has no %s line for %s:\n%s", tc.wantLog, podIf, n.readLog(t))
 			}
-			if _, stderr, err := cni("check"); err != nil {
-				t.Errorf("cnitool check: %v: %s", err, stderr)
+			if run := ch.run(t, "check", pod, call); run.Err != nil {
+				t.Errorf("%v", run)
 			}
-			if _, stderr, err := cni("del"); err != nil {
-				t.Fatalf("cnitool del: %v: %s", err, stderr)
+			if run := ch.run(t, "del", pod, call); run.Err != nil {
+				t.Fatalf("%v", run)
 			}
-			if _, err := os.Stat(filepath.Join(ipamDir, "vmchain", ip.String())); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("host-local still holds the lease for %s after DEL (%v)", ip, err)
+			if leases := ch.leases(t); len(leases) != 0 {
+				t.Errorf("host-local still holds %v after DEL", leases)
 			}
 			if files := n.stateFiles(t); len(files) != 0 {
 				t.Errorf("DEL left macguard state: %v", files)
 			}
 		})
 	}
+}
+
+// leasedIP returns the result's one IP and fails unless host-local leased
+// it from the subnet starting with prefix.
+func leasedIP(t *testing.T, out []byte, prefix string) net.IP {
+	t.Helper()
+	r := parseResult(t, out)
+	if len(r.IPs) != 1 {
+		t.Fatalf("result has %d IPs, want the one host-local leased: %s", len(r.IPs), out)
+	}
+	ip, _, err := net.ParseCIDR(r.IPs[0].Address)
+	if err != nil || !strings.HasPrefix(ip.String(), prefix) {
+		t.Fatalf("result IP %q is not from host-local's %s0/24: %v", r.IPs[0].Address, prefix, err)
+	}
+	return ip
+}
+
+// logged reports whether macguard's log has a line at level for the pod
+// interface.
+func (n *node) logged(t *testing.T, level string) bool {
+	t.Helper()
+	for _, line := range strings.Split(n.readLog(t), "\n") {
+		if strings.Contains(line, "level="+level) && strings.Contains(line, "ifname="+podIf) {
+			return true
+		}
+	}
+	return false
 }
 
 func containsAddr(addrs []string, ip net.IP) bool {
