@@ -206,10 +206,14 @@ build_tools() {
 	# so the chain test speaks the same libcni as the plugin.
 	cni=$(modversion github.com/containernetworking/cni)
 	plugins=$(modversion github.com/containernetworking/plugins)
-	log "building test binaries (cnitool $cni, host-local $plugins)"
+	log "building test binaries (cnitool $cni; host-local, ipvlan, macvlan $plugins)"
 	export CGO_ENABLED=0
 	GOBIN=$BIN $GO install -trimpath "github.com/containernetworking/cni/cnitool@$cni"
-	GOBIN=$BIN $GO install -trimpath "github.com/containernetworking/plugins/plugins/ipam/host-local@$plugins"
+	# The main plugins of the reference chains (chain_test.go).
+	GOBIN=$BIN $GO install -trimpath \
+		"github.com/containernetworking/plugins/plugins/ipam/host-local@$plugins" \
+		"github.com/containernetworking/plugins/plugins/main/ipvlan@$plugins" \
+		"github.com/containernetworking/plugins/plugins/main/macvlan@$plugins"
 	$GO build -trimpath -o "$BIN/netkit-cni" ./test/fixtures/netkit-cni
 	local s
 	for s in "${SUITES[@]}"; do
@@ -237,7 +241,7 @@ build_initramfs() {
 	chmod 0755 "$stage/init"
 	cp "$KDIR"/modules/*.ko "$KDIR/modules/load.order" "$stage/lib/modules/"
 	cp "$MACGUARD_BIN" "$stage/opt/cni/bin/macguard"
-	cp "$BIN/netkit-cni" "$BIN/host-local" "$BIN/cnitool" "$stage/opt/cni/bin/"
+	cp "$BIN/netkit-cni" "$BIN/host-local" "$BIN/ipvlan" "$BIN/macvlan" "$BIN/cnitool" "$stage/opt/cni/bin/"
 	local s budget
 	for s in "${SUITES[@]}"; do cp "$BIN/$s.test" "$stage/vmtest/"; done
 	# The guest's /init sources this. The suites' timeouts add up to less

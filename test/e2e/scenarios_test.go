@@ -274,7 +274,8 @@ func TestMacvlanTuningMacguard(t *testing.T) {
 // Scenario 6: ipvlan shares its parent's MAC, so a requested MAC cannot be
 // honoured; macguard must say so (and suggest macvlan) instead of failing
 // obscurely. Needs a kernel with ipvlan; this machine's usually has none,
-// and the VM suite (test/vm, `make test-vm`) covers the case on a kernel
+// and the VM suite (test/vm, `make test-vm`) runs this same chain (reference
+// ipvlan plugin, macguard, a MAC via CAP_ARGS, through cnitool) on a kernel
 // that has it.
 func TestIpvlanRequestedMAC(t *testing.T) {
 	n := newNode(t).withParent()
@@ -283,7 +284,7 @@ func TestIpvlanRequestedMAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !has {
-		t.Skip("the host kernel has no ipvlan (CONFIG_IPVLAN off); the VM suite covers the case on a kernel with it (test/vm TestIPvlanRequestedMACIsRefused, make test-vm)")
+		t.Skip("the host kernel has no ipvlan (CONFIG_IPVLAN off); the VM suite runs this scenario on a kernel with it (test/vm TestCnitoolChainIPvlanRequestedMACIsRefused, make test-vm)")
 	}
 	const req = "0a:58:0a:00:06:01"
 	network := n.writeList("ipvlan", "1.0.0",

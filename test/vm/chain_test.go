@@ -25,6 +25,8 @@ func pluginDir(t *testing.T) string {
 		"macguard":   testutil.PluginBinary(t),
 		"netkit-cni": tool(t, "netkit-cni"),
 		"host-local": tool(t, "host-local"),
+		"ipvlan":     tool(t, "ipvlan"),
+		"macvlan":    tool(t, "macvlan"),
 	} {
 		if err := os.Symlink(path, filepath.Join(dir, name)); err != nil {
 			t.Fatalf("linking %s into CNI_PATH: %v", name, err)
@@ -220,6 +222,138 @@ func TestCnitoolChainOnNetkit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Scenario 6 of the e2e suite, which skips on a host without ipvlan: the
+// reference ipvlan plugin (its slaves share the parent's MAC) and macguard
+// with a MAC requested through CAP_ARGS, through cnitool. ADD must fail with
+// macguard's advice and leave the interface as ipvlan made it; the DEL a
+// runtime sends after a failed ADD must then clean everything up.
+func TestCnitoolChainIPvlanRequestedMACIsRefused(t *testing.T) {
+	requireKernel(t, "veth", "ipvlan")
+	n := newNode(t)
+	pod := testutil.NewNetns(t)
+	n.uplink(t, "uplink")
+	parentMAC := n.linkMAC(t, "uplink")
+	ch := n.newChain(t, "ipvlanchain", func(ch *chain) map[string]any {
+		return map[string]any{"type": "ipvlan", "master": "uplink", "mode": "l2", "ipam": ch.hostLocal("10.99.4.0/24")}
+	}, n.macguardEntry(map[string]any{"capabilities": map[string]any{"mac": true}}))
+	const requested = "0a:58:0a:63:04:0a"
+	call := testutil.Call{IfName: podIf, CNIArgs: testutil.PodArgs("default", "web-0", "infra-ipvlan", "uid-web-0"),
+		CapArgs: `{"mac":"` + requested + `"}`}
+	n.delOnCleanup(t, ch, pod, call)
+
+	run := ch.run(t, "add", pod, call)
+	if run.Err == nil {
+		t.Fatalf("cnitool add succeeded on ipvlan with a requested MAC: %v", run)
+	}
+	t.Logf("cnitool add failed, as it must: %s", strings.TrimSpace(run.Stderr))
+	// libcni reports which plugin failed; the message is macguard's, with
+	// the reason, the advice, and what and where was requested.
+	requireContains(t, "cnitool's error", run.Stderr, `type="macguard"`, "ipvlan", "shares its parent's MAC", "macvlan",
+		podIf, pod.Path(), requested, "runtimeConfig.mac")
+	leases := ch.leases(t)
+	if len(leases) != 1 {
+		t.Fatalf("host-local holds %v, want the one lease ipvlan's ADD took", leases)
+	}
+	s := readLinkState(t, pod, podIf)
+	if s.Kind != "ipvlan" || s.MAC != parentMAC || !containsAddr(s.Addrs, net.ParseIP(leases[0])) {
+		t.Errorf("after the failed ADD the pod interface is %+v, want the ipvlan as the plugin made it (parent MAC %s, address %s)",
+			s, parentMAC, leases[0])
+	}
+	if got := n.linkMAC(t, "uplink"); got != parentMAC {
+		t.Errorf("the failed ADD changed the parent's MAC: %s, was %s", got, parentMAC)
+	}
+	if files := n.stateFiles(t); len(files) != 0 {
+		t.Errorf("the failed ADD left state in dataDir: %v", files)
+	}
+
+	if run := ch.run(t, "del", pod, call); run.Err != nil {
+		t.Fatalf("%v", run)
+	}
+	if _, err := podLink(t, pod); err == nil {
+		t.Errorf("%s still exists after cnitool del", podIf)
+	}
+	if leases := ch.leases(t); len(leases) != 0 {
+		t.Errorf("host-local still holds %v after DEL", leases)
+	}
+	if got := n.linkMAC(t, "uplink"); got != parentMAC {
+		t.Errorf("DEL changed the parent's MAC: %s, was %s", got, parentMAC)
+	}
+	if files := n.stateFiles(t); len(files) != 0 {
+		t.Errorf("DEL left state in dataDir: %v", files)
+	}
+}
+
+// The remedy the ipvlan error points to: the reference macvlan plugin
+// (which does not declare the mac capability here, so only macguard gets
+// runtimeConfig.mac) and macguard with a MAC requested through CAP_ARGS.
+func TestCnitoolChainMacvlanRequestedMAC(t *testing.T) {
+	requireKernel(t, "veth", "macvlan")
+	n := newNode(t)
+	pod := testutil.NewNetns(t)
+	n.uplink(t, "uplink")
+	parentMAC := n.linkMAC(t, "uplink")
+	ch := n.newChain(t, "macvlanchain", func(ch *chain) map[string]any {
+		return map[string]any{"type": "macvlan", "master": "uplink", "mode": "bridge", "ipam": ch.hostLocal("10.99.5.0/24")}
+	}, n.macguardEntry(map[string]any{"capabilities": map[string]any{"mac": true}}))
+	const requested = "0a:58:0a:63:05:0a"
+	call := testutil.Call{IfName: podIf, CNIArgs: testutil.PodArgs("default", "web-0", "infra-macvlan", "uid-web-0"),
+		CapArgs: `{"mac":"` + strings.ToUpper(requested) + `"}`}
+	n.delOnCleanup(t, ch, pod, call)
+
+	run := ch.run(t, "add", pod, call)
+	if run.Err != nil {
+		t.Fatalf("%v", run)
+	}
+	out := run.Stdout
+	s := readLinkState(t, pod, podIf)
+	if s.Kind != "macvlan" || s.MAC != requested {
+		t.Errorf("pod interface is %s with MAC %q, want macvlan with the requested %s", s.Kind, s.MAC, requested)
+	}
+	if _, resMAC := sandboxEntry(t, out, pod.Path()); resMAC != requested {
+		t.Errorf("result reports MAC %q, want %s: %s", resMAC, requested, out)
+	}
+	ip := leasedIP(t, out, "10.99.5.")
+	if !containsAddr(s.Addrs, ip) {
+		t.Errorf("pod interface addresses %v lack the leased %s", s.Addrs, ip)
+	}
+	if files := n.stateFiles(t); len(files) != 1 {
+		t.Errorf("dataDir holds %v, want one record of macvlan's MAC", files)
+	}
+	if w := n.warnings(t); len(w) != 0 {
+		t.Errorf("ADD logged warnings: %q", w)
+	}
+	if run := ch.run(t, "check", pod, call); run.Err != nil {
+		t.Errorf("%v", run)
+	}
+	if run := ch.run(t, "del", pod, call); run.Err != nil {
+		t.Fatalf("%v", run)
+	}
+	if _, err := podLink(t, pod); err == nil {
+		t.Errorf("%s still exists after cnitool del", podIf)
+	}
+	if leases := ch.leases(t); len(leases) != 0 {
+		t.Errorf("host-local still holds %v after DEL", leases)
+	}
+	if got := n.linkMAC(t, "uplink"); got != parentMAC {
+		t.Errorf("the chain changed the parent's MAC: %s, was %s", got, parentMAC)
+	}
+	if files := n.stateFiles(t); len(files) != 0 {
+		t.Errorf("DEL left state in dataDir: %v", files)
+	}
+}
+
+// delOnCleanup runs cnitool del once more when the test ends, also after
+// a failure half-way: on the host the chain's libcni cache entry lives in
+// the real /var/lib/cni and must not stay behind. DEL is idempotent, so
+// after the test's own DEL this one must succeed as well.
+func (n *node) delOnCleanup(t *testing.T, ch *chain, pod ns.NetNS, call testutil.Call) {
+	t.Cleanup(func() {
+		if run := ch.run(t, "del", pod, call); run.Err != nil {
+			t.Errorf("%v", run)
+		}
+	})
 }
 
 // leasedIP returns the result's one IP and fails unless host-local leased

@@ -29,7 +29,8 @@ import (
 // envVM is set to 1 by the guest's /init: inside the VM nothing may skip.
 const envVM = "MACGUARD_VM"
 
-// envBinDir names the directory with netkit-cni, host-local and cnitool.
+// envBinDir names the directory with netkit-cni, cnitool and the reference
+// plugins (host-local, ipvlan, macvlan).
 const envBinDir = "VMTEST_BIN_DIR"
 
 func inVM() bool { return os.Getenv(envVM) == "1" }
