@@ -176,10 +176,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		return err
 	}
 	defer done()
-	// Only here and in a failing CHECK: the answer names the driver (a
-	// VF's, netkit) in the log line and in errors.
-	at.netns.Identify(&at.obs)
 	d := policy.Decide(at.input)
+	if d.Action != policy.Keep {
+		// The driver (a VF's, netkit) names the device in the line that
+		// records a change or a refusal. Not for a pass-through, the common
+		// case on a primary network: both ethtool ioctls take RTNL.
+		at.netns.Identify(&at.obs)
+	}
 	attrs := at.logAttrs(at.obs, d)
 	level, msg, err := p.add(at, d, &attrs)
 	if err != nil {

@@ -619,7 +619,7 @@ func TestAddLogsOneLine(t *testing.T) {
 		want  []string
 	}{
 		{"change", veth(orig), `"mac":"0a:58:0a:00:00:08"`, []string{"level=INFO", `msg=ADD`, "driver mlx5_core", "permMAC=b8:59:9f:00:00:01", "new=0a:58:0a:00:00:08", "announce=kernel"}},
-		{"nothing to do", veth(orig), "", []string{"level=INFO", `msg=ADD`, "action=keep"}},
+		{"nothing to do", veth(orig), "", []string{"level=INFO", `msg=ADD`, "action=keep", "device=veth "}},
 		{"refused", netkit(link.NetkitL3, ""), `"mac":"0a:58:0a:00:00:08"`, []string{"level=ERROR", `msg="ADD failed"`, "netkit (l3 mode)", "error=", "netkit-l2"}},
 		{"in use", veth(orig), `"mac":"0a:58:0a:00:00:09"`, []string{"level=ERROR", `msg="ADD failed"`, "in use"}},
 	}
