@@ -4,8 +4,12 @@ package testutil
 // conflist entry and the result it prints.
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+
+	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/plugin"
 )
 
 // Conf is macguard's entry in a conflist: the given version, dataDir, extra
@@ -35,4 +39,21 @@ func ResultMAC(out []byte, ifName, sandbox string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("result has no entry for %s in %s: %s", ifName, sandbox, out)
+}
+
+// WrappedPlugin is the real plugin, run in-process, with its link layer
+// wrapped by wrap, so a test can inject a fault between real kernel steps.
+// stdout and stderr collect what it prints and logs.
+func WrappedPlugin(wrap func(link.Netns) link.Netns) (p *plugin.Plugin, stdout, stderr *bytes.Buffer) {
+	p = plugin.New()
+	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
+	p.Stdout, p.Stderr = stdout, stderr
+	p.Open = func(path string) (link.Netns, error) {
+		n, err := link.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(n), nil
+	}
+	return p, stdout, stderr
 }

@@ -306,6 +306,8 @@ func TestAddRollback(t *testing.T) {
 		{"driver keeps its address", func(h *harness) { h.fake.IgnoreSet = true }, ErrCodeRefused},
 		{"MAC in use", func(h *harness) { h.fake.SetErr = link.ErrAddrInUse }, ErrCodeAddrInUse},
 		{"state cannot be written", func(h *harness) { h.store = failingStore{Store: state.New(h.dataDir)} }, ErrCodeState},
+		// A runtime that never read the result sends no DEL for it.
+		{"result cannot be printed", func(h *harness) { h.p.Stdout = failingWriter{} }, types.ErrInternal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -332,6 +334,10 @@ func TestAddRollback(t *testing.T) {
 }
 
 type failingStore struct{ Store }
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("injected: broken pipe") }
 
 func (failingStore) Save(state.Record) error { return errors.New("injected: disk full") }
 
@@ -580,31 +586,6 @@ func TestAddAnnouncement(t *testing.T) {
 				t.Fatalf("log line lacks %q: %s", tt.logged, h.log.String())
 			}
 		})
-	}
-}
-
-type failingWriter struct{}
-
-func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("injected: broken pipe") }
-
-// TestAddRollsBackWhenTheResultCannotBePrinted: a runtime that never read
-// the result sends no DEL for it, so the change must not outlive the ADD.
-func TestAddRollsBackWhenTheResultCannotBePrinted(t *testing.T) {
-	const orig = "52:54:00:12:34:56"
-	h := newHarness(t, veth(orig))
-	h.p.Stdout = failingWriter{}
-	err := h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult(orig)), vmArgs)
-	if code, msg := cniCode(t, err); code != types.ErrInternal || !strings.Contains(msg, "broken pipe") {
-		t.Fatalf("code %d %q, want %d carrying the write error", code, msg, types.ErrInternal)
-	}
-	if got := h.fake.MAC("eth0"); got != orig {
-		t.Fatalf("MAC %s, want %s restored", got, orig)
-	}
-	if !h.fake.Links["eth0"].LinkLocal[0].Equal(macaddr.LinkLocal(macaddr.MustParse(orig))) {
-		t.Fatalf("link-local not restored: %v", h.fake.Links["eth0"].LinkLocal)
-	}
-	if files := h.stateFiles(); len(files) != 0 {
-		t.Fatalf("state left behind: %v", files)
 	}
 }
 

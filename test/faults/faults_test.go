@@ -119,19 +119,11 @@ func (w *world) requireClean(t *testing.T) {
 	}
 }
 
-// inProcess returns the real plugin with its link layer wrapped.
+// inProcess returns the real plugin with its link layer wrapped, and what
+// it prints.
 func inProcess(wrap func(link.Netns) link.Netns) (*plugin.Plugin, *bytes.Buffer) {
-	p := plugin.New()
-	var out bytes.Buffer
-	p.Stdout, p.Stderr = &out, &bytes.Buffer{}
-	p.Open = func(path string) (link.Netns, error) {
-		n, err := link.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		return wrap(n), nil
-	}
-	return p, &out
+	p, out, _ := testutil.WrappedPlugin(wrap)
+	return p, out
 }
 
 func (w *world) args(conf []byte) *skel.CmdArgs {

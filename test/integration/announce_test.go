@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
-	"github.com/macguard-cni/macguard/pkg/plugin"
 )
 
 // TestKernelAnnouncesTheChange: with announce on, macguard asks the kernel to
@@ -73,16 +71,7 @@ func TestAnnouncementFallback(t *testing.T) {
 	testutil.SetSysctl(t, p.NS, "net/ipv4/conf/eth0/arp_notify", "0")
 	testutil.SetSysctl(t, p.NS, "net/ipv6/conf/eth0/ndisc_notify", "0")
 	capture := testutil.NewCapture(t, p.Host, "veth-host")
-	var stdout, stderr bytes.Buffer
-	pl := plugin.New()
-	pl.Stdout, pl.Stderr = &stdout, &stderr
-	pl.Open = func(path string) (link.Netns, error) {
-		n, err := link.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		return noKernelAnnounce{n}, nil
-	}
+	pl, _, stderr := testutil.WrappedPlugin(func(n link.Netns) link.Netns { return noKernelAnnounce{n} })
 	const newMAC = "0a:58:00:00:00:47"
 	conf := testutil.Conf("1.0.0", t.TempDir(), `"mac":"`+newMAC+`"`, p.PrevResult("1.0.0", testutil.MAC(t, p.NS, "eth0").String()))
 	if err := pl.Add(&skel.CmdArgs{ContainerID: "c1", Netns: p.NS.Path(), IfName: "eth0", StdinData: conf}); err != nil {

@@ -271,16 +271,7 @@ func TestRollbackAfterMACChange(t *testing.T) {
 	// the snapshot, the comparison below would blame the rollback for it.
 	orig := macaddr.String(testutil.WaitLinkLocal(t, p.NS, "eth0"))
 	addrsBefore := fmt.Sprint(testutil.Addrs(t, p.NS, "eth0"))
-	var stdout, stderr bytes.Buffer
-	pl := plugin.New()
-	pl.Stdout, pl.Stderr = &stdout, &stderr
-	pl.Open = func(path string) (link.Netns, error) {
-		n, err := link.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		return faultyNetns{n}, nil
-	}
+	pl, stdout, _ := testutil.WrappedPlugin(func(n link.Netns) link.Netns { return faultyNetns{n} })
 	err := pl.Add(&skel.CmdArgs{ContainerID: "c1", Netns: p.NS.Path(), IfName: "eth0",
 		StdinData: p.conf("1.0.0", `"assign":"always"`, p.PrevResult("1.0.0", orig))})
 	var cniErr *types.Error
