@@ -268,21 +268,7 @@ func TestCnitoolChainIPvlanRequestedMACIsRefused(t *testing.T) {
 		t.Errorf("the failed ADD left state in dataDir: %v", files)
 	}
 
-	if run := ch.run(t, "del", pod, call); run.Err != nil {
-		t.Fatalf("%v", run)
-	}
-	if _, err := podLink(t, pod); err == nil {
-		t.Errorf("%s still exists after cnitool del", podIf)
-	}
-	if leases := ch.leases(t); len(leases) != 0 {
-		t.Errorf("host-local still holds %v after DEL", leases)
-	}
-	if got := n.linkMAC(t, "uplink"); got != parentMAC {
-		t.Errorf("DEL changed the parent's MAC: %s, was %s", got, parentMAC)
-	}
-	if files := n.stateFiles(t); len(files) != 0 {
-		t.Errorf("DEL left state in dataDir: %v", files)
-	}
+	n.delLeavesNothing(t, ch, pod, call, parentMAC)
 }
 
 // The remedy the ipvlan error points to: the reference macvlan plugin
@@ -327,21 +313,7 @@ func TestCnitoolChainMacvlanRequestedMAC(t *testing.T) {
 	if run := ch.run(t, "check", pod, call); run.Err != nil {
 		t.Errorf("%v", run)
 	}
-	if run := ch.run(t, "del", pod, call); run.Err != nil {
-		t.Fatalf("%v", run)
-	}
-	if _, err := podLink(t, pod); err == nil {
-		t.Errorf("%s still exists after cnitool del", podIf)
-	}
-	if leases := ch.leases(t); len(leases) != 0 {
-		t.Errorf("host-local still holds %v after DEL", leases)
-	}
-	if got := n.linkMAC(t, "uplink"); got != parentMAC {
-		t.Errorf("the chain changed the parent's MAC: %s, was %s", got, parentMAC)
-	}
-	if files := n.stateFiles(t); len(files) != 0 {
-		t.Errorf("DEL left state in dataDir: %v", files)
-	}
+	n.delLeavesNothing(t, ch, pod, call, parentMAC)
 }
 
 // delOnCleanup runs cnitool del once more when the test ends, also after
@@ -402,4 +374,26 @@ func podLink(t *testing.T, pod ns.NetNS) (netlink.Link, error) {
 		return err
 	})
 	return l, err
+}
+
+// delLeavesNothing runs cnitool del for an uplink-parented chain and checks
+// that nothing of the attachment is left: no pod interface, no lease, no
+// state record, and the parent's MAC as it was before the chain ran.
+func (n *node) delLeavesNothing(t *testing.T, ch *chain, pod ns.NetNS, call testutil.Call, parentMAC string) {
+	t.Helper()
+	if run := ch.run(t, "del", pod, call); run.Err != nil {
+		t.Fatalf("%v", run)
+	}
+	if _, err := podLink(t, pod); err == nil {
+		t.Errorf("%s still exists after cnitool del", podIf)
+	}
+	if leases := ch.leases(t); len(leases) != 0 {
+		t.Errorf("host-local still holds %v after DEL", leases)
+	}
+	if got := n.linkMAC(t, "uplink"); got != parentMAC {
+		t.Errorf("the parent's MAC is %s after DEL, was %s", got, parentMAC)
+	}
+	if files := n.stateFiles(t); len(files) != 0 {
+		t.Errorf("DEL left state in dataDir: %v", files)
+	}
 }
