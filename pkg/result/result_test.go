@@ -158,3 +158,61 @@ func BenchmarkCorrect(b *testing.B) {
 		}
 	}
 }
+
+// TestOutputBytes pins the corrected result byte for byte, not only as
+// decoded JSON: what runtimes have seen from macguard so far is what
+// json.Marshal writes for the decoded maps (keys sorted, the last of a
+// repeated key kept, compact, <, >, &, U+2028 escaped), and a prevResult
+// already in the config's version passes through as sent.
+func TestOutputBytes(t *testing.T) {
+	tests := []struct{ name, in, version, mac, raw, out string }{
+		{
+			name: "keys sorted", in: sample("1.0.0"), version: "1.0.0", mac: "0a:58:00:00:00:01",
+			out: `{"cniVersion":"1.0.0","dns":{"nameservers":["10.96.0.10"]},"interfaces":[{"mac":"aa:aa:aa:aa:aa:aa","name":"eth0"},{"mac":"0a:58:00:00:00:01","name":"eth0","sandbox":"/var/run/netns/pod"}],"ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1","interface":1}],"routes":[{"dst":"0.0.0.0/0"}]}`,
+		},
+		{
+			name:    "spaces dropped",
+			in:      `{"cniVersion": "0.4.0", "interfaces": [{"name": "cni0", "mac": "aa:bb:cc:00:00:01"}, {"name": "eth0", "mac": "aa:bb:cc:00:00:03", "sandbox": "/var/run/netns/pod"}], "ips": [{"version": "4", "address": "10.88.0.5/16", "gateway": "10.88.0.1", "interface": 1}], "dns": {}}`,
+			version: "0.4.0", mac: "0a:58:00:00:00:02",
+			out: `{"cniVersion":"0.4.0","dns":{},"interfaces":[{"mac":"aa:bb:cc:00:00:01","name":"cni0"},{"mac":"0a:58:00:00:00:02","name":"eth0","sandbox":"/var/run/netns/pod"}],"ips":[{"version":"4","address":"10.88.0.5/16","gateway":"10.88.0.1","interface":1}]}`,
+		},
+		{
+			name: "entry appended", in: `{"cniVersion":"1.0.0","interfaces":[{"name":"lxc1"}],"ips":[{"address":"10.0.0.2/32","interface":0}]}`,
+			version: "1.0.0", mac: "0a:58:00:00:00:01",
+			out: `{"cniVersion":"1.0.0","interfaces":[{"name":"lxc1"},{"mac":"0a:58:00:00:00:01","name":"eth0","sandbox":"/var/run/netns/pod"}],"ips":[{"address":"10.0.0.2/32","interface":0}]}`,
+		},
+		{
+			name:    "escapes, repeats and nulls",
+			in:      `{"cniVersion":"1.1.0","x-top":"<a&b>` + "\u2028" + `","interf\u0061ces":[null,{"name":"eth0","sandbox":"/var/run/netns/pod","mac":"old","mac":"older","x-vendor":{"z":1,"a":[1.50,"\u00e9"]}}],"ips":[],"ips":null}`,
+			version: "1.1.0", mac: "0a:58:00:00:00:03",
+			out: `{"cniVersion":"1.1.0","interfaces":[null,{"mac":"0a:58:00:00:00:03","name":"eth0","sandbox":"/var/run/netns/pod","x-vendor":{"z":1,"a":[1.50,"\u00e9"]}}],"ips":null,"x-top":"\u003ca\u0026b\u003e\u2028"}`,
+		},
+		{
+			name: "converted", in: sample("0.3.1"), version: "1.0.0", mac: "0a:58:00:00:00:04",
+			raw: `{"cniVersion":"1.0.0","dns":{"nameservers":["10.96.0.10"]},"interfaces":[{"mac":"aa:aa:aa:aa:aa:aa","name":"eth0"},{"mac":"00:00:00:00:00:00","name":"eth0","sandbox":"/var/run/netns/pod"}],"ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1","interface":1}],"routes":[{"dst":"0.0.0.0/0"}]}`,
+			out: `{"cniVersion":"1.0.0","dns":{"nameservers":["10.96.0.10"]},"interfaces":[{"mac":"aa:aa:aa:aa:aa:aa","name":"eth0"},{"mac":"0a:58:00:00:00:04","name":"eth0","sandbox":"/var/run/netns/pod"}],"ips":[{"address":"10.1.0.5/24","gateway":"10.1.0.1","interface":1}],"routes":[{"dst":"0.0.0.0/0"}]}`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := Parse(json.RawMessage(tt.in), tt.version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw := tt.raw
+			if raw == "" {
+				raw = tt.in
+			}
+			if string(r.Raw) != raw {
+				t.Fatalf("Raw:\n got %s\nwant %s", r.Raw, raw)
+			}
+			out, err := r.WithMAC("eth0", sandbox, inSandbox, tt.mac)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(out) != tt.out {
+				t.Fatalf("WithMAC:\n got %s\nwant %s", out, tt.out)
+			}
+		})
+	}
+}
