@@ -3,7 +3,6 @@ package macaddr
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"strings"
@@ -26,20 +25,26 @@ func ParsePrefix(s string) (Prefix, error) {
 	if s == "" {
 		return nil, nil
 	}
-	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ':' || r == '-' })
-	if len(fields) > Len-1 {
+	// Walked twice rather than split into a slice: every config has a
+	// prefix to parse, and the result should be its only allocation.
+	isSep := func(r rune) bool { return r == ':' || r == '-' }
+	n := 0
+	for range strings.FieldsFuncSeq(s, isSep) {
+		n++
+	}
+	if n > Len-1 {
 		return nil, fmt.Errorf("%w prefix %q: at most 5 octets, so at least one comes from the hash", ErrInvalid, s)
 	}
-	if strings.Count(s, ":")+strings.Count(s, "-") != len(fields)-1 {
+	if strings.Count(s, ":")+strings.Count(s, "-") != n-1 {
 		return nil, fmt.Errorf("%w prefix %q: octets are two hex digits separated by ':' or '-'", ErrInvalid, s)
 	}
-	p := make(Prefix, len(fields))
-	for i, f := range fields {
-		b, err := hex.DecodeString(f)
-		if err != nil || len(b) != 1 {
+	p := make(Prefix, 0, n)
+	for f := range strings.FieldsFuncSeq(s, isSep) {
+		b, ok := hexOctet(f)
+		if !ok {
 			return nil, fmt.Errorf("%w prefix %q: %q is not a two-digit hex octet", ErrInvalid, s, f)
 		}
-		p[i] = b[0]
+		p = append(p, b)
 	}
 	if p[0]&0x01 != 0 {
 		return nil, fmt.Errorf("%w prefix %q: first octet is multicast (lowest bit set); use e.g. 0a or 02", ErrInvalid, s)
@@ -48,6 +53,29 @@ func ParsePrefix(s string) (Prefix, error) {
 		return nil, fmt.Errorf("%w prefix %q: first octet is universally administered (vendor space); set the locally administered bit, e.g. 0a or 02", ErrInvalid, s)
 	}
 	return p, nil
+}
+
+// hexOctet reads exactly two hex digits, either case: what
+// hex.DecodeString accepts as one byte.
+func hexOctet(f string) (byte, bool) {
+	if len(f) != 2 {
+		return 0, false
+	}
+	hi, ok1 := fromHex(f[0])
+	lo, ok2 := fromHex(f[1])
+	return hi<<4 | lo, ok1 && ok2
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // String renders the prefix the way ParsePrefix accepts it.

@@ -60,3 +60,16 @@ func BenchmarkDerive(b *testing.B) {
 		Derive(in)
 	}
 }
+
+// TestAllocs: deriving a MAC and parsing the prefix happen on every ADD, and
+// each should allocate only what it returns. Counts do not vary from run to
+// run as times do, so a regression fails here.
+func TestAllocs(t *testing.T) {
+	in := Input{Kind: "vm", Key: "production/fedora-vm-with-a-long-name", IfName: "eth0", Salt: "cluster-a", Prefix: Prefix{0x0a, 0x58}}
+	if allocs := testing.AllocsPerRun(100, func() { Derive(in) }); allocs > 1 {
+		t.Errorf("Derive allocates %v times, want at most 1 (the MAC)", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = ParsePrefix("0a:58:00") }); allocs > 1 {
+		t.Errorf("ParsePrefix allocates %v times, want at most 1 (the prefix)", allocs)
+	}
+}
