@@ -103,21 +103,22 @@ type Config struct {
 // separately by ResolveRequested). Nothing here touches the system, so a
 // config error can never leave anything half-done.
 func Parse(stdin []byte, cniArgs string) (*Config, error) {
-	var nc NetConf
-	if err := json.Unmarshal(stdin, &nc); err != nil {
-		return nil, decodeError(err)
-	}
-	var raw struct {
+	// One decode. The shallower PrevResult shadows the embedded
+	// PluginConf's map, which nothing reads: the prevResult stays the
+	// bytes the runtime sent, and package result validates it.
+	var in struct {
+		NetConf
 		PrevResult json.RawMessage `json:"prevResult"`
 	}
-	// Cannot fail after the decode above succeeded on the same bytes.
-	_ = json.Unmarshal(stdin, &raw)
-
-	c := &Config{NetConf: nc}
-	if isNull(raw.PrevResult) {
-		c.PrevResult = nil
-	} else {
-		c.PrevResult = raw.PrevResult
+	if err := json.Unmarshal(stdin, &in); err != nil {
+		return nil, decodeError(err)
+	}
+	c := &Config{NetConf: in.NetConf}
+	if !isNull(in.PrevResult) {
+		if kind := jsonKind(in.PrevResult); kind != "object" {
+			return nil, invalid("invalid network config: field %q must be an object, got JSON %s", "prevResult", kind)
+		}
+		c.PrevResult = in.PrevResult
 	}
 	if err := c.defaults(); err != nil {
 		return nil, err
@@ -131,6 +132,24 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 	return c, nil
 }
 
+// jsonKind names the kind of a JSON value that encoding/json has accepted,
+// in encoding/json's words.
+func jsonKind(m json.RawMessage) string {
+	switch t := bytes.TrimSpace(m); {
+	case len(t) == 0:
+		return "nothing"
+	case t[0] == '{':
+		return "object"
+	case t[0] == '[':
+		return "array"
+	case t[0] == '"':
+		return "string"
+	case t[0] == 't' || t[0] == 'f':
+		return "bool"
+	}
+	return "number"
+}
+
 func isNull(m json.RawMessage) bool {
 	t := bytes.TrimSpace(m)
 	return len(t) == 0 || bytes.Equal(t, []byte("null"))
@@ -139,9 +158,9 @@ func isNull(m json.RawMessage) bool {
 func decodeError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
-		// encoding/json spells the path through the embedded
-		// types.PluginConf with its Go name; users know only the JSON one.
-		field := strings.TrimPrefix(typeErr.Field, "PluginConf.")
+		// encoding/json spells the path through the embedded NetConf and
+		// types.PluginConf with their Go names; users know only the JSON one.
+		field := strings.TrimPrefix(strings.TrimPrefix(typeErr.Field, "NetConf."), "PluginConf.")
 		if field == "" {
 			field = "(top level)"
 		}

@@ -188,3 +188,22 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// TestAllocs holds parsing to what BenchmarkParse measured when it was made
+// lean (one decode of stdin; the prevResult kept as bytes): allocation
+// counts, unlike times, are deterministic enough to assert.
+func TestAllocs(t *testing.T) {
+	stdin := conf(`"assign":"always","prefix":"0a:58","runtimeConfig":{"mac":"02:00:00:00:00:01"},"prevResult":{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","mac":"02:00:00:00:00:02","sandbox":"/run/netns/p"}]}`)
+	allocs := testing.AllocsPerRun(100, func() {
+		c, err := Parse(stdin, "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ResolveRequested(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 25 {
+		t.Fatalf("Parse and ResolveRequested allocate %v times, want at most 25", allocs)
+	}
+}
