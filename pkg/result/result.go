@@ -15,12 +15,16 @@ package result
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 
+	"github.com/containernetworking/cni/pkg/types"
+	types040 "github.com/containernetworking/cni/pkg/types/040"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/macguard-cni/macguard/pkg/internal/jsonscan"
@@ -68,7 +72,10 @@ func Parse(raw json.RawMessage, cniVersion string) (*Result, error) {
 		return nil, fmt.Errorf("prevResult (cniVersion %q) cannot be decoded: %w", prevVersion, err)
 	}
 	if prevVersion != cniVersion {
-		conv, err := typed.GetAsVersion(cniVersion)
+		if where := nullEntry(typed); where != "" {
+			return nil, fmt.Errorf("prevResult %s is null; a list entry must be an object", where)
+		}
+		conv, err := convert(typed, cniVersion)
 		if err != nil {
 			return nil, fmt.Errorf("prevResult cniVersion %q cannot be converted to the config's %q: %w", prevVersion, cniVersion, err)
 		}
@@ -474,4 +481,36 @@ func writeEntry(buf *bytes.Buffer, v []byte, setMAC bool, mac string) error {
 	}
 	buf.WriteByte('}')
 	return nil
+}
+
+// nullEntry names the first null entry of a result's lists ("interfaces",
+// "ips", "routes"), which decode as nil pointers that libcni's converters
+// dereference.
+func nullEntry(r types.Result) string {
+	switch r := r.(type) {
+	case *types100.Result:
+		return cmp.Or(firstNil("interfaces", r.Interfaces), firstNil("ips", r.IPs), firstNil("routes", r.Routes))
+	case *types040.Result:
+		return cmp.Or(firstNil("interfaces", r.Interfaces), firstNil("ips", r.IPs), firstNil("routes", r.Routes))
+	}
+	return ""
+}
+
+func firstNil[T any](name string, list []*T) string {
+	if i := slices.Index(list, nil); i >= 0 {
+		return fmt.Sprintf("%q[%d]", name, i)
+	}
+	return ""
+}
+
+// convert is libcni's GetAsVersion with a panic turned into an error: its
+// converters trust what they decoded, and a prevResult libcni accepts but
+// cannot convert must get a CNI error, not kill the plugin.
+func convert(r types.Result, to string) (conv types.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			conv, err = nil, fmt.Errorf("libcni failed converting it: %v", p)
+		}
+	}()
+	return r.GetAsVersion(to)
 }

@@ -1,6 +1,7 @@
 package result
 
 import (
+	"cmp"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -128,16 +129,24 @@ func TestConversionStaysReadable(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	tests := []struct{ name, in, want string }{
-		{"not object", `[1]`, "not a JSON object"},
-		{"bad version", `{"cniVersion":"9.9.9"}`, "9.9.9"},
-		{"index out of range", `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.0.0.1/24","interface":3}]}`, "ips[0].interface is 3"},
-		{"negative index", `{"cniVersion":"1.0.0","interfaces":[],"ips":[{"address":"10.0.0.1/24","interface":-1}]}`, "interface is -1"},
-		{"interfaces wrong type", `{"cniVersion":"1.0.0","interfaces":{"name":"eth0"}}`, "interfaces"},
+	// to is the config's cniVersion, 1.0.0 where empty.
+	tests := []struct{ name, in, want, to string }{
+		{"not object", `[1]`, "not a JSON object", ""},
+		{"bad version", `{"cniVersion":"9.9.9"}`, "9.9.9", ""},
+		{"index out of range", `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.0.0.1/24","interface":3}]}`, "ips[0].interface is 3", ""},
+		{"negative index", `{"cniVersion":"1.0.0","interfaces":[],"ips":[{"address":"10.0.0.1/24","interface":-1}]}`, "interface is -1", ""},
+		{"interfaces wrong type", `{"cniVersion":"1.0.0","interfaces":{"name":"eth0"}}`, "interfaces", ""},
+		// libcni's converters dereference list entries: each of these
+		// panicked (the plugin died without a CNI error) before they were
+		// refused.
+		{"null interface to convert", `{"cniVersion":"1.1.0","interfaces":[{"name":"eth0"},null],"ips":[{"address":"10.0.0.1/24","interface":0}]}`, `"interfaces"[1] is null`, "0.4.0"},
+		{"null ip to convert", `{"cniVersion":"1.1.0","ips":[null]}`, `"ips"[0] is null`, "0.4.0"},
+		{"null route to convert", `{"cniVersion":"1.1.0","routes":[{"dst":"0.0.0.0/0"},null]}`, `"routes"[1] is null`, "0.4.0"},
+		{"null entry to convert up", `{"cniVersion":"0.3.1","interfaces":[null]}`, `"interfaces"[0] is null`, "1.0.0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(json.RawMessage(tt.in), "1.0.0")
+			_, err := Parse(json.RawMessage(tt.in), cmp.Or(tt.to, "1.0.0"))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Parse(%s) = %v; want error containing %q", tt.in, err, tt.want)
 			}

@@ -253,6 +253,11 @@ func cases() []badCase {
 		{name: "prevResult IP without an address, in another version", stdin: func(f *fixture) io.Reader {
 			return bytes.NewReader(f.conf(`{"cniVersion":"0.3.1","prevResult":` + f.prev(`{"ips":[{"interface":1}]}`) + `}`))
 		}, code: types.ErrInvalidNetworkConfig, want: []string{"invalid prevResult", `converted to the config's "0.3.1" is not a valid result`}},
+		// libcni's converters dereference list entries: this killed the
+		// plugin with a nil-pointer panic and no CNI error.
+		{name: "prevResult with a null list entry, in another version", stdin: func(f *fixture) io.Reader {
+			return bytes.NewReader(f.conf(`{"cniVersion":"0.4.0","prevResult":` + f.prev(`{"routes":[null]}`) + `}`))
+		}, code: types.ErrInvalidNetworkConfig, want: []string{"invalid prevResult", `"routes"[0] is null`}},
 		{name: "prevResult IP interface index past the end", stdin: func(f *fixture) io.Reader {
 			return bytes.NewReader(f.conf(`{"prevResult":` + f.prev(`{"ips":[{"address":"10.88.0.2/24","interface":5}]}`) + `}`))
 		}, code: types.ErrInvalidNetworkConfig, want: []string{"ips[0].interface is 5", `"interfaces" has 2 entries`}},
