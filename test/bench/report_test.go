@@ -140,3 +140,35 @@ func TestQuickRunMarked(t *testing.T) {
 		}
 	}
 }
+
+// TestThroughputJudgement: growth has to be real growth or a busy machine;
+// a plateau with idle cores, the sign of a lock, is missed even when its
+// top level is a hair above the others.
+func TestThroughputJudgement(t *testing.T) {
+	point := func(c int, pps, busy float64) throughputPoint {
+		return throughputPoint{Variant: vMGEnforce, Concurrency: c, Pods: 48, PodsPerSec: pps, Speedup: pps / 16, SpeedupBase: 1, MachineBusy: busy}
+	}
+	tests := []struct {
+		name   string
+		points []throughputPoint
+		met    bool
+	}{
+		{"still growing at the top", []throughputPoint{point(1, 16, 0.5), point(8, 30, 0.9), point(32, 40, 1.2)}, true},
+		{"plateau, cores idle", []throughputPoint{point(1, 16.8, 0.5), point(8, 36.5, 0.9), point(32, 37.7, 1.1), point(128, 38.1, 1.2)}, false},
+		{"plateau, cores busy", []throughputPoint{point(1, 16, 0.6), point(8, 40, 1.7), point(32, 41, 1.9)}, true},
+		{"no growth", []throughputPoint{point(1, 16, 0.5), point(8, 18, 1.7), point(32, 18, 1.9)}, false},
+		{"collapse after the best", []throughputPoint{point(1, 16, 0.6), point(8, 40, 1.7), point(32, 30, 1.9)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &results{Machine: machine{Cores: 2}, Throughput: tt.points}
+			for _, p := range tt.points {
+				r.Settings.Concurrency = append(r.Settings.Concurrency, p.Concurrency)
+			}
+			tg, ok := throughputTarget(r)
+			if !ok || tg.Met != tt.met {
+				t.Fatalf("met = %v (ok %v), want %v: %s", tg.Met, ok, tt.met, tg.Figure)
+			}
+		})
+	}
+}
