@@ -10,6 +10,8 @@ GO          ?= go
 VERSION     ?= v0.1.0
 COMMIT      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 CNI_BIN_DIR ?= /opt/cni/bin
+# Where `make install` puts macguardctl, the operator's tool.
+INSTALL_BIN_DIR ?= /usr/local/bin
 BIN_DIR     := bin
 CACHE_DIR   := .cache
 TOOLS_DIR   := $(CACHE_DIR)/tools
@@ -26,21 +28,26 @@ TEST_TARGETS := test-unit test-integration
 all: build
 
 help:
-	@echo "make build      build bin/macguard (static)"
-	@echo "make install    install bin/macguard into CNI_BIN_DIR ($(CNI_BIN_DIR)) atomically"
+	@echo "make build      build bin/macguard (the CNI plugin) and bin/macguardctl (the operator's tool), static"
+	@echo "make install    install bin/macguard into CNI_BIN_DIR ($(CNI_BIN_DIR)) and bin/macguardctl into INSTALL_BIN_DIR ($(INSTALL_BIN_DIR)), atomically"
 	@echo "make test       every test suite (installs what it needs; run as root)"
 	@echo "make lint       gofmt + go vet"
 
-build: $(BIN_DIR)/macguard
+build: $(BIN_DIR)/macguard $(BIN_DIR)/macguardctl
 
 # Always rebuilt: go's own cache makes this cheap and keeps the stamp right.
-.PHONY: $(BIN_DIR)/macguard
+.PHONY: $(BIN_DIR)/macguard $(BIN_DIR)/macguardctl
 $(BIN_DIR)/macguard:
 	@mkdir -p $(BIN_DIR)
 	$(GOBUILD) -o $@ ./plugins/meta/macguard
 
+$(BIN_DIR)/macguardctl:
+	@mkdir -p $(BIN_DIR)
+	$(GOBUILD) -o $@ ./cmd/macguardctl
+
 install: build
 	hack/install-binary.sh $(BIN_DIR)/macguard $(CNI_BIN_DIR)/macguard
+	hack/install-binary.sh $(BIN_DIR)/macguardctl $(INSTALL_BIN_DIR)/macguardctl
 
 deps:
 	hack/deps.sh
@@ -54,7 +61,7 @@ test: deps lint build
 	@for t in $(TEST_TARGETS); do echo "=== make $$t"; $(MAKE) --no-print-directory $$t; done
 
 test-unit:
-	$(GO) test -count=1 ./pkg/... ./plugins/...
+	$(GO) test -count=1 ./pkg/... ./plugins/... ./cmd/...
 
 # Real network namespaces on this machine's kernel; needs root.
 test-integration: build

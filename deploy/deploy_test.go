@@ -374,11 +374,11 @@ func TestRenderedVariants(t *testing.T) {
 			if v.uninstall {
 				sub = "uninstall"
 			}
-			if !slices.Equal(cmd, []string{"/macguard", sub}) || !slices.Equal(c.Args, []string{"--watch"}) {
-				t.Errorf("runs %q %q, want [/macguard %s] [--watch]", cmd, c.Args, sub)
+			if !slices.Equal(cmd, []string{"/macguardctl", sub}) || !slices.Equal(c.Args, []string{"--watch"}) {
+				t.Errorf("runs %q %q, want [/macguardctl %s] [--watch]", cmd, c.Args, sub)
 			}
-			if p := c.ReadinessProbe; p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{"/macguard", sub, "--check"}) {
-				t.Errorf("readiness probe %+v, want exec /macguard %s --check", c.ReadinessProbe, sub)
+			if p := c.ReadinessProbe; p == nil || p.Exec == nil || !slices.Equal(p.Exec.Command, []string{"/macguardctl", sub, "--check"}) {
+				t.Errorf("readiness probe %+v, want exec /macguardctl %s --check", c.ReadinessProbe, sub)
 			}
 
 			// hostPath mounts.

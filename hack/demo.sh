@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MACGUARD=${MACGUARD_BIN:-$PWD/bin/macguard}
+MACGUARDCTL=${MACGUARDCTL_BIN:-$(dirname "$MACGUARD")/macguardctl}
 CNITOOL=${E2E_CNITOOL:-$PWD/.cache/tools/bin/cnitool}
 PLUGINS=${E2E_CNI_PLUGINS:-$PWD/.cache/tools/cni-plugins}
-for f in "$MACGUARD" "$CNITOOL" "$PLUGINS/bridge"; do
+for f in "$MACGUARD" "$MACGUARDCTL" "$CNITOOL" "$PLUGINS/bridge"; do
 	[ -e "$f" ] || { echo "demo: $f missing: run \`make demo\` (it builds and installs the tools)" >&2; exit 1; }
 done
 [ "$(id -u)" = 0 ] || { echo "demo: creates network namespaces, run as root (sudo make demo)" >&2; exit 1; }
@@ -135,8 +136,8 @@ ip -n "$node" link set demo-peer up
 say "━━ 1. A KubeVirt VM on a bridge keeps its MAC across restarts"
 say "cni-conf/local/10-bridge-vm.conflist: bridge + host-local, then macguard with assign \"always\"."
 echo "The MAC comes from namespace + VM name, so it can be known before the VM exists:"
-cmd "macguard mac --namespace vms --vm vm1 --ifname eth0"
-vm1=$("$MACGUARD" mac --namespace vms --vm vm1 --ifname eth0)
+cmd "macguardctl mac --namespace vms --vm vm1 --ifname eth0"
+vm1=$("$MACGUARDCTL" mac --namespace vms --vm vm1 --ifname eth0)
 echo "    $vm1"
 
 say "The VM's launcher pod virt-launcher-vm1-abcde starts:"

@@ -24,24 +24,26 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// hello builds a tiny static program for arch that prints "hello <arch>"
-// and returns its path; it stands in for macguard in the self-contained
-// tests.
+// hello builds, for arch, one tiny static program per image file that
+// prints "hello <file> <arch>", and returns the directory holding them; they
+// stand in for macguard and macguardctl in the self-contained tests.
 func hello(t *testing.T, arch string) string {
 	t.Helper()
 	dir := t.TempDir()
-	src := filepath.Join(dir, "main.go")
-	prog := "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello " + arch + "\") }\n"
-	if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
-		t.Fatal(err)
+	for _, f := range Files {
+		name := filepath.Base(f)
+		src := filepath.Join(t.TempDir(), "main.go")
+		prog := "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"hello " + name + " " + arch + "\") }\n"
+		if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, name), src)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GO111MODULE=off")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("building the %s %s stand-in: %v\n%s", name, arch, err, b)
+		}
 	}
-	out := filepath.Join(dir, "macguard")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, src)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GO111MODULE=off")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the %s stand-in: %v\n%s", arch, err, b)
-	}
-	return out
+	return dir
 }
 
 // extract unpacks an oci-archive into a new directory, refusing anything
@@ -91,12 +93,14 @@ type platformImage struct {
 	platform string
 	config   *v1.ConfigFile
 	files    map[string]*tar.Header
-	binary   []byte
+	// binaries holds the content of each of Files, by image path.
+	binaries map[string][]byte
 }
 
 // readArchive opens an oci-archive with go-containerregistry's layout
 // reader (not the code that wrote it) and returns its single index, the
-// layout's tag for it, and every image by platform.
+// name the layout gives it, and every image by platform. The name is the
+// same under the OCI annotation and containerd's, or the test fails.
 func readArchive(t *testing.T, archive string) (v1.ImageIndex, string, map[string]platformImage) {
 	t.Helper()
 	p, err := layout.FromPath(extract(t, archive))
@@ -115,6 +119,9 @@ func readArchive(t *testing.T, archive string) (v1.ImageIndex, string, map[strin
 		t.Fatalf("index.json: want exactly one image index, got %+v", tm.Manifests)
 	}
 	tag := tm.Manifests[0].Annotations[refName]
+	if ctrd := tm.Manifests[0].Annotations[containerdName]; ctrd != tag {
+		t.Errorf("index.json names the image %q for containerd and %q for OCI readers; want one name", ctrd, tag)
+	}
 	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +150,7 @@ func readArchive(t *testing.T, archive string) (v1.ImageIndex, string, map[strin
 		if err != nil {
 			t.Fatal(err)
 		}
-		pi := platformImage{platform: d.Platform.String(), config: cf, files: map[string]*tar.Header{}}
+		pi := platformImage{platform: d.Platform.String(), config: cf, files: map[string]*tar.Header{}, binaries: map[string][]byte{}}
 		for _, l := range layers {
 			rc, err := l.Uncompressed()
 			if err != nil {
@@ -159,8 +166,8 @@ func readArchive(t *testing.T, archive string) (v1.ImageIndex, string, map[strin
 					t.Fatal(err)
 				}
 				pi.files[h.Name] = h
-				if "/"+h.Name == BinaryPath {
-					pi.binary, _ = io.ReadAll(tr)
+				if h.Typeflag == tar.TypeReg {
+					pi.binaries["/"+h.Name], _ = io.ReadAll(tr)
 				}
 			}
 			rc.Close()
@@ -192,38 +199,41 @@ func checkImages(t *testing.T, imgs map[string]platformImage, version string) {
 		if plat := c.Platform(); plat == nil || plat.String() != p {
 			t.Errorf("%s: config says platform %v", p, plat)
 		}
-		// FROM scratch: the binary and nothing else.
-		if len(img.files) != 1 || img.binary == nil {
-			var names []string
-			for n := range img.files {
-				names = append(names, n)
+		// FROM scratch: the two binaries and nothing else.
+		var names []string
+		for n := range img.files {
+			names = append(names, "/"+n)
+		}
+		sort.Strings(names)
+		if strings.Join(names, " ") != strings.Join(Files, " ") {
+			t.Errorf("%s: files %q, want only %q", p, names, Files)
+			continue
+		}
+		for _, name := range Files {
+			h := img.files[strings.TrimPrefix(name, "/")]
+			if h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 {
+				t.Errorf("%s: %s mode %o owner %d:%d, want 755 root", p, name, h.Mode, h.Uid, h.Gid)
 			}
-			t.Errorf("%s: files %q, want only %s", p, names, BinaryPath)
-			continue
-		}
-		h := img.files[strings.TrimPrefix(BinaryPath, "/")]
-		if h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 {
-			t.Errorf("%s: %s mode %o owner %d:%d, want 755 root", p, BinaryPath, h.Mode, h.Uid, h.Gid)
-		}
-		f, err := elf.NewFile(bytes.NewReader(img.binary))
-		if err != nil {
-			t.Errorf("%s: binary is not ELF: %v", p, err)
-			continue
-		}
-		arch := c.Architecture
-		if f.Machine != elfMachine[arch] {
-			t.Errorf("%s: binary is for %s", p, f.Machine)
-		}
-		for _, prog := range f.Progs {
-			if prog.Type == elf.PT_INTERP {
-				t.Errorf("%s: binary is dynamically linked", p)
+			f, err := elf.NewFile(bytes.NewReader(img.binaries[name]))
+			if err != nil {
+				t.Errorf("%s: %s is not ELF: %v", p, name, err)
+				continue
+			}
+			if f.Machine != elfMachine[c.Architecture] {
+				t.Errorf("%s: %s is for %s", p, name, f.Machine)
+			}
+			for _, prog := range f.Progs {
+				if prog.Type == elf.PT_INTERP {
+					t.Errorf("%s: %s is dynamically linked", p, name)
+				}
 			}
 		}
 	}
 }
 
-// runAMD64 writes the amd64 binary out and runs it with args.
-func runAMD64(t *testing.T, imgs map[string]platformImage, args ...string) string {
+// runAMD64 writes the amd64 image's files into one directory, as the image
+// has them, and runs the one at path with args.
+func runAMD64(t *testing.T, imgs map[string]platformImage, path string, args ...string) string {
 	t.Helper()
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("cannot run an amd64 binary on %s", runtime.GOARCH)
@@ -232,10 +242,13 @@ func runAMD64(t *testing.T, imgs map[string]platformImage, args ...string) strin
 	if !ok {
 		t.Fatal("no linux/amd64 image")
 	}
-	p := filepath.Join(t.TempDir(), "macguard")
-	if err := os.WriteFile(p, img.binary, 0o755); err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	for name, b := range img.binaries {
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(name)), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
+	p := filepath.Join(dir, filepath.Base(path))
 	out, err := exec.Command(p, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %v: %v\n%s", p, args, err, out)
@@ -247,12 +260,13 @@ func TestBuildWritesAReadableReproducibleIndex(t *testing.T) {
 	bins := map[string]string{"linux/amd64": hello(t, "amd64"), "linux/arm64": hello(t, "arm64")}
 	created := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	build := func(out string) {
-		idx, err := Build(Spec{Binaries: bins, Version: "v9.8.7", Revision: "abc123", Source: DefaultSource, Created: created})
+		spec := Spec{Binaries: bins, Version: "v9.8.7", Revision: "abc123", Source: DefaultSource, Created: created}
+		idx, err := Build(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		dir := strings.TrimSuffix(out, ".tar") + ".d"
-		if err := WriteLayout(dir, idx, "v9.8.7"); err != nil {
+		if err := WriteLayout(dir, idx, spec.Name()); err != nil {
 			t.Fatal(err)
 		}
 		if err := WriteArchive(dir, out, created); err != nil {
@@ -266,8 +280,8 @@ func TestBuildWritesAReadableReproducibleIndex(t *testing.T) {
 		t.Error("two builds of the same inputs differ")
 	}
 	_, tag, imgs := readArchive(t, a)
-	if tag != "v9.8.7" {
-		t.Errorf("layout tag %q, want v9.8.7", tag)
+	if want := DefaultRepository + ":v9.8.7"; tag != want {
+		t.Errorf("layout names the image %q, want %q", tag, want)
 	}
 	checkImages(t, imgs, "v9.8.7")
 	for _, img := range imgs {
@@ -275,8 +289,10 @@ func TestBuildWritesAReadableReproducibleIndex(t *testing.T) {
 			t.Errorf("revision label / created: %v %v", img.config.Config.Labels, img.config.Created)
 		}
 	}
-	if out := runAMD64(t, imgs); out != "hello amd64\n" {
-		t.Errorf("the amd64 binary printed %q", out)
+	for _, f := range Files {
+		if out, want := runAMD64(t, imgs, f), "hello "+filepath.Base(f)+" amd64\n"; out != want {
+			t.Errorf("the amd64 %s printed %q, want %q", f, out, want)
+		}
 	}
 }
 
@@ -291,17 +307,39 @@ func sum(t *testing.T, p string) string {
 
 func TestBuildRefusesBadBinaries(t *testing.T) {
 	amd := hello(t, "amd64")
+	// with returns a copy of amd whose file name is replaced by the file
+	// at path.
+	with := func(name, path string) string {
+		dir := t.TempDir()
+		for _, f := range Files {
+			src := filepath.Join(amd, filepath.Base(f))
+			if filepath.Base(f) == name {
+				src = path
+			}
+			b, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o755)
+		}
+		return dir
+	}
 	notELF := filepath.Join(t.TempDir(), "script")
 	os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755)
+	noTool := t.TempDir()
+	b, _ := os.ReadFile(filepath.Join(amd, "macguard"))
+	os.WriteFile(filepath.Join(noTool, "macguard"), b, 0o755)
 	cases := map[string]struct {
 		bins map[string]string
 		want string
 	}{
 		"wrong architecture": {map[string]string{"linux/arm64": amd}, "built for EM_X86_64"},
-		"not ELF":            {map[string]string{"linux/amd64": notELF}, "not an ELF"},
+		"plugin not ELF":     {map[string]string{"linux/amd64": with("macguard", notELF)}, "not an ELF"},
+		"tool not ELF":       {map[string]string{"linux/amd64": with("macguardctl", notELF)}, "macguardctl: not an ELF"},
+		"tool missing":       {map[string]string{"linux/amd64": noTool}, "macguardctl"},
 		"unknown arch":       {map[string]string{"linux/s390x": amd}, "unsupported architecture"},
 		"not linux":          {map[string]string{"darwin/amd64": amd}, "want linux/<arch>"},
-		"none":               {map[string]string{}, "no --binary"},
+		"none":               {map[string]string{}, "no --binaries"},
 	}
 	// A dynamically linked binary, if the system has one to offer.
 	for _, p := range []string{"/bin/ls", "/usr/bin/env"} {
@@ -310,7 +348,7 @@ func TestBuildRefusesBadBinaries(t *testing.T) {
 			cases["dynamic"] = struct {
 				bins map[string]string
 				want string
-			}{map[string]string{"linux/amd64": p}, "CGO_ENABLED=0"}
+			}{map[string]string{"linux/amd64": with("macguard", p)}, "CGO_ENABLED=0"}
 			break
 		}
 	}
@@ -328,12 +366,12 @@ func TestCLI(t *testing.T) {
 	amd, arm := hello(t, "amd64"), hello(t, "arm64")
 	out := filepath.Join(t.TempDir(), "img", "m.oci.tar")
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--binary", "linux/amd64=" + amd, "--binary", "linux/arm64=" + arm, "--version", "v1.2.3", "--out", out, "--created", "2024-05-06T07:08:09Z"}, &stdout, &stderr)
+	code := run([]string{"--binaries", "linux/amd64=" + amd, "--binaries", "linux/arm64=" + arm, "--version", "v1.2.3", "--out", out, "--created", "2024-05-06T07:08:09Z"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), out) {
-		t.Errorf("stdout %q does not name the archive", stdout.String())
+	if !strings.Contains(stdout.String(), out) || !strings.Contains(stdout.String(), DefaultRepository+":v1.2.3") {
+		t.Errorf("stdout %q does not name the archive and the image", stdout.String())
 	}
 	if _, err := os.Stat(strings.TrimSuffix(out, ".tar") + ".d/index.json"); err != nil {
 		t.Errorf("layout directory: %v", err)
@@ -341,10 +379,10 @@ func TestCLI(t *testing.T) {
 	_, _, imgs := readArchive(t, out)
 	checkImages(t, imgs, "v1.2.3")
 	for _, args := range [][]string{
-		{"--version", "v1", "--binary", "linux/amd64=" + amd},            // no --out
-		{"--out", out, "--binary", "nonsense"},                           // bad --binary
-		{"--out", out, "--version", "v1", "--binary", "linux/amd64=/no"}, // missing file
-		{"--out", out, "--version", "v1", "--created", "yesterday", "--binary", "linux/amd64=" + amd},
+		{"--version", "v1", "--binaries", "linux/amd64=" + amd},            // no --out
+		{"--out", out, "--binaries", "nonsense"},                           // bad --binaries
+		{"--out", out, "--version", "v1", "--binaries", "linux/amd64=/no"}, // missing directory
+		{"--out", out, "--version", "v1", "--created", "yesterday", "--binaries", "linux/amd64=" + amd},
 	} {
 		if code := run(args, io.Discard, io.Discard); code == 0 {
 			t.Errorf("run(%q) succeeded", args)
@@ -378,14 +416,16 @@ func TestImageArchive(t *testing.T) {
 	if version == "" {
 		version = makefileVersion(t)
 	}
-	idx, tag, imgs := readArchive(t, archive)
-	if tag != version {
-		t.Errorf("layout tag %q, want %q", tag, version)
+	idx, name, imgs := readArchive(t, archive)
+	if want := DefaultRepository + ":" + version; name != want {
+		t.Errorf("the archive names the image %q, want %q (what deploy/ runs)", name, want)
 	}
 	checkImages(t, imgs, version)
-	out := runAMD64(t, imgs, "version")
-	if !strings.HasPrefix(out, "macguard "+version+" (commit ") {
-		t.Errorf("`macguard version` in the image printed %q, want macguard %s (commit ...)", out, version)
+	for _, f := range Files {
+		out := runAMD64(t, imgs, f, "version")
+		if !strings.HasPrefix(out, "macguard "+version+" (commit ") {
+			t.Errorf("`%s version` in the image printed %q, want macguard %s (commit ...)", f, out, version)
+		}
 	}
 	// The entrypoint, run as the DaemonSet runs it (once, without
 	// --watch): it installs itself and chains into a real conflist, and
@@ -401,9 +441,17 @@ func TestImageArchive(t *testing.T) {
 	list := filepath.Join(conf, "05-cilium.conflist")
 	os.WriteFile(list, cilium, 0o644)
 	args := append(Entrypoint[1:], "--cni-bin-dir", bin, "--chain-into", list)
-	runAMD64(t, imgs, args...)
-	if out := runAMD64(t, imgs, append(args, "--check")...); strings.Contains(out, "not ok") {
+	runAMD64(t, imgs, Entrypoint[0], args...)
+	if out := runAMD64(t, imgs, Entrypoint[0], append(args, "--check")...); strings.Contains(out, "not ok") {
 		t.Errorf("check after the install:\n%s", out)
+	}
+	// Only the plugin goes to the node, byte for byte.
+	installed, err := os.ReadFile(filepath.Join(bin, "macguard"))
+	if err != nil || !bytes.Equal(installed, imgs["linux/amd64"].binaries[PluginPath]) {
+		t.Errorf("%s/macguard is not the image's %s (err %v)", bin, PluginPath, err)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "macguardctl")); err == nil {
+		t.Errorf("macguardctl was copied into the CNI bin dir; only the plugin belongs there")
 	}
 	if b, _ := os.ReadFile(list); !strings.Contains(string(b), `"type": "macguard"`) {
 		t.Errorf("the image's entrypoint did not chain into the conflist:\n%s", b)
@@ -417,7 +465,8 @@ func TestImageArchive(t *testing.T) {
 		t.Log("skopeo not installed; skipping the independent read")
 		return
 	}
-	ref := "oci-archive:" + archive + ":" + version
+	// The full name: skopeo finds the image under the name deploy/ uses.
+	ref := "oci-archive:" + archive + ":" + name
 	raw, err := exec.Command(skopeo, "inspect", "--raw", ref).Output()
 	if err != nil {
 		t.Fatalf("skopeo inspect --raw %s: %v", ref, stderrOf(err))
@@ -518,8 +567,10 @@ func TestDockerfileBuildsTheSameImage(t *testing.T) {
 	if v := makefileVersion(t); args["VERSION"] != v {
 		t.Errorf("ARG VERSION=%s, want the Makefile's %s (run `make manifests`)", args["VERSION"], v)
 	}
-	if !strings.Contains(text, "COPY --from=build --chmod=0755 /out/macguard "+BinaryPath) {
-		t.Errorf("the binary is not copied to %s with mode 0755", BinaryPath)
+	for _, f := range Files {
+		if !strings.Contains(text, "COPY --from=build --chmod=0755 /out/"+filepath.Base(f)+" "+f) {
+			t.Errorf("%s is not copied to %s with mode 0755", filepath.Base(f), f)
+		}
 	}
 	// The same build as the Makefile: static, trimmed, stamped.
 	mk, _ := os.ReadFile("../../Makefile")

@@ -2,11 +2,12 @@
 // daemon: a multi-platform OCI image index, FROM scratch, whose only file is
 // the static macguard binary of each platform, written as an OCI image
 // layout directory and as a tar archive of it (an "oci-archive" that
-// skopeo, podman, `docker load` (25+) and `ctr import` read).
+// skopeo, podman, `docker load` (25+) and `ctr import` read, each under the
+// image's full name).
 //
 //	go run ./hack/image \
-//	  --binary linux/amd64=bin/linux-amd64/macguard \
-//	  --binary linux/arm64=bin/linux-arm64/macguard \
+//	  --binaries linux/amd64=bin/linux-amd64 \
+//	  --binaries linux/arm64=bin/linux-arm64 \
 //	  --version v0.1.0 --revision abc1234 \
 //	  --out bin/image/macguard-v0.1.0.oci.tar
 //
@@ -40,17 +41,24 @@ import (
 // The image's fixed shape; deploy/deploy_test.go and the Dockerfile test
 // hold the Dockerfile and the DaemonSet to it.
 const (
-	// BinaryPath is where the binary lives in the image.
-	BinaryPath = "/macguard"
+	// PluginPath is where the CNI plugin lives in the image; the installer
+	// copies it to the node.
+	PluginPath = "/macguard"
+	// ToolPath is where macguardctl, the DaemonSet's agent, lives.
+	ToolPath = "/macguardctl"
 	// DefaultRepository is the image name used in deploy/.
 	DefaultRepository = "ghcr.io/macguard-cni/macguard"
 	// DefaultSource is the org.opencontainers.image.source label.
 	DefaultSource = "https://github.com/macguard-cni/macguard"
 )
 
-// Entrypoint is the image's entrypoint: the binary is its own installer,
+// Files are the image's only files, in layer order: each is the file of
+// that name in a platform's --binaries directory.
+var Files = []string{PluginPath, ToolPath}
+
+// Entrypoint is the image's entrypoint: macguardctl installs the plugin,
 // so arguments given to the container are install flags.
-var Entrypoint = []string{BinaryPath, "install"}
+var Entrypoint = []string{ToolPath, "install"}
 
 // Label keys (OCI image spec annotations, used as config labels).
 const (
@@ -60,17 +68,25 @@ const (
 	LabelTitle       = "org.opencontainers.image.title"
 	LabelDescription = "org.opencontainers.image.description"
 	LabelCreated     = "org.opencontainers.image.created"
-	// refName tags the index inside an OCI layout, so that
-	// oci-archive:FILE:<version> names it.
+	// refName names the index inside an OCI layout; skopeo, podman and
+	// docker take it as the image's name when it is a full reference.
 	refName = "org.opencontainers.image.ref.name"
+	// containerdName is what `ctr images import` names the image by. A
+	// plain import prefixes a tag-only ref.name with "import-<date>" and
+	// drops a full one, so without it the kubelet finds no image under the
+	// name the DaemonSet uses.
+	containerdName = "io.containerd.image.name"
 )
 
 // Spec is what to build.
 type Spec struct {
-	// Binaries maps a platform ("linux/amd64") to the path of its static
-	// macguard binary.
+	// Binaries maps a platform ("linux/amd64") to the directory holding
+	// its static macguard and macguardctl binaries.
 	Binaries map[string]string
-	Version  string
+	// Repository is the image's name without the tag; the layout names
+	// the index Repository:Version.
+	Repository string
+	Version    string
 	Revision string
 	Source   string
 	// Created is the image's creation time; a fixed value (the commit
@@ -111,24 +127,28 @@ func checkBinary(path, arch string) error {
 	return nil
 }
 
-// layer is a tar with the binary alone, owned by root, mode 0755, with a
-// fixed time so the same binary always gives the same layer digest.
-func layer(path string, mtime time.Time) (v1.Layer, error) {
-	bin, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
+// layer is a tar of the binaries in dir named by Files, owned by root, mode
+// 0755, with a fixed time so the same binaries always give the same layer
+// digest.
+func layer(dir string, mtime time.Time) (v1.Layer, error) {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	hdr := &tar.Header{
-		Name: strings.TrimPrefix(BinaryPath, "/"), Mode: 0o755, Size: int64(len(bin)),
-		Typeflag: tar.TypeReg, ModTime: mtime, Format: tar.FormatPAX,
-	}
-	if err := tw.WriteHeader(hdr); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(bin); err != nil {
-		return nil, err
+	for _, name := range Files {
+		path := filepath.Join(dir, filepath.Base(name))
+		bin, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		hdr := &tar.Header{
+			Name: strings.TrimPrefix(name, "/"), Mode: 0o755, Size: int64(len(bin)),
+			Typeflag: tar.TypeReg, ModTime: mtime, Format: tar.FormatPAX,
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(bin); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err
@@ -155,10 +175,13 @@ func splitPlatform(s string) (*v1.Platform, error) {
 // Build assembles the image index.
 func Build(s Spec) (v1.ImageIndex, error) {
 	if len(s.Binaries) == 0 {
-		return nil, errors.New("no --binary given")
+		return nil, errors.New("no --binaries given")
 	}
 	if s.Version == "" {
 		return nil, errors.New("--version is required")
+	}
+	if s.Repository == "" {
+		s.Repository = DefaultRepository
 	}
 	labels := map[string]string{
 		LabelVersion:     s.Version,
@@ -181,11 +204,13 @@ func Build(s Spec) (v1.ImageIndex, error) {
 		if err != nil {
 			return nil, err
 		}
-		path := s.Binaries[ps]
-		if err := checkBinary(path, plat.Architecture); err != nil {
-			return nil, err
+		dir := s.Binaries[ps]
+		for _, name := range Files {
+			if err := checkBinary(filepath.Join(dir, filepath.Base(name)), plat.Architecture); err != nil {
+				return nil, err
+			}
 		}
-		l, err := layer(path, s.Created)
+		l, err := layer(dir, s.Created)
 		if err != nil {
 			return nil, err
 		}
@@ -193,7 +218,7 @@ func Build(s Spec) (v1.ImageIndex, error) {
 		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 		img, err = mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{
 			Created:   v1.Time{Time: s.Created},
-			CreatedBy: "hack/image: " + BinaryPath + " (static " + ps + " binary)",
+			CreatedBy: "hack/image: " + strings.Join(Files, ", ") + " (static " + ps + " binaries)",
 		}})
 		if err != nil {
 			return nil, fmt.Errorf("%s: adding the layer: %w", ps, err)
@@ -221,9 +246,19 @@ func Build(s Spec) (v1.ImageIndex, error) {
 	return idx, nil
 }
 
+// Name is the full reference the layout gives the image.
+func (s Spec) Name() string {
+	repo := s.Repository
+	if repo == "" {
+		repo = DefaultRepository
+	}
+	return repo + ":" + s.Version
+}
+
 // WriteLayout writes idx as an OCI image layout in dir (replacing it),
-// tagged with the version.
-func WriteLayout(dir string, idx v1.ImageIndex, version string) error {
+// named name (a full reference such as ghcr.io/macguard-cni/macguard:v0.1.0)
+// for every reader.
+func WriteLayout(dir string, idx v1.ImageIndex, name string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
@@ -231,7 +266,7 @@ func WriteLayout(dir string, idx v1.ImageIndex, version string) error {
 	if err != nil {
 		return fmt.Errorf("creating the layout %s: %w", dir, err)
 	}
-	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{refName: version})); err != nil {
+	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{refName: name, containerdName: name})); err != nil {
 		return fmt.Errorf("writing the index to %s: %w", dir, err)
 	}
 	return nil
@@ -309,7 +344,7 @@ func (b binFlag) String() string { return fmt.Sprint(map[string]string(b)) }
 func (b binFlag) Set(v string) error {
 	plat, path, ok := strings.Cut(v, "=")
 	if !ok || plat == "" || path == "" {
-		return fmt.Errorf("%q: want PLATFORM=PATH, e.g. linux/amd64=bin/linux-amd64/macguard", v)
+		return fmt.Errorf("%q: want PLATFORM=DIR, e.g. linux/amd64=bin/linux-amd64", v)
 	}
 	b[plat] = path
 	return nil
@@ -325,7 +360,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	bins := binFlag{}
 	var s Spec
 	var out, layoutDir, created string
-	fs.Var(bins, "binary", "`PLATFORM=PATH` of a static macguard binary, e.g. linux/arm64=bin/linux-arm64/macguard; repeat per platform")
+	fs.Var(bins, "binaries", "`PLATFORM=DIR` holding the static macguard and macguardctl of a platform, e.g. linux/arm64=bin/linux-arm64; repeat per platform")
+	fs.StringVar(&s.Repository, "repository", DefaultRepository, "image name without the tag")
 	fs.StringVar(&s.Version, "version", "", "image version (label and layout tag), e.g. v0.1.0")
 	fs.StringVar(&s.Revision, "revision", "", "source revision (git commit) for the label")
 	fs.StringVar(&s.Source, "source", DefaultSource, "source repository URL for the label")
@@ -355,7 +391,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if err := WriteLayout(layoutDir, idx, s.Version); err != nil {
+	if err := WriteLayout(layoutDir, idx, s.Name()); err != nil {
 		return fail(err)
 	}
 	if err := WriteArchive(layoutDir, out, t); err != nil {
@@ -370,7 +406,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		plats = append(plats, p)
 	}
 	sort.Strings(plats)
-	fmt.Fprintf(stdout, "wrote %s (index %s; %s; tag %s)\n", out, d, strings.Join(plats, ", "), s.Version)
+	fmt.Fprintf(stdout, "wrote %s (index %s; %s; name %s)\n", out, d, strings.Join(plats, ", "), s.Name())
 	return 0
 }
 

@@ -3,7 +3,8 @@
 #
 #   make image          bin/image/macguard-$(VERSION).oci.tar: an OCI image
 #                       index (linux/amd64 + linux/arm64) FROM scratch with the
-#                       static binary, as an oci-archive (+ the layout in .oci.d/)
+#                       static plugin and macguardctl, named
+#                       $(IMAGE_REPO):$(VERSION), as an oci-archive (+ the layout in .oci.d/)
 #   make test-deploy    manifest tests (strict decoding, kustomize-rendered
 #                       overlays run on a fake node) and image tests (the
 #                       archive read back, its binary run, skopeo's view);
@@ -29,13 +30,15 @@ KUSTOMIZE         := $(CURDIR)/$(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kusto
 # Static binaries per architecture, built like `make build`.
 image-binaries:
 	@for a in $(IMAGE_ARCHES); do \
-		echo "GOOS=linux GOARCH=$$a go build -> $(BIN_DIR)/linux-$$a/macguard"; \
+		echo "GOOS=linux GOARCH=$$a go build -> $(BIN_DIR)/linux-$$a/{macguard,macguardctl}"; \
 		GOOS=linux GOARCH=$$a $(GOBUILD) -o $(BIN_DIR)/linux-$$a/macguard ./plugins/meta/macguard; \
+		GOOS=linux GOARCH=$$a $(GOBUILD) -o $(BIN_DIR)/linux-$$a/macguardctl ./cmd/macguardctl; \
 	done
 
 image: image-binaries
 	$(GO) run ./hack/image --version $(VERSION) --revision $(COMMIT) --created $(IMAGE_CREATED) \
-		$(foreach a,$(IMAGE_ARCHES),--binary linux/$(a)=$(BIN_DIR)/linux-$(a)/macguard) \
+		--repository $(IMAGE_REPO) \
+		$(foreach a,$(IMAGE_ARCHES),--binaries linux/$(a)=$(BIN_DIR)/linux-$(a)) \
 		--out $(IMAGE_ARCHIVE)
 
 image-docker:

@@ -22,6 +22,7 @@
 #   VMTEST_SMP          guest CPUs (default 1)
 #   VMTEST_ACCEL        QEMU accelerator (default tcg; kvm only where it works)
 #   MACGUARD_BIN        plugin binary to test (default: `make build`, bin/macguard)
+#   MACGUARDCTL_BIN     macguardctl to test (default: the one next to MACGUARD_BIN)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -200,8 +201,10 @@ build_tools() {
 		make --no-print-directory build >&2
 		MACGUARD_BIN=$ROOT/bin/macguard
 	fi
+	: "${MACGUARDCTL_BIN:=$(dirname "$MACGUARD_BIN")/macguardctl}"
 	[ -x "$MACGUARD_BIN" ] || die "MACGUARD_BIN=$MACGUARD_BIN is not an executable"
-	export MACGUARD_BIN
+	[ -x "$MACGUARDCTL_BIN" ] || die "MACGUARDCTL_BIN=$MACGUARDCTL_BIN is not an executable (make build builds it next to the plugin)"
+	export MACGUARD_BIN MACGUARDCTL_BIN
 	# The reference tools are pinned to the versions go.mod already uses,
 	# so the chain test speaks the same libcni as the plugin.
 	cni=$(modversion github.com/containernetworking/cni)
@@ -241,6 +244,7 @@ build_initramfs() {
 	chmod 0755 "$stage/init"
 	cp "$KDIR"/modules/*.ko "$KDIR/modules/load.order" "$stage/lib/modules/"
 	cp "$MACGUARD_BIN" "$stage/opt/cni/bin/macguard"
+	cp "$MACGUARDCTL_BIN" "$stage/vmtest/macguardctl"
 	cp "$BIN/netkit-cni" "$BIN/host-local" "$BIN/ipvlan" "$BIN/macvlan" "$BIN/cnitool" "$stage/opt/cni/bin/"
 	local s budget
 	for s in "${SUITES[@]}"; do cp "$BIN/$s.test" "$stage/vmtest/"; done
@@ -252,6 +256,7 @@ build_initramfs() {
 	cat >"$stage/vmtest/env" <<-EOF
 		export MACGUARD_VM=1
 		export MACGUARD_BIN=/opt/cni/bin/macguard
+		export MACGUARDCTL_BIN=/vmtest/macguardctl
 		export VMTEST_BIN_DIR=/opt/cni/bin
 		export VMTEST_SUITES='${SUITES[*]}'
 		export VMTEST_SUITE_TIMEOUT=$(( budget / ${#SUITES[@]} ))s

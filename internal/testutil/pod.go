@@ -325,6 +325,20 @@ func PluginBinary(t testing.TB) string {
 	return b
 }
 
+// ToolBinary returns macguardctl, the operator's tool: $MACGUARDCTL_BIN, or
+// the macguardctl next to PluginBinary (make build puts both in bin/).
+func ToolBinary(t testing.TB) string {
+	t.Helper()
+	if b := os.Getenv("MACGUARDCTL_BIN"); b != "" {
+		return b
+	}
+	b := filepath.Join(filepath.Dir(PluginBinary(t)), "macguardctl")
+	if _, err := os.Stat(b); err != nil {
+		t.Fatalf("macguardctl %s missing: run `make build` (or set MACGUARDCTL_BIN)", b)
+	}
+	return b
+}
+
 // RepoRoot is the directory holding go.mod, above the working directory.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()

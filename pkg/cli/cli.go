@@ -1,46 +1,38 @@
-// Package cli is what the macguard binary does when a human, not a runtime,
-// runs it (CNI_COMMAND unset): print the version, or the MAC a pod or VM
-// will get so operators can pre-register it in DHCP or firewall rules.
+// Package cli is macguardctl's command line: it dispatches subcommands and
+// holds the small ones itself (version, and mac: the MAC a pod or VM will
+// get, so operators can pre-register it in DHCP or firewall rules). Larger
+// subcommands (install, uninstall, doctor) live in their own packages and
+// are registered by main.
 package cli
 
 import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/macguard-cni/macguard/pkg/buildinfo"
 	"github.com/macguard-cni/macguard/pkg/identity"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
 )
 
-const usage = `macguard: a chained CNI plugin that gives pod and VM interfaces a stable,
-valid MAC and reports it in the CNI result.
+const usage = `macguardctl: the operator's tool for macguard, the chained CNI plugin that
+gives pod and VM interfaces a stable, valid MAC (the plugin itself is the
+macguard binary in the CNI bin directory).
 
-Run by a container runtime (CNI_COMMAND set) it speaks CNI. By hand:
-
-  macguard version
-  macguard mac --namespace NS --pod NAME --ifname IF [--salt S] [--prefix P]
-  macguard mac --namespace NS --vm NAME --ifname IF [--salt S] [--prefix P]
-  macguard mac --container-id ID --ifname IF [--salt S] [--prefix P]
-  macguard install [--cni-bin-dir DIR] [--chain-into FILE --plugin-config JSON] [--watch]
-  macguard uninstall [--chain-into FILE] [--remove-binary]
-  macguard help        (install/uninstall: see "macguard install --help")
+  macguardctl version
+  macguardctl mac --namespace NS --pod NAME --ifname IF [--salt S] [--prefix P]
+  macguardctl mac --namespace NS --vm NAME --ifname IF [--salt S] [--prefix P]
+  macguardctl mac --container-id ID --ifname IF [--salt S] [--prefix P]
+  macguardctl install [--cni-bin-dir DIR] [--chain-into FILE --plugin-config JSON] [--watch]
+  macguardctl uninstall [--chain-into FILE] [--remove-binary]
+  macguardctl help     (install/uninstall: see "macguardctl install --help")
 `
-
-// SupportedVersions is set by main to the versions the plugin speaks, for
-// the about text.
-var SupportedVersions []string
 
 // Main runs the CLI and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		// What reference plugins print when run by hand, so operators
-		// checking /opt/cni/bin see a familiar answer.
-		fmt.Fprintln(stderr, buildinfo.String())
-		fmt.Fprintf(stderr, "CNI protocol versions supported: %s\n\n", strings.Join(SupportedVersions, ", "))
 		fmt.Fprint(stderr, usage)
-		return 0
+		return 2
 	}
 	switch args[0] {
 	case "version", "--version", "-v":
@@ -55,11 +47,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if cmd, ok := extra[args[0]]; ok {
 		return cmd(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "macguard: unknown command %q\n\n%s", args[0], usage)
+	fmt.Fprintf(stderr, "macguardctl: unknown command %q\n\n%s", args[0], usage)
 	return 2
 }
 
-// extra holds subcommands registered by other packages of this binary.
+// extra holds subcommands registered by main.
 var extra = map[string]func(args []string, stdout, stderr io.Writer) int{}
 
 // Register adds a subcommand; it is called from main before Main.
@@ -81,7 +73,7 @@ func macCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "macguard mac: "+format+"\n", a...)
+		fmt.Fprintf(stderr, "macguardctl mac: "+format+"\n", a...)
 		return 2
 	}
 	if *ifName == "" {

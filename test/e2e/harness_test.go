@@ -433,22 +433,22 @@ func parseLogfmt(s string) (logLine, error) {
 	return l, nil
 }
 
-// derivedMAC asks the plugin binary which MAC a pod or VM will get
-// (`macguard mac`, the operator's pre-registration command): the e2e tests
-// compare what the chain did against the binary's own promise.
+// derivedMAC asks macguardctl which MAC a pod or VM will get
+// (`macguardctl mac`, the operator's pre-registration command): the e2e
+// tests compare what the chain did against the tool's promise.
 func derivedMAC(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(testutil.PluginBinary(t), append([]string{"mac"}, args...)...)
+	cmd := exec.Command(testutil.ToolBinary(t), append([]string{"mac"}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no CNI_COMMAND: CLI mode
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("macguard mac %v: %v: %s", args, err, errb.String())
+		t.Fatalf("macguardctl mac %v: %v: %s", args, err, errb.String())
 	}
 	mac := strings.TrimSpace(out.String())
 	hw, err := net.ParseMAC(mac)
 	if err != nil {
-		t.Fatalf("macguard mac %v printed %q: %v", args, mac, err)
+		t.Fatalf("macguardctl mac %v printed %q: %v", args, mac, err)
 	}
 	// The derivation contract: unicast, locally administered.
 	if hw[0]&0x01 != 0 || hw[0]&0x02 == 0 {

@@ -294,11 +294,11 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 	return bytes.Equal(ja, jb)
 }
 
-// derivedMAC asks the plugin's CLI which MAC a pod or VM gets: the
+// derivedMAC asks macguardctl which MAC a pod or VM gets: the
 // operator-facing promise the data path must keep.
 func derivedMAC(t *testing.T, namespace, pod string) string {
 	t.Helper()
-	bin := testutil.PluginBinary(t)
+	bin := testutil.ToolBinary(t)
 	out, err := exec.Command(bin, "mac", "--namespace", namespace, "--pod", pod, "--ifname", podIf).Output()
 	if err != nil {
 		t.Fatalf("%s mac --namespace %s --pod %s: %v", bin, namespace, pod, err)

@@ -172,7 +172,7 @@ func TestNetkitL2AssignAlwaysKeepsMACAcrossVMRestart(t *testing.T) {
 			mac := podMAC(t, p.ns)
 			got = append(got, mac)
 			if mac != want {
-				t.Errorf("interface MAC %s, want %s (macguard mac --namespace vms --pod %s)", mac, want, l.pod)
+				t.Errorf("interface MAC %s, want %s (macguardctl mac --namespace vms --pod %s)", mac, want, l.pod)
 			}
 			idx, resMAC := sandboxEntry(t, out, p.ns.Path())
 			if resMAC != want {

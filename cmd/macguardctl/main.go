@@ -1,0 +1,19 @@
+// Command macguardctl is macguard's operator tool and the DaemonSet's
+// agent: it installs the plugin on a node, prints the MAC a pod or VM will
+// get, and (with the node doctor) explains the MACs a node has. It is a
+// separate binary so that the plugin, which runs on every pod start, links
+// none of this.
+package main
+
+import (
+	"os"
+
+	"github.com/macguard-cni/macguard/pkg/cli"
+	"github.com/macguard-cni/macguard/pkg/install"
+)
+
+func main() {
+	cli.Register("install", install.InstallMain)
+	cli.Register("uninstall", install.UninstallMain)
+	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}
