@@ -5,12 +5,27 @@
 // Records live in small JSON files under dataDir (tmpfs on nodes), one per
 // container ID and interface, named "<ifname>@<containerID>.json": '@' never
 // appears in a container ID, so the name splits unambiguously, and an
-// operator can read the directory. Files are 0600 in a 0700 directory and are
-// written atomically (temporary file, fsync, rename) so a crash never leaves
-// half a record.
+// operator can read the directory. Files are 0600 in a 0700 directory.
+//
+// # Durability
+//
+// A record is replaced atomically (a temporary file in dataDir renamed over
+// it, see pkg/atomicfile) but not fsynced, on purpose. A record only matters
+// while its network namespace exists, and no network namespace survives a
+// machine crash; what must be survived is the death of the plugin at any
+// moment, and for that the page cache is enough (the kernel keeps what a
+// killed process wrote) and the rename makes every reader see the old record
+// or the new one. An fsync of the file and the directory would protect only
+// against a crash, after which the record is of no use, and would cost every
+// ADD milliseconds when dataDir is on a disk (2.7 ms measured; 4.4 ms against
+// 0.15 ms per write in atomicfile's BenchmarkWrite on ext4). What a crash
+// can leave — an empty or cut-short record, if dataDir is on a disk — Load
+// reports as ErrCorrupt with found false, so that it is handled as safely
+// as a missing record.
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +35,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/macguard-cni/macguard/pkg/atomicfile"
 )
 
 // recordVersion lets a later macguard read records written by this one.
@@ -28,6 +45,23 @@ const recordVersion = 1
 // ErrBusy is returned when the lock could not be taken in time; the plugin
 // maps it to CNI's "try again later".
 var ErrBusy = errors.New("state directory busy")
+
+// ErrCorrupt marks a record file that exists but holds no record: empty, cut
+// short, not JSON, or the record of another attachment. Load returns it with
+// found false. Since an intact record is only ever replaced by rename, such a
+// file is what a machine crash left (see Durability), the record of a network
+// namespace that is gone: ADD may treat it as absent and write its own record
+// over it, and DEL may drop it.
+var ErrCorrupt = errors.New("corrupt")
+
+// staleTempAge is how old a temporary file must be before GC removes it:
+// far longer than any write takes, so one an ADD is writing is kept.
+const staleTempAge = time.Minute
+
+// legacyTempMarker is in the temporary file names of macguard versions
+// before pkg/atomicfile (".<record>.json.tmp<digits>"), so that GC also
+// removes those a killed writer left before an upgrade.
+const legacyTempMarker = ".json.tmp"
 
 // Record is what is kept for one attachment.
 type Record struct {
@@ -101,53 +135,47 @@ func (s *Store) Lock(exclusive bool) (unlock func(), err error) {
 	}
 }
 
-// Save writes r atomically.
+// Save writes r atomically and without fsync (see Durability).
 func (s *Store) Save(r Record) error {
 	r.Version = recordVersion
+	k := Key{r.ContainerID, r.IfName}
 	data, err := json.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("encoding state for %s: %w", Key{r.ContainerID, r.IfName}, err)
+		return fmt.Errorf("encoding state for %s: %w", k, err)
 	}
-	k := Key{r.ContainerID, r.IfName}
 	final := filepath.Join(s.Dir, k.fileName())
-	tmp, err := os.CreateTemp(s.Dir, "."+k.fileName()+".tmp*")
-	if err != nil {
+	if err := atomicfile.Write(final, bytes.NewReader(data), atomicfile.Options{Mode: 0o600}); err != nil {
 		return fmt.Errorf("writing state for %s in dataDir %s: %w", k, s.Dir, err)
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return fmt.Errorf("renaming state into %s: %w", final, err)
-	}
-	ok = true
 	return nil
 }
 
-// Load returns the record for k; found is false when there is none.
+// Load returns the record for k; found is false when there is none. A file
+// that holds no record for k (see ErrCorrupt) gives found false and an error
+// that wraps ErrCorrupt and names the file; other errors (the file cannot be
+// read) wrap the cause.
 func (s *Store) Load(k Key) (r Record, found bool, err error) {
-	data, err := os.ReadFile(filepath.Join(s.Dir, k.fileName()))
+	path := filepath.Join(s.Dir, k.fileName())
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Record{}, false, nil
 	}
 	if err != nil {
 		return Record{}, false, fmt.Errorf("reading state for %s: %w", k, err)
 	}
+	corrupt := func(cause error) (Record, bool, error) {
+		return Record{}, false, fmt.Errorf("state file %s for %s is %w: %w", path, k, ErrCorrupt, cause)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return corrupt(errors.New("it is empty"))
+	}
 	if err := json.Unmarshal(data, &r); err != nil {
-		return Record{}, false, fmt.Errorf("state file for %s in %s is corrupt: %w", k, s.Dir, err)
+		return corrupt(err)
+	}
+	// JSON null decodes into an empty record without an error, and a
+	// record must name the attachment its file is named after.
+	if (Key{r.ContainerID, r.IfName}) != k {
+		return corrupt(fmt.Errorf("it holds the record of %q", Key{r.ContainerID, r.IfName}))
 	}
 	return r, true, nil
 }
@@ -213,21 +241,8 @@ func (s *Store) GC(valid map[Key]bool) ([]Key, error) {
 		}
 		removed = append(removed, k)
 	}
-	s.removeStaleTemps(time.Minute)
+	// Best effort: a leftover temporary file is harmless, and must not
+	// turn a GC that removed every stale record into a failure.
+	_, _ = atomicfile.Sweep(s.Dir, staleTempAge, time.Now(), legacyTempMarker)
 	return removed, errors.Join(errs...)
-}
-
-func (s *Store) removeStaleTemps(age time.Duration) {
-	entries, err := os.ReadDir(s.Dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), ".tmp") {
-			continue
-		}
-		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > age {
-			os.Remove(filepath.Join(s.Dir, e.Name()))
-		}
-	}
 }

@@ -1,13 +1,17 @@
 package state
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/macguard-cni/macguard/pkg/atomicfile"
 )
 
 func TestSaveLoadRemove(t *testing.T) {
@@ -42,13 +46,112 @@ func TestSaveLoadRemove(t *testing.T) {
 	}
 }
 
-func TestCorruptRecord(t *testing.T) {
-	s := New(t.TempDir())
-	if err := os.WriteFile(filepath.Join(s.Dir, "eth0@c1.json"), []byte("{trunc"), 0o600); err != nil {
+// TestUnreadableRecord: records are written without fsync, so after a
+// machine crash a record file can be empty, cut short or full of zeros.
+// Every such file must come back as ErrCorrupt with found false, naming
+// the file, and must not stand in the way of the next ADD (a Save over it)
+// or DEL (a Remove of it).
+func TestUnreadableRecord(t *testing.T) {
+	k := Key{"c1", "eth0"}
+	good := Record{ContainerID: "c1", IfName: "eth0", Netns: "/x", OriginalMAC: "02:00:00:00:00:01", AppliedMAC: "0a:58:00:00:00:01", Created: time.Unix(1, 0).UTC(), Version: recordVersion}
+	whole, err := json.Marshal(good)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Load(Key{"c1", "eth0"}); err == nil {
-		t.Fatal("corrupt record must be an error")
+	cases := map[string][]byte{
+		"empty":             {},
+		"only a newline":    []byte("\n"),
+		"zeros":             make([]byte, len(whole)), // what a crash can leave on ext4
+		"half":              whole[:len(whole)/2],
+		"all but the brace": whole[:len(whole)-1],
+		"not JSON":          []byte("{trunc"),
+		"JSON null":         []byte("null"),
+		"empty object":      []byte("{}"),
+		"another record":    []byte(`{"version":1,"containerID":"c2","ifName":"eth0"}`),
+		"wrong type":        []byte(`{"version":"one","containerID":"c1","ifName":"eth0"}`),
+	}
+	for name, content := range cases {
+		t.Run(name, func(t *testing.T) {
+			s := New(t.TempDir())
+			p := filepath.Join(s.Dir, k.fileName())
+			if err := os.WriteFile(p, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			r, found, err := s.Load(k)
+			if found || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), p) || r != (Record{}) {
+				t.Fatalf("Load = %+v, %v, %v; want found false and an ErrCorrupt naming %s", r, found, err, p)
+			}
+			// ADD: a new record replaces it.
+			if err := s.Save(good); err != nil {
+				t.Fatal(err)
+			}
+			if r, found, err := s.Load(k); err != nil || !found || r != good {
+				t.Fatalf("after Save: %+v %v %v", r, found, err)
+			}
+			// DEL: the unreadable record can be removed.
+			if err := os.WriteFile(p, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Remove(k); err != nil {
+				t.Fatal(err)
+			}
+			if _, found, err := s.Load(k); found || err != nil {
+				t.Fatalf("after Remove: found %v, err %v", found, err)
+			}
+		})
+	}
+}
+
+// TestTornRecordAtEveryLength cuts a record written by Save at every
+// length: no prefix may load as a record.
+func TestTornRecordAtEveryLength(t *testing.T) {
+	s := New(t.TempDir())
+	k := Key{"c1", "eth0"}
+	if err := s.Save(Record{ContainerID: "c1", IfName: "eth0", OriginalMAC: "02:00:00:00:00:01", AppliedMAC: "0a:58:00:00:00:01"}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(s.Dir, k.fileName())
+	whole, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range len(whole) {
+		if err := os.WriteFile(p, whole[:n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, found, err := s.Load(k); found || !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("record cut to %d of %d bytes: found %v, err %v; want ErrCorrupt", n, len(whole), found, err)
+		}
+	}
+}
+
+// TestUnreadableIsNotCorrupt: a record that cannot be read at all is an
+// error of its own, not ErrCorrupt; nothing says the record is gone.
+func TestUnreadableIsNotCorrupt(t *testing.T) {
+	s := New(t.TempDir())
+	k := Key{"c1", "eth0"}
+	if err := os.Mkdir(filepath.Join(s.Dir, k.fileName()), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := s.Load(k); found || err == nil || errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Load of a directory: found %v, err %v; want a read error that is not ErrCorrupt", found, err)
+	}
+}
+
+// TestSaveLeavesNoTemporaryFile: the write goes through a dot file that
+// is gone once Save returns, and a Save that cannot write names dataDir.
+func TestSaveLeavesNoTemporaryFile(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Save(Record{ContainerID: "c1", IfName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(s.Dir)
+	if len(entries) != 1 || entries[0].Name() != "eth0@c1.json" {
+		t.Errorf("dataDir holds %v, want only eth0@c1.json", entries)
+	}
+	gone := New(filepath.Join(s.Dir, "missing"))
+	if err := gone.Save(Record{ContainerID: "c1", IfName: "eth0"}); err == nil || !strings.Contains(err.Error(), gone.Dir) {
+		t.Errorf("Save into a missing dataDir = %v, want an error naming it", err)
 	}
 }
 
@@ -77,11 +180,16 @@ func TestGC(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	oldTmp := filepath.Join(s.Dir, ".eth0@x.json.tmp1")
-	os.WriteFile(oldTmp, nil, 0o600)
+	// A temporary file of a killed writer, and one of a writer from
+	// before pkg/atomicfile: both go once a minute old.
+	oldTmp := filepath.Join(s.Dir, ".eth0@x.json"+atomicfile.Marker+"1")
+	legacyTmp := filepath.Join(s.Dir, ".eth0@x.json.tmp1")
 	past := time.Now().Add(-time.Hour)
-	os.Chtimes(oldTmp, past, past)
-	freshTmp := filepath.Join(s.Dir, ".eth0@y.json.tmp2")
+	for _, p := range []string{oldTmp, legacyTmp} {
+		os.WriteFile(p, nil, 0o600)
+		os.Chtimes(p, past, past)
+	}
+	freshTmp := filepath.Join(s.Dir, ".eth0@y.json"+atomicfile.Marker+"2")
 	os.WriteFile(freshTmp, nil, 0o600)
 
 	removed, err := s.GC(map[Key]bool{{"live", "eth0"}: true, {"live", "net1"}: true})
@@ -95,8 +203,10 @@ func TestGC(t *testing.T) {
 	if len(keys) != 2 {
 		t.Fatalf("live records lost: %v", keys)
 	}
-	if _, err := os.Stat(oldTmp); !errors.Is(err, os.ErrNotExist) {
-		t.Fatal("old temporary file left behind")
+	for _, p := range []string{oldTmp, legacyTmp} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("old temporary file %s left behind", p)
+		}
 	}
 	if _, err := os.Stat(freshTmp); err != nil {
 		t.Fatal("a temporary file that may belong to a running ADD was removed")
