@@ -12,8 +12,7 @@
 
 FUZZTIME         ?= 60s
 FUZZTIME_SHORT   ?= 10s
-FUZZ_TARGETS     := pkg/config:FuzzParse pkg/macaddr:FuzzParse pkg/macaddr:FuzzDerive pkg/result:FuzzCorrect \
-                    pkg/internal/jsonscan:FuzzObject pkg/internal/jsonscan:FuzzArray pkg/internal/jsonscan:FuzzStrings
+FUZZ_TARGETS     := pkg/config:FuzzParse pkg/macaddr:FuzzParse pkg/macaddr:FuzzDerive pkg/result:FuzzCorrect
 RELIABILITY_PKGS := ./test/badinput/... ./test/faults/... ./test/concurrency/...
 
 # $(call run-fuzz,DURATION): go test -fuzz takes one target of one package

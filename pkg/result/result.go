@@ -4,30 +4,23 @@
 // Correction works on the JSON itself rather than on the typed result, so
 // every field macguard does not own (including fields newer or older than
 // the types in libcni, or a main plugin's extensions) survives as it was.
-//
-// The JSON is read with jsonscan rather than decoded into maps: macguard runs
-// once per pod interface, in the pod's start-up path, and only needs three
-// fields of each interface entry. The output is still exactly what
-// json.Marshal of the decoded maps gives (keys sorted, last of a repeated
-// key kept, compact, HTML-escaped), because that is what runtimes have seen
-// from macguard so far; TestOutputBytes pins it.
+// The corrected result is json.Marshal of the prevResult decoded into maps of
+// json.RawMessage (its top level and each "interfaces" entry), which is what
+// runtimes have seen from macguard so far: keys sorted, the last of a
+// repeated key kept, compact, HTML-escaped. TestOutputBytes pins it.
 package result
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strconv"
 
 	"github.com/containernetworking/cni/pkg/types"
 	types040 "github.com/containernetworking/cni/pkg/types/040"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
-
-	"github.com/macguard-cni/macguard/pkg/internal/jsonscan"
 )
 
 // Result is a validated prevResult in the config's cniVersion.
@@ -35,40 +28,41 @@ type Result struct {
 	// Raw is the result as the runtime sent it when it already had the
 	// config's version, or converted to it otherwise.
 	Raw json.RawMessage
-	// doc is Raw as Parse validated it (a caller replacing Raw does not
-	// change what WithMAC reads); ifs is the value of its top-level
-	// "interfaces" member, nil when there is none or it is null.
-	doc []byte
-	ifs []byte
+	// top is Raw's members as Parse decoded them, so a caller replacing
+	// Raw does not change what WithMAC writes; ifs is its "interfaces".
+	top map[string]json.RawMessage
+	ifs []iface
+}
+
+// iface is what macguard reads of an interface entry; everything else in
+// the entry is passed through by WithMAC.
+type iface struct {
+	Name    string `json:"name"`
+	MAC     string `json:"mac"`
+	Sandbox string `json:"sandbox"`
+}
+
+// ipConfig is what macguard reads of an IP entry. It is anonymous because
+// encoding/json names the type in its error messages, which users see.
+type ipConfig = struct {
+	Interface *int `json:"interface"`
 }
 
 // Parse validates raw (the prevResult) and brings it to cniVersion. An IP
 // whose "interface" index points outside "interfaces" is rejected: correcting
 // such a result would publish an IP on the wrong interface.
 func Parse(raw json.RawMessage, cniVersion string) (*Result, error) {
-	prevVersion, scanned := docVersion(raw, cniVersion)
-	if !scanned {
-		v, err := decodeVersion(raw)
-		if err != nil {
-			return nil, err
-		}
-		prevVersion = v
+	var head struct {
+		CNIVersion string `json:"cniVersion"`
 	}
-	if prevVersion == "" {
-		prevVersion = cniVersion
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, fmt.Errorf("prevResult is not a JSON object: %w", err)
 	}
-	// libcni's typed decode stays the judge of what a valid result is, for
+	prevVersion := cmp.Or(head.CNIVersion, cniVersion)
+	// libcni's typed decode is the judge of what a valid result is, for
 	// the version it claims, whether or not it needs converting.
 	typed, err := version.NewResult(prevVersion, raw)
 	if err != nil {
-		// docVersion does not validate: on text that is not JSON, the
-		// error encoding/json gives for the cniVersion comes first, as it
-		// did when the version was decoded with it.
-		if scanned {
-			if _, verr := decodeVersion(raw); verr != nil {
-				return nil, verr
-			}
-		}
 		return nil, fmt.Errorf("prevResult (cniVersion %q) cannot be decoded: %w", prevVersion, err)
 	}
 	if prevVersion != cniVersion {
@@ -89,234 +83,30 @@ func Parse(raw json.RawMessage, cniVersion string) (*Result, error) {
 			return nil, fmt.Errorf("prevResult cniVersion %q converted to the config's %q is not a valid result: %w", prevVersion, cniVersion, err)
 		}
 	}
-	// From here on raw is JSON encoding/json has accepted (an object, or
-	// null for the pre-0.3 versions, whose types accept it), so scanning it
-	// cannot go wrong. Members are looked up as in a decoded map: by exact
-	// key, the last of a repeated one winning.
-	r := &Result{Raw: raw, doc: raw}
-	var ips []byte
-	top, _ := jsonscan.Object(raw)
-	for key, val, ok := top.Next(); ok; key, val, ok = top.Next() {
-		switch {
-		case jsonscan.Is(key, "interfaces"):
-			r.ifs = val
-		case jsonscan.Is(key, "ips"):
-			ips = val
+
+	// raw is an object here, or null for the pre-0.3 versions whose types
+	// accept it (top is then empty). Null lists decode as empty ones.
+	r := &Result{Raw: raw}
+	if err := json.Unmarshal(raw, &r.top); err != nil {
+		return nil, fmt.Errorf("prevResult is not a JSON object: %w", err)
+	}
+	if ifs, ok := r.top["interfaces"]; ok {
+		if err := json.Unmarshal(ifs, &r.ifs); err != nil {
+			return nil, fmt.Errorf("prevResult \"interfaces\" is not a list of interfaces: %w", err)
 		}
 	}
-	if r.ifs != nil && jsonscan.IsNull(r.ifs) {
-		r.ifs = nil
-	}
-	n := 0
-	if r.ifs != nil {
-		var ok bool
-		if n, ok = countInterfaces(r.ifs); !ok {
-			return nil, fmt.Errorf("prevResult \"interfaces\" is not a list of interfaces: %w", decodeError(r.ifs, &[]iface{}))
+	if ips, ok := r.top["ips"]; ok {
+		var list []ipConfig
+		if err := json.Unmarshal(ips, &list); err != nil {
+			return nil, fmt.Errorf("prevResult \"ips\" is not a list of IP configs: %w", err)
 		}
-	}
-	if ips != nil && !jsonscan.IsNull(ips) {
-		at, index, ok := checkIPs(ips, n)
-		if !ok {
-			return nil, fmt.Errorf("prevResult \"ips\" is not a list of IP configs: %w", decodeError(ips, &[]ipConfig{}))
-		}
-		if at >= 0 {
-			return nil, fmt.Errorf("prevResult ips[%d].interface is %d but \"interfaces\" has %d entries", at, index, n)
+		for i, ip := range list {
+			if ip.Interface != nil && (*ip.Interface < 0 || *ip.Interface >= len(r.ifs)) {
+				return nil, fmt.Errorf("prevResult ips[%d].interface is %d but \"interfaces\" has %d entries", i, *ip.Interface, len(r.ifs))
+			}
 		}
 	}
 	return r, nil
-}
-
-// decodeVersion reads the prevResult's cniVersion with encoding/json, which
-// is also what tells a prevResult that is not a JSON object apart.
-func decodeVersion(raw []byte) (string, error) {
-	var head struct {
-		CNIVersion string `json:"cniVersion"`
-	}
-	if err := json.Unmarshal(raw, &head); err != nil {
-		return "", fmt.Errorf("prevResult is not a JSON object: %w", err)
-	}
-	return head.CNIVersion, nil
-}
-
-// docVersion reads the cniVersion of an object as decodeVersion would, when
-// raw is JSON: the last member whose key folds to it, null leaving it unset.
-// ok is false for anything unusual (not an object, not a string, text that
-// stops making sense), for decodeVersion to settle. The result is want
-// itself when it has that value, so the common case allocates nothing.
-func docVersion(raw []byte, want string) (v string, ok bool) {
-	var found []byte
-	top, isObject := jsonscan.Object(raw)
-	if !isObject {
-		return "", false
-	}
-	for key, val, more := top.Next(); more; key, val, more = top.Next() {
-		if !jsonscan.Folds(key, "cniVersion") {
-			continue
-		}
-		switch jsonscan.Kind(val) {
-		case 'n':
-			if !jsonscan.IsNull(val) {
-				return "", false
-			}
-		case '"':
-			s, isString := jsonscan.Unquote(val)
-			if !isString {
-				return "", false
-			}
-			found = s
-		default:
-			return "", false
-		}
-	}
-	if top.Malformed() {
-		return "", false
-	}
-	if string(found) == want {
-		return want, true
-	}
-	return string(found), true
-}
-
-// iface and ipConfig are how encoding/json reads an interface entry and an IP
-// entry for macguard; the scans below follow them, and they produce the
-// error message when a scan finds something they would refuse.
-type iface struct {
-	Name    string `json:"name"`
-	MAC     string `json:"mac"`
-	Sandbox string `json:"sandbox"`
-}
-
-// ipConfig is anonymous, as it always was, because encoding/json names the
-// type in its messages.
-type ipConfig = struct {
-	Interface *int `json:"interface"`
-}
-
-// decodeError is encoding/json's complaint about v. It is only asked when a
-// scan has found something it refuses; should it accept it after all, the
-// scan and encoding/json disagree, and the result is refused rather than
-// corrected on a misreading.
-func decodeError(v []byte, into any) error {
-	if err := json.Unmarshal(v, into); err != nil {
-		return err
-	}
-	return errors.New("it cannot be read")
-}
-
-// entry is one interface entry as iface reads it; a null entry reads as the
-// zero entry.
-type entry struct{ name, mac, sandbox []byte }
-
-// readEntry reads one element of "interfaces" the way encoding/json decodes
-// it into iface: fields matched case-insensitively, the last one winning,
-// null leaving a field as it was. ok is false where encoding/json would
-// report an error.
-func readEntry(v []byte) (e entry, ok bool) {
-	if jsonscan.Kind(v) == 'n' {
-		return e, jsonscan.IsNull(v)
-	}
-	m, ok := jsonscan.Object(v)
-	if !ok {
-		return e, false
-	}
-	for key, val, ok := m.Next(); ok; key, val, ok = m.Next() {
-		var field *[]byte
-		switch {
-		case jsonscan.Folds(key, "name"):
-			field = &e.name
-		case jsonscan.Folds(key, "mac"):
-			field = &e.mac
-		case jsonscan.Folds(key, "sandbox"):
-			field = &e.sandbox
-		default:
-			continue
-		}
-		switch jsonscan.Kind(val) {
-		case '"':
-			s, ok := jsonscan.Unquote(val)
-			if !ok {
-				return e, false
-			}
-			*field = s
-		case 'n':
-		default:
-			return e, false
-		}
-	}
-	return e, !m.Malformed()
-}
-
-// countInterfaces is the number of entries in "interfaces", ok being false
-// when encoding/json could not decode it into []iface.
-func countInterfaces(ifs []byte) (n int, ok bool) {
-	list, ok := jsonscan.Array(ifs)
-	if !ok {
-		return 0, false
-	}
-	for v, ok := list.Next(); ok; v, ok = list.Next() {
-		if _, ok := readEntry(v); !ok {
-			return 0, false
-		}
-		n++
-	}
-	return n, !list.Malformed()
-}
-
-// checkIPs reads "ips" as encoding/json decodes it into []ipConfig (ok false
-// where it would fail) and finds the first IP whose interface index is not
-// one of the n interfaces (at is -1 when there is none).
-func checkIPs(ips []byte, n int) (at, index int, ok bool) {
-	list, ok := jsonscan.Array(ips)
-	if !ok {
-		return -1, 0, false
-	}
-	at = -1
-	for i := 0; ; i++ {
-		v, more := list.Next()
-		if !more {
-			break
-		}
-		if jsonscan.Kind(v) == 'n' {
-			if !jsonscan.IsNull(v) {
-				return -1, 0, false
-			}
-			continue
-		}
-		m, ok := jsonscan.Object(v)
-		if !ok {
-			return -1, 0, false
-		}
-		set, idx := false, 0
-		for key, val, ok := m.Next(); ok; key, val, ok = m.Next() {
-			if !jsonscan.Folds(key, "interface") {
-				continue
-			}
-			switch c := jsonscan.Kind(val); {
-			case c == 'n':
-				if !jsonscan.IsNull(val) {
-					return -1, 0, false
-				}
-				set = false // null sets a pointer field back to nil
-			case c == '-' || ('0' <= c && c <= '9'):
-				// encoding/json reads an int with ParseInt, so 1.0 or
-				// 1e2 or an overflow is an error, not an index.
-				x, err := strconv.ParseInt(string(val), 10, 64)
-				if err != nil || int64(int(x)) != x {
-					return -1, 0, false
-				}
-				set, idx = true, int(x)
-			default:
-				return -1, 0, false
-			}
-		}
-		if m.Malformed() {
-			return -1, 0, false
-		}
-		if set && (idx < 0 || idx >= n) && at < 0 {
-			at, index = i, idx
-		}
-	}
-	return at, index, !list.Malformed()
 }
 
 // Find returns the index and reported MAC of the interface entry for ifName
@@ -324,27 +114,12 @@ func checkIPs(ips []byte, n int) (at, index int, ok bool) {
 // reference tuning plugin which matches on the name alone and would rewrite a
 // host veth that happens to share the pod interface's name.
 func (r *Result) Find(ifName string, inSandbox func(sandbox string) bool) (index int, mac string, ok bool) {
-	i, e, ok := r.find(ifName, inSandbox)
-	if !ok {
-		return -1, "", false
-	}
-	return i, string(e.mac), true
-}
-
-func (r *Result) find(ifName string, inSandbox func(string) bool) (int, entry, bool) {
-	list, _ := jsonscan.Array(r.ifs)
-	for i := 0; ; i++ {
-		v, ok := list.Next()
-		if !ok {
-			break
-		}
-		// Parse has checked that every entry reads.
-		e, _ := readEntry(v)
-		if string(e.name) == ifName && len(e.sandbox) > 0 && inSandbox(string(e.sandbox)) {
-			return i, e, true
+	for i, f := range r.ifs {
+		if f.Name == ifName && f.Sandbox != "" && inSandbox(f.Sandbox) {
+			return i, f.MAC, true
 		}
 	}
-	return -1, entry{}, false
+	return -1, "", false
 }
 
 // WithMAC returns the result with the sandbox interface's "mac" set to mac.
@@ -352,135 +127,41 @@ func (r *Result) find(ifName string, inSandbox func(string) bool) (int, entry, b
 // sandbox}); IP "interface" indexes stay valid because appending shifts
 // nothing.
 func (r *Result) WithMAC(ifName, sandbox string, inSandbox func(string) bool, mac string) (json.RawMessage, error) {
-	at, _, found := r.find(ifName, inSandbox)
-	var buf bytes.Buffer
-	buf.Grow(len(r.doc) + len(ifName) + len(sandbox) + len(mac) + 64)
-
-	var topArr [16]member
-	top, ok := members(topArr[:0], r.doc)
-	if !ok {
-		return nil, errors.New("encoding corrected result: prevResult cannot be read")
+	// A null entry decodes as a nil map and is written back as null.
+	var entries []map[string]json.RawMessage
+	if ifs, ok := r.top["interfaces"]; ok {
+		if err := json.Unmarshal(ifs, &entries); err != nil {
+			return nil, fmt.Errorf("prevResult \"interfaces\": %w", err)
+		}
 	}
-	top = sortMembers(append(top, member{key: keyInterfaces, special: true}))
-	buf.WriteByte('{')
-	for i, m := range top {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		jsonscan.WriteString(&buf, m.key)
-		buf.WriteByte(':')
-		if !m.special {
-			if err := json.Compact(&buf, m.val); err != nil {
-				return nil, fmt.Errorf("encoding corrected result: %w", err)
-			}
-			continue
-		}
-
-		buf.WriteByte('[')
-		list, _ := jsonscan.Array(r.ifs)
-		n := 0
-		for v, ok := list.Next(); ok; v, ok = list.Next() {
-			if n > 0 {
-				buf.WriteByte(',')
-			}
-			if err := writeEntry(&buf, v, n == at && found, mac); err != nil {
-				return nil, fmt.Errorf("encoding corrected interfaces: %w", err)
-			}
-			n++
-		}
-		if !found {
-			if n > 0 {
-				buf.WriteByte(',')
-			}
-			buf.WriteString(`{"mac":`)
-			jsonscan.WriteString(&buf, mac)
-			buf.WriteString(`,"name":`)
-			jsonscan.WriteString(&buf, ifName)
-			buf.WriteString(`,"sandbox":`)
-			jsonscan.WriteString(&buf, sandbox)
-			buf.WriteByte('}')
-		}
-		buf.WriteByte(']')
+	if i, _, ok := r.Find(ifName, inSandbox); ok {
+		entries[i]["mac"] = jsonString(mac)
+	} else {
+		entries = append(entries, map[string]json.RawMessage{
+			"name": jsonString(ifName), "mac": jsonString(mac), "sandbox": jsonString(sandbox),
+		})
 	}
-	buf.WriteByte('}')
-	return jsonscan.HTMLEscape(buf.Bytes()), nil
+	ifs, err := json.Marshal(entries)
+	if err != nil {
+		return nil, fmt.Errorf("encoding corrected interfaces: %w", err)
+	}
+	// A copy, so that r stays the prevResult Parse read.
+	top := maps.Clone(r.top)
+	if top == nil {
+		top = map[string]json.RawMessage{}
+	}
+	top["interfaces"] = ifs
+	out, err := json.Marshal(top)
+	if err != nil {
+		return nil, fmt.Errorf("encoding corrected result: %w", err)
+	}
+	return out, nil
 }
 
-var (
-	keyInterfaces = []byte("interfaces")
-	keyMAC        = []byte("mac")
-)
-
-// member is one member of an object being re-encoded: its key as decoded,
-// and its value as written (special: macguard writes it).
-type member struct {
-	key, val []byte
-	special  bool
-}
-
-// members appends the members of the object v (none for null).
-func members(dst []member, v []byte) ([]member, bool) {
-	m, ok := jsonscan.Object(v)
-	if !ok {
-		return dst, jsonscan.IsNull(v)
-	}
-	for key, val, ok := m.Next(); ok; key, val, ok = m.Next() {
-		k, ok := jsonscan.Unquote(key)
-		if !ok {
-			return dst, false
-		}
-		dst = append(dst, member{key: k, val: val})
-	}
-	return dst, !m.Malformed()
-}
-
-// sortMembers puts ms in the order json.Marshal writes a map and keeps the
-// last of each repeated key, which is the one a map decode keeps.
-func sortMembers(ms []member) []member {
-	slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
-	out := ms[:0]
-	for i, m := range ms {
-		if i+1 < len(ms) && bytes.Equal(m.key, ms[i+1].key) {
-			continue
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-// writeEntry writes one interface entry as json.Marshal writes the map it
-// decodes to, with "mac" set to mac when setMAC.
-func writeEntry(buf *bytes.Buffer, v []byte, setMAC bool, mac string) error {
-	if jsonscan.IsNull(v) {
-		buf.WriteString("null")
-		return nil
-	}
-	var arr [16]member
-	ms, ok := members(arr[:0], v)
-	if !ok {
-		return errors.New("an entry cannot be read")
-	}
-	if setMAC {
-		ms = append(ms, member{key: keyMAC, special: true})
-	}
-	ms = sortMembers(ms)
-	buf.WriteByte('{')
-	for i, m := range ms {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		jsonscan.WriteString(buf, m.key)
-		buf.WriteByte(':')
-		if m.special {
-			jsonscan.WriteString(buf, mac)
-			continue
-		}
-		if err := json.Compact(buf, m.val); err != nil {
-			return err
-		}
-	}
-	buf.WriteByte('}')
-	return nil
+// jsonString is s as a JSON string. Marshalling a string cannot fail.
+func jsonString(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
 }
 
 // nullEntry names the first null entry of a result's lists ("interfaces",
