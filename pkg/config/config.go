@@ -54,9 +54,20 @@ const (
 	SourceArgs          = "args.cni.mac"
 )
 
-// NetConf is the plugin's configuration as it arrives on stdin.
+// NetConf is macguard's entry exactly as it arrives on stdin: the fields
+// the CNI spec gives every plugin plus macguard's own, all as written. Only
+// Parse reads it; the plugin acts on the Config Parse returns. The
+// installer decodes entries into it strictly to catch misspelt options.
 type NetConf struct {
-	types.PluginConf
+	CNIVersion   string          `json:"cniVersion,omitempty"`
+	Name         string          `json:"name,omitempty"`
+	Type         string          `json:"type,omitempty"`
+	Capabilities map[string]bool `json:"capabilities,omitempty"`
+	// IPAM and DNS are the spec's; a meta-plugin has no use for them.
+	IPAM             json.RawMessage      `json:"ipam,omitempty"`
+	DNS              json.RawMessage      `json:"dns,omitempty"`
+	PrevResult       json.RawMessage      `json:"prevResult,omitempty"`
+	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
 
 	Assign        Assign        `json:"assign,omitempty"`
 	Identity      identity.Mode `json:"identity,omitempty"`
@@ -85,42 +96,48 @@ type Requested struct {
 	Source string
 }
 
-// Config is the validated configuration the plugin acts on.
+// Config is what the plugin acts on: every option validated and defaulted.
 type Config struct {
-	NetConf
-	Prefix    macaddr.Prefix
-	Announce  bool
-	Requested *Requested
-	Pod       identity.Pod
-	// cniArgsMAC is CNI_ARGS MAC=, resolved by ResolveRequested.
-	cniArgsMAC string
-	// PrevResult is the raw prevResult JSON exactly as the runtime sent it,
-	// so a pass-through can return it byte for byte.
+	CNIVersion    string
+	Assign        Assign
+	Identity      identity.Mode
+	Salt          string
+	Prefix        macaddr.Prefix
+	OnUnsupported OnUnsupported
+	Announce      bool
+	DataDir       string
+	LogFile       string
+	LogLevel      string
+	// Pod is the pod named by CNI_ARGS, empty outside Kubernetes.
+	Pod identity.Pod
+	// PrevResult is the prevResult exactly as the runtime sent it, so a
+	// pass-through can return it byte for byte; nil when there is none.
 	PrevResult json.RawMessage
+	// ValidAttachments is GC's list of attachments still in use.
+	ValidAttachments []types.GCAttachment
+	// requests are the requested MACs as written, lowest precedence first;
+	// Requested validates them.
+	requests [4]request
 }
 
+type request struct{ source, value string }
+
 // Parse decodes stdin and CNI_ARGS into a Config (requested MACs are checked
-// separately by ResolveRequested). Nothing here touches the system, so a
-// config error can never leave anything half-done.
+// separately by Requested). Nothing here touches the system, so a config
+// error can never leave anything half-done.
 func Parse(stdin []byte, cniArgs string) (*Config, error) {
-	// One decode. The shallower PrevResult shadows the embedded
-	// PluginConf's map, which nothing reads: the prevResult stays the
-	// bytes the runtime sent, and package result validates it.
-	var in struct {
-		NetConf
-		PrevResult json.RawMessage `json:"prevResult"`
-	}
+	var in NetConf
 	if err := json.Unmarshal(stdin, &in); err != nil {
 		return nil, decodeError(err)
 	}
-	c := &Config{NetConf: in.NetConf}
+	c := &Config{CNIVersion: in.CNIVersion, Salt: in.Salt, ValidAttachments: in.ValidAttachments}
 	if !isNull(in.PrevResult) {
 		if kind := jsonKind(in.PrevResult); kind != "object" {
 			return nil, invalid("invalid network config: field %q must be an object, got JSON %s", "prevResult", kind)
 		}
 		c.PrevResult = in.PrevResult
 	}
-	if err := c.defaults(); err != nil {
+	if err := c.validate(&in); err != nil {
 		return nil, err
 	}
 	args, err := ParseCNIArgs(cniArgs)
@@ -128,7 +145,13 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 		return nil, err
 	}
 	c.Pod = identity.Pod{Namespace: args["K8S_POD_NAMESPACE"], Name: args["K8S_POD_NAME"]}
-	c.cniArgsMAC = args["MAC"]
+	// The order matches the reference tuning plugin so users can move over.
+	c.requests = [4]request{
+		{SourceConfig, in.MAC},
+		{SourceCNIArgs, args["MAC"]},
+		{SourceRuntimeConfig, in.RuntimeConfig.MAC},
+		{SourceArgs, in.Args.CNI.MAC},
+	}
 	return c, nil
 }
 
@@ -158,9 +181,7 @@ func isNull(m json.RawMessage) bool {
 func decodeError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) {
-		// encoding/json spells the path through the embedded NetConf and
-		// types.PluginConf with their Go names; users know only the JSON one.
-		field := strings.TrimPrefix(strings.TrimPrefix(typeErr.Field, "NetConf."), "PluginConf.")
+		field := typeErr.Field
 		if field == "" {
 			field = "(top level)"
 		}
@@ -189,78 +210,74 @@ func invalid(format string, a ...any) error {
 	return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf(format, a...), "")
 }
 
-func (c *Config) defaults() error {
-	switch c.NetConf.Assign {
+// validate checks and defaults every option of in into c.
+func (c *Config) validate(in *NetConf) error {
+	switch c.Assign = in.Assign; c.Assign {
 	case "":
-		c.NetConf.Assign = AssignZero
+		c.Assign = AssignZero
 	case AssignZero, AssignAlways, AssignNever:
 	default:
-		return invalid(`invalid "assign" %q: use "zero" (default), "always" or "never"`, c.NetConf.Assign)
+		return invalid(`invalid "assign" %q: use "zero" (default), "always" or "never"`, in.Assign)
 	}
-	switch c.Identity {
+	switch c.Identity = in.Identity; c.Identity {
 	case "":
 		c.Identity = identity.ModeAuto
 	case identity.ModeAuto, identity.ModePod, identity.ModeContainer:
 	default:
-		return invalid(`invalid "identity" %q: use "auto" (default), "pod" or "container"`, c.Identity)
+		return invalid(`invalid "identity" %q: use "auto" (default), "pod" or "container"`, in.Identity)
 	}
-	switch c.OnUnsupported {
+	switch c.OnUnsupported = in.OnUnsupported; c.OnUnsupported {
 	case "":
 		c.OnUnsupported = UnsupportedFail
 	case UnsupportedFail, UnsupportedSkip:
 	default:
-		return invalid(`invalid "onUnsupported" %q: use "fail" (default) or "skip"`, c.OnUnsupported)
+		return invalid(`invalid "onUnsupported" %q: use "fail" (default) or "skip"`, in.OnUnsupported)
 	}
-	p, err := macaddr.ParsePrefix(c.NetConf.Prefix)
+	p, err := macaddr.ParsePrefix(in.Prefix)
 	if err != nil {
 		return invalid(`invalid "prefix": %v`, err)
 	}
 	c.Prefix = p
-	c.Announce = c.NetConf.Announce == nil || *c.NetConf.Announce
+	c.Announce = in.Announce == nil || *in.Announce
+	c.DataDir = in.DataDir
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
 	if !strings.HasPrefix(c.DataDir, "/") {
 		return invalid(`invalid "dataDir" %q: must be an absolute path (default %s)`, c.DataDir, DefaultDataDir)
 	}
+	c.LogFile = in.LogFile
 	if c.LogFile != "" && !strings.HasPrefix(c.LogFile, "/") {
 		return invalid(`invalid "logFile" %q: must be an absolute path, or empty to log to stderr`, c.LogFile)
 	}
-	switch strings.ToLower(c.LogLevel) {
+	switch c.LogLevel = strings.ToLower(in.LogLevel); c.LogLevel {
 	case "":
 		c.LogLevel = DefaultLogLevel
 	case "debug", "info", "warn", "error":
-		c.LogLevel = strings.ToLower(c.LogLevel)
 	default:
-		return invalid(`invalid "logLevel" %q: use "debug", "info" (default), "warn" or "error"`, c.LogLevel)
+		return invalid(`invalid "logLevel" %q: use "debug", "info" (default), "warn" or "error"`, in.LogLevel)
 	}
 	return nil
 }
 
-// ResolveRequested validates every requested MAC that is present (a bad
-// value is an error even when a higher-precedence source overrides it: it is
-// still a mistake somebody will want to know about) and keeps the winner.
-// The order matches the reference tuning plugin so users can move over.
-// ADD and CHECK call it; DEL does not, so a bad value can never block a
-// pod's teardown.
-func (c *Config) ResolveRequested() error {
-	sources := []struct{ name, value string }{
-		{SourceConfig, c.MAC},
-		{SourceCNIArgs, c.cniArgsMAC},
-		{SourceRuntimeConfig, c.RuntimeConfig.MAC},
-		{SourceArgs, c.Args.CNI.MAC},
-	}
-	for _, s := range sources {
-		if s.value == "" {
+// Requested validates every requested MAC that is present (a bad value is
+// an error even when a higher-precedence source overrides it: it is still a
+// mistake somebody will want to know about) and returns the winner, or nil
+// when nothing is requested. ADD and CHECK ask for it; DEL does not, so a
+// bad value can never block a pod's teardown.
+func (c *Config) Requested() (*Requested, error) {
+	var won *Requested
+	for _, r := range c.requests {
+		if r.value == "" {
 			continue
 		}
-		mac, err := macaddr.ParseUnicast(s.value)
+		mac, err := macaddr.ParseUnicast(r.value)
 		if err != nil {
-			return invalid("invalid requested MAC from %s: %v", s.name, err)
+			return nil, invalid("invalid requested MAC from %s: %v", r.source, err)
 		}
-		c.Requested = &Requested{MAC: mac, Source: s.name}
+		won = &Requested{MAC: mac, Source: r.source}
 	}
-	return nil
+	return won, nil
 }
 
 // ParseCNIArgs splits CNI_ARGS ("K=V;K=V"). Unknown keys are kept and ignored

@@ -22,9 +22,12 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NetConf.Assign != AssignZero || c.Identity != "auto" || c.OnUnsupported != UnsupportedFail ||
-		!c.Announce || c.DataDir != DefaultDataDir || c.LogLevel != "info" || c.Prefix != nil || c.Requested != nil {
+	if c.Assign != AssignZero || c.Identity != "auto" || c.OnUnsupported != UnsupportedFail ||
+		!c.Announce || c.DataDir != DefaultDataDir || c.LogLevel != "info" || c.Prefix != nil {
 		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if r, err := c.Requested(); r != nil || err != nil {
+		t.Fatalf("nothing requested, got %+v, %v", r, err)
 	}
 	if string(c.PrevResult) != `{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"/x"}]}` {
 		t.Fatalf("prevResult not kept verbatim: %s", c.PrevResult)
@@ -36,7 +39,7 @@ func TestParseFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NetConf.Assign != AssignAlways || c.Identity != "pod" || c.Salt != "s" || c.Prefix.String() != "0a:58" ||
+	if c.Assign != AssignAlways || c.Identity != "pod" || c.Salt != "s" || c.Prefix.String() != "0a:58" ||
 		c.OnUnsupported != UnsupportedSkip || c.Announce || c.DataDir != "/tmp/x" || c.LogLevel != "debug" ||
 		c.Pod.Namespace != "ns" || c.Pod.Name != "p" {
 		t.Fatalf("fields not applied: %+v", c)
@@ -55,8 +58,7 @@ func TestParseErrors(t *testing.T) {
 		{"assign", string(conf(`"assign":"sometimes"`)), "", types.ErrInvalidNetworkConfig, []string{`"assign"`, "sometimes", `"always"`}},
 		{"assign type", string(conf(`"assign":1`)), "", types.ErrInvalidNetworkConfig, []string{`"assign"`, "a string"}},
 		{"announce type", string(conf(`"announce":"yes"`)), "", types.ErrInvalidNetworkConfig, []string{`"announce"`, "a boolean"}},
-		// Fields of the embedded types.PluginConf are named as they are
-		// spelled in the config, not by their Go path.
+		// Fields are named as they are spelled in the config.
 		{"PluginConf field type", string(conf(`"cni.dev/valid-attachments":"all"`)), "", types.ErrInvalidNetworkConfig, []string{`field "cni.dev/valid-attachments" must be an array`}},
 		{"nested field type", string(conf(`"runtimeConfig":{"mac":1}`)), "", types.ErrInvalidNetworkConfig, []string{`field "runtimeConfig.mac" must be a string`}},
 		{"identity", string(conf(`"identity":"vm"`)), "", types.ErrInvalidNetworkConfig, []string{`"identity"`, `"pod"`}},
@@ -113,17 +115,18 @@ func TestRequestedPrecedence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := c.ResolveRequested(); err != nil {
+			req, err := c.Requested()
+			if err != nil {
 				t.Fatal(err)
 			}
 			if tt.wantMAC == "" {
-				if c.Requested != nil {
-					t.Fatalf("want no requested MAC, got %+v", c.Requested)
+				if req != nil {
+					t.Fatalf("want no requested MAC, got %+v", req)
 				}
 				return
 			}
-			if c.Requested == nil || c.Requested.MAC.String() != tt.wantMAC || c.Requested.Source != tt.wantSource {
-				t.Fatalf("got %+v, want %s from %s", c.Requested, tt.wantMAC, tt.wantSource)
+			if req == nil || req.MAC.String() != tt.wantMAC || req.Source != tt.wantSource {
+				t.Fatalf("got %+v, want %s from %s", req, tt.wantMAC, tt.wantSource)
 			}
 		})
 	}
@@ -147,7 +150,7 @@ func TestRequestedInvalidNamesSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = c.ResolveRequested()
+			_, err = c.Requested()
 			var e *types.Error
 			if !errors.As(err, &e) || e.Code != types.ErrInvalidNetworkConfig {
 				t.Fatalf("want invalid-config error, got %v", err)
@@ -183,7 +186,7 @@ func BenchmarkParse(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := c.ResolveRequested(); err != nil {
+		if _, err := c.Requested(); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -199,11 +202,11 @@ func TestAllocs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.ResolveRequested(); err != nil {
+		if _, err := c.Requested(); err != nil {
 			t.Fatal(err)
 		}
 	})
 	if allocs > 25 {
-		t.Fatalf("Parse and ResolveRequested allocate %v times, want at most 25", allocs)
+		t.Fatalf("Parse and Requested allocate %v times, want at most 25", allocs)
 	}
 }

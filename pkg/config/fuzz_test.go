@@ -35,19 +35,24 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		requireUsable(t, c)
-		reqErr := c.ResolveRequested()
+		req, reqErr := c.Requested()
 		if reqErr != nil {
 			requireCNIError(t, reqErr, types.ErrInvalidNetworkConfig)
-		} else if c.Requested != nil {
-			if err := macaddr.CheckAssignable(c.Requested.MAC); err != nil {
-				t.Fatalf("requested MAC %s from %s accepted but not assignable: %v", c.Requested.MAC, c.Requested.Source, err)
+		} else if req != nil {
+			if err := macaddr.CheckAssignable(req.MAC); err != nil {
+				t.Fatalf("requested MAC %s from %s accepted but not assignable: %v", req.MAC, req.Source, err)
 			}
 		}
 		if c.PrevResult != nil && !json.Valid(c.PrevResult) {
 			t.Fatalf("prevResult kept as invalid JSON: %q", c.PrevResult)
 		}
 
-		again, err := json.Marshal(c.NetConf)
+		// The wire form, encoded again in encoding/json's own spelling.
+		var wire NetConf
+		if err := json.Unmarshal(stdin, &wire); err != nil {
+			t.Fatalf("Parse accepted what NetConf does not decode: %v", err)
+		}
+		again, err := json.Marshal(wire)
 		if err != nil {
 			t.Fatalf("encoding the parsed config: %v", err)
 		}
@@ -58,8 +63,8 @@ func FuzzParse(f *testing.F) {
 		if !reflect.DeepEqual(normal(c), normal(c2)) {
 			t.Fatalf("parsing is not stable:\nfirst  %+v\nsecond %+v", normal(c), normal(c2))
 		}
-		if reqErr2 := c2.ResolveRequested(); (reqErr == nil) != (reqErr2 == nil) || (reqErr == nil && !reflect.DeepEqual(c.Requested, c2.Requested)) {
-			t.Fatalf("requested MAC not stable: %v %+v / %v %+v", reqErr, c.Requested, reqErr2, c2.Requested)
+		if req2, reqErr2 := c2.Requested(); (reqErr == nil) != (reqErr2 == nil) || (reqErr == nil && !reflect.DeepEqual(req, req2)) {
+			t.Fatalf("requested MAC not stable: %v %+v / %v %+v", reqErr, req, reqErr2, req2)
 		}
 	})
 }
@@ -82,8 +87,8 @@ func requireCNIError(t *testing.T, err error, codes ...uint) {
 func requireUsable(t *testing.T, c *Config) {
 	t.Helper()
 	switch {
-	case c.NetConf.Assign != AssignZero && c.NetConf.Assign != AssignAlways && c.NetConf.Assign != AssignNever:
-		t.Fatalf("assign %q accepted", c.NetConf.Assign)
+	case c.Assign != AssignZero && c.Assign != AssignAlways && c.Assign != AssignNever:
+		t.Fatalf("assign %q accepted", c.Assign)
 	case c.Identity != "auto" && c.Identity != "pod" && c.Identity != "container":
 		t.Fatalf("identity %q accepted", c.Identity)
 	case c.OnUnsupported != UnsupportedFail && c.OnUnsupported != UnsupportedSkip:
@@ -102,13 +107,11 @@ func requireUsable(t *testing.T, c *Config) {
 }
 
 // normal is what the plugin acts on, minus the raw prevResult (kept byte
-// for byte, and not re-encoded by NetConf) and the requested MAC (compared
-// after ResolveRequested).
+// for byte, and re-indented by encoding/json's RawMessage encoding) and the
+// requests (compared through Requested).
 func normal(c *Config) any {
 	n := *c
-	n.Requested = nil
 	n.PrevResult = nil
-	n.RawPrevResult = nil
-	n.NetConf.PluginConf.PrevResult = nil
+	n.requests = [4]request{}
 	return n
 }

@@ -192,7 +192,7 @@ func Entry(pluginConfig string) (json.RawMessage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--plugin-config: %w", err)
 	}
-	if err := c.ResolveRequested(); err != nil {
+	if _, err := c.Requested(); err != nil {
 		return nil, fmt.Errorf("--plugin-config: %w", err)
 	}
 	return entry, nil

@@ -92,6 +92,11 @@ func (o Observed) Describe() string {
 type Netns interface {
 	// Path is the namespace path, as given by the runtime.
 	Path() string
+	// Do runs f inside the namespace. Every method called while f runs
+	// uses that one entry instead of entering again, so a command that
+	// does all its link work in one Do switches namespaces twice (in and
+	// out) however many steps it takes.
+	Do(f func() error) error
 	// Inspect reads the interface; ErrNotFound names the interfaces that
 	// do exist. It leaves Driver and PermMAC empty: see Identify.
 	Inspect(ifName string) (Observed, error)

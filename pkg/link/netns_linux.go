@@ -24,6 +24,9 @@ import (
 type kernelNetns struct {
 	path string
 	ns   ns.NetNS
+	// inside is set while Do's function runs, on the locked OS thread that
+	// is in the namespace; methods called then run directly.
+	inside bool
 }
 
 // Open is the real Opener: it opens the namespace at path with the
@@ -54,9 +57,21 @@ func (k *kernelNetns) Path() string { return k.path }
 
 func (k *kernelNetns) Close() error { return k.ns.Close() }
 
-func (k *kernelNetns) do(f func() error) error {
-	return k.ns.Do(func(ns.NetNS) error { return f() })
+// Do enters the namespace once for f. ns.Do runs f on a goroutine of its
+// own, locked to a thread that is in the namespace, so the methods f calls
+// (on that goroutine) find inside set and need no entry of their own.
+func (k *kernelNetns) Do(f func() error) error {
+	if k.inside {
+		return f()
+	}
+	return k.ns.Do(func(ns.NetNS) error {
+		k.inside = true
+		defer func() { k.inside = false }()
+		return f()
+	})
 }
+
+func (k *kernelNetns) do(f func() error) error { return k.Do(f) }
 
 func (k *kernelNetns) Inspect(ifName string) (Observed, error) {
 	var o Observed

@@ -70,7 +70,9 @@ type invocation struct {
 	log  *slog.Logger
 }
 
-func (p *Plugin) start(args *skel.CmdArgs) (*invocation, func(), error) {
+// start parses the config and opens the log; close releases what it
+// opened.
+func (p *Plugin) start(args *skel.CmdArgs) (inv *invocation, close func(), err error) {
 	cfg, err := config.Parse(args.StdinData, args.Args)
 	if err != nil {
 		return nil, nil, err
@@ -97,55 +99,38 @@ func (inv *invocation) inSandbox(sandbox string) bool {
 	return errA == nil && errB == nil && os.SameFile(a, b)
 }
 
-// policyInput gathers what the decision needs from config and the link.
-func (inv *invocation) policyInput(obs link.Observed) (policy.Input, error) {
-	id, err := identity.Resolve(inv.cfg.Identity, inv.cfg.Pod, inv.args.ContainerID)
-	if err != nil {
-		return policy.Input{}, newError(types.ErrInvalidEnvironmentVariables, "%v", err)
-	}
-	derived := macaddr.Derive(macaddr.Input{
-		Kind: id.Kind, Key: id.Key, IfName: inv.args.IfName, Salt: inv.cfg.Salt, Prefix: inv.cfg.Prefix,
-	})
-	return policy.Input{
-		Assign:    inv.cfg.NetConf.Assign,
-		Requested: inv.cfg.Requested,
-		Derived:   derived,
-		Identity:  id.String(),
-		Link:      obs,
-	}, nil
-}
-
-// attached is an ADD or CHECK that has validated its input and found its
-// interface; both commands start from exactly this.
+// attached is an ADD or CHECK that has validated its input and opened the
+// pod's namespace; both commands start from exactly this. Everything they
+// do to links happens inside one netns.Do.
 type attached struct {
 	*invocation
-	prev  *result.Result
-	netns link.Netns
-	obs   link.Observed
-	input policy.Input
+	prev      *result.Result
+	requested *config.Requested
+	netns     link.Netns
+	close     func()
 }
 
-func (p *Plugin) attach(args *skel.CmdArgs) (*attached, func(), error) {
+func (p *Plugin) attach(args *skel.CmdArgs) (*attached, error) {
 	inv, closeLog, err := p.start(args)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	fail := func(err error) (*attached, func(), error) {
+	fail := func(err error) (*attached, error) {
 		closeLog()
-		return nil, nil, err
+		return nil, err
 	}
-	cfg := inv.cfg
-	if err := cfg.ResolveRequested(); err != nil {
+	requested, err := inv.cfg.Requested()
+	if err != nil {
 		var e *types.Error
 		if errors.As(err, &e) {
 			err = newError(e.Code, "%s (for %q in netns %s; nothing was changed)", e.Msg, args.IfName, args.Netns)
 		}
 		return fail(err)
 	}
-	if err := cfg.RequirePrevResult(); err != nil {
+	if err := inv.cfg.RequirePrevResult(); err != nil {
 		return fail(err)
 	}
-	prev, err := result.Parse(cfg.PrevResult, cfg.CNIVersion)
+	prev, err := result.Parse(inv.cfg.PrevResult, inv.cfg.CNIVersion)
 	if err != nil {
 		return fail(newError(types.ErrInvalidNetworkConfig, "invalid prevResult from the previous plugin in the chain: %v", err))
 	}
@@ -153,85 +138,109 @@ func (p *Plugin) attach(args *skel.CmdArgs) (*attached, func(), error) {
 	if err != nil {
 		return fail(asCNIError(err))
 	}
-	done := func() { netns.Close(); closeLog() }
-	obs, err := netns.Inspect(args.IfName)
-	if err != nil {
-		done()
-		return nil, nil, asCNIError(err)
-	}
-	in, err := inv.policyInput(obs)
-	if err != nil {
-		done()
-		return nil, nil, err
-	}
-	return &attached{invocation: inv, prev: prev, netns: netns, obs: obs, input: in}, done, nil
+	return &attached{invocation: inv, prev: prev, requested: requested, netns: netns,
+		close: func() { netns.Close(); closeLog() }}, nil
 }
 
-// Add makes the interface's MAC right and prints the corrected result. It
-// logs one line whatever happens: what it found, what it did and why, or
-// the error.
+// inspect reads the interface and decides; it runs inside the namespace.
+func (at *attached) inspect() (link.Observed, policy.Decision, error) {
+	obs, err := at.netns.Inspect(at.args.IfName)
+	if err != nil {
+		return obs, policy.Decision{}, err
+	}
+	id, err := identity.Resolve(at.cfg.Identity, at.cfg.Pod, at.args.ContainerID)
+	if err != nil {
+		return obs, policy.Decision{}, newError(types.ErrInvalidEnvironmentVariables, "%v", err)
+	}
+	derived := macaddr.Derive(macaddr.Input{
+		Kind: id.Kind, Key: id.Key, IfName: at.args.IfName, Salt: at.cfg.Salt, Prefix: at.cfg.Prefix,
+	})
+	return obs, policy.Decide(policy.Input{
+		Assign:    at.cfg.Assign,
+		Requested: at.requested,
+		Derived:   derived,
+		Identity:  id.String(),
+		Link:      obs,
+	}), nil
+}
+
+// outcome is the log line an ADD earned.
+type outcome struct {
+	level slog.Level
+	msg   string
+	attrs []any
+}
+
+// Add makes the interface's MAC right and prints the corrected result, all
+// in one entry into the pod's namespace. It logs one line whatever happens:
+// what it found, what it did and why, or the error.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
-	at, done, err := p.attach(args)
+	at, err := p.attach(args)
 	if err != nil {
 		return err
 	}
-	defer done()
-	d := policy.Decide(at.input)
+	defer at.close()
+	var out outcome
+	err = at.netns.Do(func() error {
+		var err error
+		out, err = p.add(at)
+		return err
+	})
+	if err != nil {
+		at.log.Error("ADD failed", append(out.attrs, "error", err)...)
+		return asCNIError(err)
+	}
+	at.log.Log(context.Background(), out.level, out.msg, out.attrs...)
+	return nil
+}
+
+// add is ADD's work inside the namespace. Printing the result is part of
+// it: a runtime that never got the result will not send the DEL that undoes
+// the change, so a failure to print rolls the change back like any other.
+func (p *Plugin) add(at *attached) (outcome, error) {
+	obs, d, err := at.inspect()
+	if err != nil {
+		return outcome{attrs: []any{"container", at.args.ContainerID, "netns", at.args.Netns, "ifname", at.args.IfName}}, err
+	}
 	if d.Action != policy.Keep {
 		// The driver (a VF's, netkit) names the device in the line that
 		// records a change or a refusal. Not for a pass-through, the common
 		// case on a primary network: both ethtool ioctls take RTNL.
-		at.netns.Identify(&at.obs)
+		at.netns.Identify(&obs)
 	}
-	attrs := at.logAttrs(at.obs, d)
-	level, msg, err := p.add(at, d, &attrs)
-	if err != nil {
-		at.log.Error("ADD failed", append(attrs, "error", err)...)
-		return asCNIError(err)
-	}
-	at.log.Log(context.Background(), level, msg, attrs...)
-	return nil
-}
-
-// add does ADD's work after the decision and returns the log line it
-// earned. Printing the result is part of it: a runtime that never got the
-// result will not send the DEL that undoes the change, so a failure to print
-// rolls the change back like any other.
-func (p *Plugin) add(at *attached, d policy.Decision, attrs *[]any) (slog.Level, string, error) {
-	inv, cfg, obs := at.invocation, at.cfg, at.obs
-	level, msg := slog.LevelInfo, "ADD"
+	out := outcome{level: slog.LevelInfo, msg: "ADD", attrs: at.logAttrs(obs, d)}
 	final := obs.MAC
-	var ch *change
+	var tx *transaction
 	switch d.Action {
 	case policy.Unsupported:
-		if cfg.OnUnsupported != config.UnsupportedSkip {
-			return 0, "", newError(ErrCodeUnsupported, "cannot give %q in netns %s (%s) the MAC %s, nothing was changed: %s",
-				inv.args.IfName, inv.args.Netns, obs.Describe(), d.MAC, d.Reason)
+		if at.cfg.OnUnsupported != config.UnsupportedSkip {
+			return out, newError(ErrCodeUnsupported, "cannot give %q in netns %s (%s) the MAC %s, nothing was changed: %s",
+				at.args.IfName, at.args.Netns, obs.Describe(), d.MAC, d.Reason)
 		}
-		level, msg = slog.LevelWarn, "MAC not applied: device cannot carry it; passing the result through (onUnsupported=skip)"
+		out.level, out.msg = slog.LevelWarn, "MAC not applied: device cannot carry it; passing the result through (onUnsupported=skip)"
 	case policy.Set:
-		c, err := p.apply(inv, at.netns, obs, d)
-		var skipped skippedError
+		var attrs []any
+		tx, attrs, err = p.change(at, obs, d)
+		out.attrs = append(out.attrs, attrs...)
 		switch {
-		case errors.As(err, &skipped):
-			level, msg = slog.LevelWarn, "MAC not applied: kernel refused it on this device; passing the result through (onUnsupported=skip)"
-			*attrs = append(*attrs, "error", skipped.err)
+		case errors.Is(err, link.ErrNotSupported) && at.cfg.OnUnsupported == config.UnsupportedSkip && tx == nil:
+			out.level, out.msg = slog.LevelWarn, "MAC not applied: kernel refused it on this device; passing the result through (onUnsupported=skip)"
+			out.attrs = append(out.attrs, "error", err)
 		case err != nil:
-			return 0, "", err
+			return out, err
 		default:
-			defer c.release()
-			ch, final = c, d.MAC
-			*attrs = append(*attrs, c.attrs...)
+			defer tx.release()
+			final = d.MAC
 		}
 	}
-	out, err := inv.corrected(at.prev, final)
+	res, err := at.corrected(final)
 	if err == nil {
-		err = p.print(out)
+		err = p.print(res)
 	}
-	if err != nil && ch != nil {
-		err = ch.rollback(err)
+	if err != nil && tx != nil {
+		err = tx.rollback(err)
 	}
-	return level, msg, err
+	return out, err
 }
 
 // corrected returns the result to print: the prevResult exactly as received
@@ -240,14 +249,14 @@ func (p *Plugin) add(at *attached, d policy.Decision, attrs *[]any) (slog.Level,
 // or tuning may echo a requested "0A:58:..." verbatim, and plugins whose
 // CHECK compares strings (macvlan, tuning) then fail against the kernel's
 // lowercase address.
-func (inv *invocation) corrected(prev *result.Result, final net.HardwareAddr) (json.RawMessage, error) {
+func (at *attached) corrected(final net.HardwareAddr) (json.RawMessage, error) {
 	if macaddr.IsZero(final) {
-		return prev.Raw, nil
+		return at.prev.Raw, nil
 	}
-	if _, mac, ok := prev.Find(inv.args.IfName, inv.inSandbox); ok && mac == macaddr.String(final) {
-		return prev.Raw, nil
+	if _, mac, ok := at.prev.Find(at.args.IfName, at.inSandbox); ok && mac == macaddr.String(final) {
+		return at.prev.Raw, nil
 	}
-	return prev.WithMAC(inv.args.IfName, inv.args.Netns, inv.inSandbox, macaddr.String(final))
+	return at.prev.WithMAC(at.args.IfName, at.args.Netns, at.inSandbox, macaddr.String(final))
 }
 
 func (inv *invocation) logAttrs(obs link.Observed, d policy.Decision) []any {
@@ -271,65 +280,48 @@ func (p *Plugin) print(out json.RawMessage) error {
 	return nil
 }
 
-// skippedError marks a kernel refusal that onUnsupported=skip turns into a
-// pass-through.
-type skippedError struct{ err error }
+// announceMode is how peers learn of a changed MAC; the log line reports it.
+type announceMode int
 
-func (s skippedError) Error() string { return s.err.Error() }
+const (
+	// announceOff: the config turned announcements off.
+	announceOff announceMode = iota
+	// announceKernel: arp_notify/ndisc_notify made the kernel announce
+	// the change itself.
+	announceKernel
+	// announceSent: the kernel could not be asked, macguard sent the
+	// frames.
+	announceSent
+	// announceFailed: sending the frames failed (best effort).
+	announceFailed
+)
 
-// change is a MAC change apply made, with what undoes it. It keeps the
-// state lock until released, so that a rollback after apply returned still
-// happens under it.
-type change struct {
-	inv *invocation
-	// undo holds what to reverse, each step named so a failed rollback
-	// says exactly what is left behind.
-	undo    []step
-	attrs   []any
-	release func()
+func (a announceMode) String() string {
+	return [...]string{"off", "kernel", "sent", "failed"}[a]
 }
 
-type step struct {
-	what string
-	fn   func() error
-}
-
-// rollback undoes every step in reverse order and returns cause, with
-// whatever could not be undone.
-func (c *change) rollback(cause error) error {
-	var errs []error
-	for i := len(c.undo) - 1; i >= 0; i-- {
-		if err := c.undo[i].fn(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.undo[i].what, err))
-		}
-	}
-	c.undo = nil
-	if len(errs) > 0 {
-		args := c.inv.args
-		return fmt.Errorf("%w; rolling back %q in netns %s also failed: %w", cause, args.IfName, args.Netns, errors.Join(errs...))
-	}
-	return cause
-}
-
-// apply changes the MAC with write-ahead state. The record is written before
-// the change so that an ADD killed at any point leaves something DEL can
-// undo; a failure inside apply undoes, in reverse order, exactly what was
-// done, and the returned change can undo it all later.
-func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d policy.Decision) (*change, error) {
-	args, cfg := inv.args, inv.cfg
+// change makes the MAC change as a transaction whose every step has an
+// undo, and returns it still holding the state lock so that a later failure
+// (printing the result) rolls back under it. On failure everything done is
+// already undone and the lock released; the returned error then carries
+// every undo that failed too. The record is written first so that an ADD
+// killed at any point leaves something DEL can undo.
+func (p *Plugin) change(at *attached, obs link.Observed, d policy.Decision) (*transaction, []any, error) {
+	args, cfg, netns := at.args, at.cfg, at.netns
 	store := p.NewStore(cfg.DataDir)
 	unlock, err := store.Lock(false)
 	if err != nil {
-		return nil, stateErr(err)
+		return nil, nil, stateErr(err)
 	}
-	c := &change{inv: inv, release: unlock}
-	fail := func(err error) (*change, error) {
-		err = c.rollback(err)
-		unlock()
-		return nil, err
+	tx := &transaction{where: fmt.Sprintf("%q in netns %s", args.IfName, args.Netns), release: unlock}
+	var attrs []any
+	fail := func(err error) (*transaction, []any, error) {
+		err = tx.rollback(err)
+		tx.release()
+		return nil, attrs, err
 	}
 
-	key := inv.key()
+	key := at.key()
 	rec := state.Record{
 		ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
 		OriginalMAC: macaddr.String(obs.MAC), AppliedMAC: macaddr.String(d.MAC), Created: p.Now().UTC(),
@@ -346,46 +338,38 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 			rec.OriginalMAC = prior.OriginalMAC
 		}
 	}
-
 	if err := store.Save(rec); err != nil {
 		return fail(stateErr(err))
 	}
-	c.undo = append(c.undo, step{"removing the state record from dataDir " + cfg.DataDir, func() error {
+	tx.done("removing the state record from dataDir "+cfg.DataDir, func() error {
 		if hadPrior {
 			return store.Save(prior)
 		}
 		return store.Remove(key)
-	}})
+	})
 
 	// Announcing: the kernel does it during the change itself when it can
-	// be asked to; sending the frames ourselves is the fallback.
-	announced := "off"
+	// be asked to; sending the frames ourselves is the fallback. The
+	// switches are put back once the change is made, or by the rollback.
+	mode := announceOff
+	var restoreSwitches func() error
 	if cfg.Announce {
 		restore, err := netns.AnnounceOnChange(args.IfName)
 		if err != nil {
-			announced = "sent"
-			c.attrs = append(c.attrs, "kernelAnnounceError", err.Error())
+			mode = announceSent
+			attrs = append(attrs, "kernelAnnounceError", err.Error())
 		} else {
-			announced = "kernel"
-			defer func() {
-				if err := restore(); err != nil {
-					c.attrs = append(c.attrs, "announceRestoreError", err.Error())
-				}
-			}()
+			mode = announceKernel
+			restoreSwitches = tx.done("putting back arp_notify/ndisc_notify", restore)
 		}
 	}
 
 	if err := netns.SetMAC(args.IfName, d.MAC); err != nil {
-		err = c.rollback(err)
-		unlock()
-		if errors.Is(err, link.ErrNotSupported) && cfg.OnUnsupported == config.UnsupportedSkip {
-			return nil, skippedError{err}
-		}
-		return nil, err
+		return fail(err)
 	}
 	if !macaddr.IsZero(obs.MAC) {
-		c.undo = append(c.undo, step{"restoring MAC " + obs.MAC.String() + " (the interface may still have " + d.MAC.String() + ")",
-			func() error { return netns.SetMAC(args.IfName, obs.MAC) }})
+		tx.done("restoring MAC "+obs.MAC.String()+" (the interface may still have "+d.MAC.String()+")",
+			func() error { return netns.SetMAC(args.IfName, obs.MAC) })
 	}
 
 	after, err := netns.Inspect(args.IfName)
@@ -402,34 +386,47 @@ func (p *Plugin) apply(inv *invocation, netns link.Netns, obs link.Observed, d p
 		return fail(err)
 	}
 	if swapped {
-		c.undo = append(c.undo, step{"restoring the link-local address", func() error {
+		tx.done("restoring the link-local address", func() error {
 			_, err := netns.SwapLinkLocal(args.IfName, d.MAC, obs.MAC)
 			return err
-		}})
+		})
 	}
 
-	if announced == "sent" {
+	if restoreSwitches != nil {
+		// The kernel announced during SetMAC; nothing after needs them.
+		if err := restoreSwitches(); err != nil {
+			attrs = append(attrs, "announceRestoreError", err.Error())
+		}
+	}
+	if mode == announceSent {
 		// Best effort by design: peers learn the new MAC from the pod's first
 		// packets anyway, and failing a pod over a lost announcement would
 		// be worse than a short-lived stale cache entry.
 		if err := netns.Announce(args.IfName, d.MAC); err != nil {
-			announced = "failed"
-			c.attrs = append(c.attrs, "announceError", err.Error())
+			mode = announceFailed
+			attrs = append(attrs, "announceError", err.Error())
 		}
 	}
-	c.attrs = append(c.attrs, "announce", announced, "linkLocalReplaced", swapped)
-	return c, nil
+	return tx, append(attrs, "announce", mode.String(), "linkLocalReplaced", swapped), nil
 }
 
 // Check verifies that the interface still has the MAC the policy requires
 // and the result reports.
 func (p *Plugin) Check(args *skel.CmdArgs) error {
-	at, done, err := p.attach(args)
+	at, err := p.attach(args)
 	if err != nil {
 		return err
 	}
-	defer done()
-	obs := at.obs
+	defer at.close()
+	return at.netns.Do(func() error { return asCNIError(at.check()) })
+}
+
+func (at *attached) check() error {
+	args := at.args
+	obs, d, err := at.inspect()
+	if err != nil {
+		return err
+	}
 	// device names the interface for a failure; ethtool is asked only
 	// then, as a passing CHECK prints nothing.
 	device := func() string {
@@ -446,7 +443,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 				args.IfName, device(), args.Netns, macaddr.String(obs.MAC), mac)
 		}
 	}
-	switch d := policy.Decide(at.input); d.Action {
+	switch d.Action {
 	case policy.Set:
 		return newError(ErrCodeCheckMismatch, "%q (%s) in netns %s has MAC %q but should have %s (%s)",
 			args.IfName, device(), args.Netns, macaddr.String(obs.MAC), d.MAC, d.Reason)
@@ -525,23 +522,29 @@ func (p *Plugin) restore(inv *invocation, rec state.Record) {
 		return
 	}
 	defer netns.Close()
-	obs, err := netns.Inspect(args.IfName)
+	err = netns.Do(func() error {
+		obs, err := netns.Inspect(args.IfName)
+		if err != nil {
+			inv.log.Info("DEL: interface gone; nothing to restore", append(attrs, "error", err)...)
+			return nil
+		}
+		if !macaddr.Equal(obs.MAC, applied) {
+			inv.log.Warn("DEL: interface MAC changed since ADD; leaving it", append(attrs, "current", macaddr.String(obs.MAC))...)
+			return nil
+		}
+		if err := netns.SetMAC(args.IfName, original); err != nil {
+			inv.log.Warn("DEL: restoring the original MAC failed", append(attrs, "error", err)...)
+			return nil
+		}
+		if _, err := netns.SwapLinkLocal(args.IfName, applied, original); err != nil {
+			inv.log.Warn("DEL: restoring the link-local address failed", append(attrs, "error", err)...)
+		}
+		inv.log.Info("DEL: original MAC restored", attrs...)
+		return nil
+	})
 	if err != nil {
-		inv.log.Info("DEL: interface gone; nothing to restore", append(attrs, "error", err)...)
-		return
+		inv.log.Warn("DEL: entering the netns failed; nothing restored", append(attrs, "error", err)...)
 	}
-	if !macaddr.Equal(obs.MAC, applied) {
-		inv.log.Warn("DEL: interface MAC changed since ADD; leaving it", append(attrs, "current", macaddr.String(obs.MAC))...)
-		return
-	}
-	if err := netns.SetMAC(args.IfName, original); err != nil {
-		inv.log.Warn("DEL: restoring the original MAC failed", append(attrs, "error", err)...)
-		return
-	}
-	if _, err := netns.SwapLinkLocal(args.IfName, applied, original); err != nil {
-		inv.log.Warn("DEL: restoring the link-local address failed", append(attrs, "error", err)...)
-	}
-	inv.log.Info("DEL: original MAC restored", attrs...)
 }
 
 // GC forgets every attachment the runtime no longer lists as valid.

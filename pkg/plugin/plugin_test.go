@@ -626,3 +626,88 @@ func TestAddLogsOneLine(t *testing.T) {
 		})
 	}
 }
+
+// TestOneEntryIntoTheNamespace: every command does its link work in one
+// entry into the pod's namespace, whatever it does there.
+func TestOneEntryIntoTheNamespace(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	tests := []struct {
+		name   string
+		fields string
+		prev   string
+		// DEL has nothing to restore, and so no reason to enter, without
+		// a record.
+		delEntries int
+	}{
+		{"pass-through", "", prevResult(orig), 0},
+		{"change", `"assign":"always"`, prevResult(orig), 1},
+		{"change with announce off", `"assign":"always","announce":false`, prevResult(orig), 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, veth(orig))
+			if err := h.run(h.p.Add, "c1", h.conf(tt.fields, tt.prev), ""); err != nil {
+				t.Fatal(err)
+			}
+			if h.fake.Entered != 1 {
+				t.Errorf("ADD entered the namespace %d times, want 1 (calls %v)", h.fake.Entered, h.fake.Calls)
+			}
+			result := strings.TrimSpace(h.stdout.String())
+			h.fake.Entered = 0
+			if err := h.run(h.p.Check, "c1", h.conf(tt.fields, result), ""); err != nil {
+				t.Fatal(err)
+			}
+			if h.fake.Entered != 1 {
+				t.Errorf("CHECK entered the namespace %d times, want 1", h.fake.Entered)
+			}
+			h.fake.Entered = 0
+			if err := h.run(h.p.Del, "c1", h.conf(tt.fields, result), ""); err != nil {
+				t.Fatal(err)
+			}
+			if h.fake.Entered != tt.delEntries {
+				t.Errorf("DEL entered the namespace %d times, want %d", h.fake.Entered, tt.delEntries)
+			}
+			if got := h.fake.MAC("eth0"); got != orig {
+				t.Errorf("MAC %s after DEL, want %s back", got, orig)
+			}
+		})
+	}
+}
+
+// TestRestoringTheAnnounceSwitchesIsReported: putting arp_notify and
+// ndisc_notify back can fail too. When the change itself failed, that
+// error must reach the caller with the change's; when the change worked,
+// the log line says the switches were left on.
+func TestRestoringTheAnnounceSwitchesIsReported(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	t.Run("change failed", func(t *testing.T) {
+		h := newHarness(t, veth(orig))
+		h.fake.SetErr = fmt.Errorf("cannot set MAC: %w", link.ErrAddrInUse)
+		h.fake.RestoreErr = errors.New("injected: /proc/sys is read-only now")
+		code, msg := cniCode(t, h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult(orig)), ""))
+		if code != ErrCodeAddrInUse {
+			t.Fatalf("code %d, want %d (the change's own error): %s", code, ErrCodeAddrInUse, msg)
+		}
+		for _, want := range []string{"in use", "putting back arp_notify/ndisc_notify", "/proc/sys is read-only now"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("message lacks %q: %s", want, msg)
+			}
+		}
+		if files := h.stateFiles(); len(files) != 0 {
+			t.Fatalf("state left behind: %v", files)
+		}
+	})
+	t.Run("change made", func(t *testing.T) {
+		h := newHarness(t, veth(orig))
+		h.fake.RestoreErr = errors.New("injected: /proc/sys is read-only now")
+		if err := h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult(orig)), ""); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(h.log.String(), "announceRestoreError=") || !strings.Contains(h.log.String(), "read-only now") {
+			t.Fatalf("log line does not report the switches left on: %s", h.log.String())
+		}
+		if got := h.fake.MAC("eth0"); got == orig {
+			t.Fatal("a failed restore of the switches undid a change that worked")
+		}
+	})
+}

@@ -31,9 +31,13 @@ type Fake struct {
 	// notify holds the interfaces whose MAC changes the kernel would
 	// announce (AnnounceOnChange called and not yet restored).
 	notify map[string]bool
+	// RestoreErr is returned by the functions AnnounceOnChange hands out.
+	RestoreErr error
 	// IgnoreSet makes SetMAC succeed without changing anything, like a
 	// driver that silently keeps its address.
 	IgnoreSet bool
+	// Entered counts the calls of Do, the entries into the namespace.
+	Entered int
 	// Calls records method calls in order, e.g. "SetMAC eth0 0a:58:...".
 	Calls []string
 }
@@ -66,6 +70,15 @@ func (f *Fake) Path() string { return f.NetnsPath }
 
 // Close implements link.Netns.
 func (f *Fake) Close() error { return nil }
+
+// Do implements link.Netns; it counts the entry in Entered but does not
+// record it in Calls.
+func (f *Fake) Do(fn func() error) error {
+	f.mu.Lock()
+	f.Entered++
+	f.mu.Unlock()
+	return fn()
+}
 
 // Inspect implements link.Netns.
 func (f *Fake) Inspect(ifName string) (link.Observed, error) {
@@ -117,7 +130,7 @@ func (f *Fake) AnnounceOnChange(ifName string) (func() error, error) {
 		defer f.mu.Unlock()
 		f.record("RestoreAnnounce %s", ifName)
 		delete(f.notify, ifName)
-		return nil
+		return f.RestoreErr
 	}, nil
 }
 
