@@ -327,7 +327,12 @@ func (p *Plugin) change(at *attached, obs link.Observed, d policy.Decision) (*tr
 		OriginalMAC: macaddr.String(obs.MAC), AppliedMAC: macaddr.String(d.MAC), Created: p.Now().UTC(),
 	}
 	prior, hadPrior, err := store.Load(key)
-	if err != nil {
+	switch {
+	case errors.Is(err, state.ErrCorrupt):
+		// What a crash left of a record whose netns is gone: this ADD's
+		// record replaces it.
+		attrs = append(attrs, "replacedCorruptRecord", err.Error())
+	case err != nil:
 		return fail(stateErr(err))
 	}
 	if hadPrior {

@@ -711,3 +711,44 @@ func TestRestoringTheAnnounceSwitchesIsReported(t *testing.T) {
 		}
 	})
 }
+
+// TestAddOverCorruptRecord: records are written without fsync (a record dies
+// with its netns, and no netns survives a crash), so what a crash can leave
+// in a dataDir on disk, an empty or cut-short file, must be as harmless as
+// no file: ADD writes its own record over it, DEL then restores from that.
+func TestAddOverCorruptRecord(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	for name, content := range map[string]string{
+		"empty":     "",
+		"cut short": `{"version":1,"containerID":"c1","ifName":"eth0","originalMAC":"52:54:`,
+		"zeros":     "\x00\x00\x00\x00",
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, veth(orig))
+			if err := os.MkdirAll(h.dataDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(h.dataDir, "eth0@c1.json"), []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult(orig)), ""); err != nil {
+				t.Fatalf("ADD over a corrupt record: %v", err)
+			}
+			if !strings.Contains(h.log.String(), "replacedCorruptRecord=") {
+				t.Errorf("the log line does not say a corrupt record was replaced: %s", h.log.String())
+			}
+			if got := h.fake.MAC("eth0"); got == orig {
+				t.Fatal("ADD did not change the MAC")
+			}
+			if err := h.run(h.p.Del, "c1", h.conf("", ""), ""); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.fake.MAC("eth0"); got != orig {
+				t.Fatalf("DEL restored %s, want %s from the record ADD wrote", got, orig)
+			}
+			if files := h.stateFiles(); len(files) != 0 {
+				t.Fatalf("state left behind: %v", files)
+			}
+		})
+	}
+}
