@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/containernetworking/cni/libcni"
+
 	"github.com/macguard-cni/macguard/pkg/config"
 )
 
@@ -204,6 +206,26 @@ type listDoc struct {
 	plugins []json.RawMessage
 }
 
+// validateList accepts exactly the configuration lists the runtime accepts:
+// it is libcni's own parser, the one containerd, CRI-O and Multus load
+// configurations with.
+func validateList(data []byte) error {
+	if _, err := libcni.NetworkConfFromBytes(data); err != nil {
+		return fmt.Errorf("the runtime would refuse it: %w", err)
+	}
+	return nil
+}
+
+// validatePlugin is validateList for a single plugin's configuration (a
+// .conf), and returns what libcni decoded.
+func validatePlugin(data []byte) (*libcni.PluginConfig, error) {
+	conf, err := libcni.NetworkPluginConfFromBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("the runtime would refuse it: %w", err)
+	}
+	return conf, nil
+}
+
 // parseList checks a conflist as the runtime will (validateList) and then
 // keeps its parts exactly as written. It refuses anything macguard could
 // not chain into without guessing.
@@ -340,30 +362,37 @@ func unchainList(data []byte) ([]byte, Change, error) {
 }
 
 // convertConf turns a single-plugin configuration (a .conf file) into a
-// conflist whose plugins are that plugin, unchanged, and macguard: what
-// libcni's ConfListFromConf makes of a .conf when the runtime loads one,
-// with "name" and "cniVersion" copied to the list.
+// conflist whose plugins are that plugin and macguard: what libcni's
+// ConfListFromConf makes of a .conf when the runtime loads one (the list
+// takes the plugin's "name" and "cniVersion"), except that the plugin is
+// kept exactly as written, where ConfListFromConf re-encodes it (numbers
+// through float64, keys sorted).
 func convertConf(data []byte, entry json.RawMessage) ([]byte, error) {
-	if err := validatePlugin(data); err != nil {
+	conf, err := validatePlugin(data)
+	if err != nil {
 		return nil, err
 	}
 	plugin, err := parseObject(data)
 	if err != nil {
 		return nil, err
 	}
-	var top object
-	for _, k := range []string{"cniVersion", "name"} {
-		if v, ok := plugin.get(k); ok {
-			top = append(top, member{k, v})
-		}
-	}
-	if _, ok := top.get("name"); !ok {
+	if conf.Network.Name == "" {
 		return nil, errors.New(`it has no "name"; a conflist needs one`)
 	}
-	d := &listDoc{top: top, plugins: []json.RawMessage{plugin.compact()}}
-	if pluginType(d.plugins[0]) == PluginType {
+	if conf.Network.Type == PluginType {
 		return nil, errors.New("it configures macguard alone; there is no main plugin to chain after")
 	}
-	d.plugins = append(d.plugins, entry)
+	var top object
+	if v := conf.Network.CNIVersion; v != "" {
+		top = append(top, member{"cniVersion", jsonString(v)})
+	}
+	top = append(top, member{"name", jsonString(conf.Network.Name)})
+	d := &listDoc{top: top, plugins: []json.RawMessage{plugin.compact(), entry}}
 	return d.bytes()
+}
+
+// jsonString encodes s as a JSON string.
+func jsonString(s string) json.RawMessage {
+	b, _ := json.Marshal(s) // a string always marshals
+	return b
 }

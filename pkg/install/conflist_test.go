@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -201,26 +202,36 @@ func TestChainKeepsValuesExactly(t *testing.T) {
 
 func TestChainRefusesWhatItCannotParse(t *testing.T) {
 	calico := fixture(t, "10-calico.conflist")
-	cases := map[string]string{
-		"empty":            ``,
-		"truncated":        string(calico[:len(calico)/2]),
-		"truncated at end": string(calico[:len(calico)-1]),
-		"not an object":    `["a"]`,
-		"trailing data":    `{"name":"n","plugins":[{"type":"bridge"}]} {}`,
-		"duplicate key":    `{"name":"n","plugins":[{"type":"bridge"}],"name":"m"}`,
-		"no name":          `{"plugins":[{"type":"bridge"}]}`,
-		"no plugins":       `{"name":"n","cniVersion":"1.1.0"}`,
-		"empty plugins":    `{"name":"n","plugins":[]}`,
-		"plugins not list": `{"name":"n","plugins":{"type":"bridge"}}`,
-		"plugin no type":   `{"name":"n","plugins":[{"bridge":"br0"}]}`,
-		"name not string":  `{"name":1,"plugins":[{"type":"bridge"}]}`,
+	const runtime = "the runtime would refuse it: "
+	cases := []struct {
+		name, in string
+		errPart  string // libcni's reason, behind macguard's words
+	}{
+		{"empty", ``, runtime + "error parsing configuration list: unexpected end of JSON input"},
+		{"truncated", string(calico[:len(calico)/2]), runtime},
+		{"truncated at end", string(calico[:len(calico)-1]), runtime},
+		{"not an object", `["a"]`, runtime + "error parsing configuration list: json: cannot unmarshal array"},
+		{"trailing data", `{"name":"n","plugins":[{"type":"bridge"}]} {}`, runtime + "error parsing configuration list: invalid character '{' after top-level value"},
+		{"duplicate key", `{"name":"n","plugins":[{"type":"bridge"}],"name":"m"}`, `key "name" appears twice`},
+		{"no name", `{"plugins":[{"type":"bridge"}]}`, runtime + "error parsing configuration list: no name"},
+		{"no plugins", `{"name":"n","cniVersion":"1.1.0"}`, `it has no inline "plugins" list to chain into`},
+		{"empty plugins", `{"name":"n","plugins":[]}`, runtime + "error parsing configuration list: no plugins in list"},
+		{"plugins not list", `{"name":"n","plugins":{"type":"bridge"}}`, runtime + "error parsing configuration list: invalid 'plugins' type"},
+		{"plugin no type", `{"name":"n","plugins":[{"bridge":"br0"}]}`, runtime + "failed to parse plugin config 0: error parsing configuration: missing 'type'"},
+		{"name not string", `{"name":1,"plugins":[{"type":"bridge"}]}`, runtime + "error parsing configuration list: invalid name type float64"},
+		{"number too large", `{"name":"n","plugins":[{"type":"bridge","mtu":1e400}]}`, runtime},
+		{"bad disableCheck", `{"name":"n","disableCheck":"maybe","plugins":[{"type":"bridge"}]}`, runtime + `error parsing configuration list: invalid value "maybe" for disableCheck`},
 	}
-	for name, in := range cases {
-		t.Run(name, func(t *testing.T) {
-			if out, _, err := chainList([]byte(in), mustEntry(t, "")); err == nil {
-				t.Errorf("chainList accepted it and produced:\n%s", out)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, _, err := chainList([]byte(c.in), mustEntry(t, ""))
+			if err == nil {
+				t.Fatalf("chainList accepted it and produced:\n%s", out)
 			}
-			if out, _, err := unchainList([]byte(in)); err == nil {
+			if !strings.Contains(err.Error(), c.errPart) {
+				t.Errorf("chainList: %v\nwant it to contain %q", err, c.errPart)
+			}
+			if out, _, err := unchainList([]byte(c.in)); err == nil {
 				t.Errorf("unchainList accepted it and produced:\n%s", out)
 			}
 		})
@@ -280,38 +291,73 @@ func TestEntry(t *testing.T) {
 }
 
 func TestConvertConf(t *testing.T) {
-	in := []byte(`{"cniVersion":"0.4.0","name":"mynet","type":"bridge","bridge":"cni0","ipam":{"type":"host-local","subnet":"10.22.0.0/16"}}`)
 	entry := mustEntry(t, "")
-	out, err := convertConf(in, entry)
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		name, in string
+		// kept are substrings of the input the output must hold as
+		// written: libcni's own conversion would re-encode them.
+		kept []string
+	}{
+		{name: "bridge", in: `{"cniVersion":"0.4.0","name":"mynet","type":"bridge","bridge":"cni0","ipam":{"type":"host-local","subnet":"10.22.0.0/16"}}`},
+		{name: "exact numbers", in: `{"cniVersion":"1.0.0","name":"n","type":"bridge","mtu":1e3,"x-big":12345678901234567890}`,
+			kept: []string{`1e3`, `12345678901234567890`}},
+		{name: "no cniVersion", in: `{"name":"n","type":"bridge"}`},
 	}
-	list, err := libcni.ConfListFromBytes(out)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			in := []byte(c.in)
+			out, err := convertConf(in, entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			list, err := libcni.NetworkConfFromBytes(out)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, out)
+			}
+			// What the runtime makes of the .conf, plus macguard:
+			// libcni's conversion is the oracle for the list's header and
+			// the plugin's meaning.
+			conf, err := libcni.NetworkPluginConfFromBytes(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			implicit, err := libcni.ConfListFromConf(conf) //nolint:staticcheck // the oracle; deprecated only for loading .conf files
+			if err != nil {
+				t.Fatal(err)
+			}
+			if list.Name != implicit.Name || list.CNIVersion != implicit.CNIVersion || len(list.Plugins) != 2 {
+				t.Fatalf("got name %q version %q %d plugins; libcni's conversion: name %q version %q", list.Name, list.CNIVersion, len(list.Plugins), implicit.Name, implicit.CNIVersion)
+			}
+			ps := pluginsOf(t, out)
+			var got, want any
+			json.Unmarshal(ps[0], &got)
+			json.Unmarshal(pluginsOf(t, implicit.Bytes)[0], &want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("converted plugin %s means something else than libcni's own conversion %s", ps[0], pluginsOf(t, implicit.Bytes)[0])
+			}
+			if !sameJSON(ps[0], in) {
+				t.Errorf("converted plugin %s is not the .conf as written", ps[0])
+			}
+			for _, k := range c.kept {
+				if !strings.Contains(string(out), k) {
+					t.Errorf("output lost %s:\n%s", k, out)
+				}
+			}
+			if !sameJSON(ps[1], entry) {
+				t.Errorf("second plugin %s, want the entry", ps[1])
+			}
+		})
 	}
-	if list.Name != "mynet" || list.CNIVersion != "0.4.0" || len(list.Plugins) != 2 {
-		t.Fatalf("got name %q version %q %d plugins", list.Name, list.CNIVersion, len(list.Plugins))
-	}
-	// What the runtime would have made of the .conf, plus macguard.
-	conf, err := libcni.ConfFromBytes(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	implicit, err := libcni.ConfListFromConf(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps := pluginsOf(t, out)
-	if !sameJSON(ps[0], pluginsOf(t, implicit.Bytes)[0]) {
-		t.Errorf("converted plugin %s differs from libcni's own conversion %s", ps[0], pluginsOf(t, implicit.Bytes)[0])
-	}
-	if !sameJSON(ps[1], entry) {
-		t.Errorf("second plugin %s, want the entry", ps[1])
-	}
-	for _, bad := range []string{`{"type":"bridge"}`, `{"name":"x","type":"macguard"}`, `{"name":"x"}`, `{"name":"x","type":"bridge"`} {
-		if out, err := convertConf([]byte(bad), entry); err == nil {
-			t.Errorf("convertConf(%s) = %s, want an error", bad, out)
+	for _, bad := range []struct{ in, errPart string }{
+		{`{"type":"bridge"}`, `no "name"`},
+		{`{"name":"","type":"bridge"}`, `no "name"`},
+		{`{"name":"x","type":"macguard"}`, "macguard alone"},
+		{`{"name":"x"}`, "the runtime would refuse it: error parsing configuration: missing 'type'"},
+		{`{"name":"x","type":"bridge"`, "the runtime would refuse it"},
+		{`{"name":"x","type":"bridge","type":"ptp"}`, "twice"},
+	} {
+		if out, err := convertConf([]byte(bad.in), entry); err == nil || !strings.Contains(err.Error(), bad.errPart) {
+			t.Errorf("convertConf(%s) = %s, %v; want an error containing %q", bad.in, out, err, bad.errPart)
 		}
 	}
 }
