@@ -9,121 +9,49 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/macguard-cni/macguard/pkg/atomicfile"
 )
 
-// tmpMarker is part of every temporary file name this package creates. The
-// name never ends in .conf, .conflist or .json, so neither the runtime
-// (libcni picks configurations by extension) nor Cilium's cni.exclusive
-// clean-up ever sees a half-written file as a configuration.
-const tmpMarker = ".macguard-tmp-"
+// legacyTmpMarker is in the names of the temporary files installers before
+// pkg/atomicfile created (".05-cilium.conflist.macguard-tmp-<digits>"), so
+// that a new installer also sweeps those an old one left when it was
+// killed mid-write.
+const legacyTmpMarker = ".macguard-tmp-"
 
 // staleTmpAge is how old a leftover temporary file must be before it is
-// deleted: old enough that no other macguard process (a DaemonSet rolling
-// update can overlap two) is still writing it.
+// deleted: old enough that no other installer (a DaemonSet rolling update
+// can overlap two) is still writing it.
 const staleTmpAge = time.Minute
 
-// owner is the numeric owner of a file.
-type owner struct{ uid, gid int }
+// The files the installer writes stay on the node across reboots, and a
+// kubelet or runtime may read them right after one: every write is durable
+// (fsync of the file and of its directory), unlike the plugin's records
+// (see pkg/state).
 
-func ownerOf(fi fs.FileInfo) *owner {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return &owner{int(st.Uid), int(st.Gid)}
+// writeAtomic replaces path with data (see atomicfile.Write), durably, with
+// mode and, when own is not nil, that owner. guard, when not nil, runs right
+// before the rename; an error from it cancels the write. It narrows the
+// window in which a concurrent writer's update could be replaced to the
+// rename itself.
+func writeAtomic(path string, data io.Reader, mode fs.FileMode, own *atomicfile.Owner, guard func() error) error {
+	return atomicfile.Write(path, data, atomicfile.Options{Mode: mode, Owner: own, Durable: true, BeforeRename: guard})
+}
+
+// ownerOf returns the owner of the file fi describes, nil when unknown.
+func ownerOf(fi fs.FileInfo) *atomicfile.Owner {
+	if own, ok := atomicfile.OwnerOf(fi); ok {
+		return &own
 	}
 	return nil
 }
 
-// writeAtomic replaces path with data so that a reader sees either the old
-// file or the new one, never a part: a temporary file in the same
-// directory, fsync, chmod, the original owner, rename, fsync of the
-// directory (so the rename survives a crash). On failure the temporary file
-// is removed and path is untouched.
-//
-// guard, when not nil, runs right before the rename; an error from it
-// cancels the write. It narrows the window in which a concurrent writer's
-// update could be replaced to the rename itself.
-func writeAtomic(path string, data io.Reader, mode fs.FileMode, own *owner, guard func() error) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+tmpMarker+"*")
-	if err != nil {
-		return fmt.Errorf("creating a temporary file next to %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := io.Copy(tmp, data); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
-	}
-	// Explicit, because CreateTemp's 0600 and the umask must not decide
-	// the mode of a CNI binary or configuration.
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-	}
-	if own != nil {
-		if fi, err := tmp.Stat(); err == nil {
-			if cur := ownerOf(fi); cur != nil && *cur != *own {
-				// Needs CAP_CHOWN when the owner differs; without it
-				// we stop rather than silently hand someone else's
-				// file to root.
-				if err := tmp.Chown(own.uid, own.gid); err != nil {
-					return fmt.Errorf("keeping the owner %d:%d of %s: %w", own.uid, own.gid, path, err)
-				}
-			}
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
-	}
-	if guard != nil {
-		if err := guard(); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", tmp.Name(), path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening directory %s to sync it: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
-}
-
-// removeStaleTmp deletes temporary files this package left in dir when a
-// previous run was killed mid-write.
+// removeStaleTmp deletes the temporary files an installer killed mid-write
+// left in dir. It is best effort: a leftover is harmless and is tried
+// again on the next pass.
 func removeStaleTmp(dir string, now time.Time) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), tmpMarker) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > staleTmpAge {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
+	_, _ = atomicfile.Sweep(dir, staleTmpAge, now, legacyTmpMarker)
 }
 
 // fileSHA256 returns the hex SHA-256 of a file's content.

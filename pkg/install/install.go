@@ -22,6 +22,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/macguard-cni/macguard/pkg/atomicfile"
 )
 
 // Options is what an install or uninstall run does.
@@ -304,7 +306,7 @@ func (r *runner) convert(t *target, data []byte, fi fs.FileInfo) (Change, error)
 	if err := os.Remove(t.conf); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return Converted, fmt.Errorf("removing %s after converting it to %s: %w", t.conf, t.list, err)
 	}
-	return Converted, syncDir(filepath.Dir(t.conf))
+	return Converted, atomicfile.SyncDir(filepath.Dir(t.conf))
 }
 
 func (r *runner) unchain(t *target) (Change, error) {

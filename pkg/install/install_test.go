@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/macguard-cni/macguard/pkg/atomicfile"
 )
 
 // logBuf collects log lines from a run (which may be on another goroutine).
@@ -121,7 +123,7 @@ func noTemps(t *testing.T, dir string) {
 	t.Helper()
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if strings.Contains(e.Name(), tmpMarker) {
+		if atomicfile.IsTemp(e.Name(), legacyTmpMarker) {
 			t.Errorf("temporary file left behind: %s", filepath.Join(dir, e.Name()))
 		}
 	}
@@ -485,23 +487,31 @@ func TestCheck(t *testing.T) {
 
 func TestRemoveStaleTmp(t *testing.T) {
 	n := newNode(t)
-	stale := filepath.Join(n.bin, ".macguard"+tmpMarker+"123")
-	fresh := filepath.Join(n.bin, ".macguard"+tmpMarker+"456")
-	other := filepath.Join(n.bin, ".other-tmp")
-	for _, p := range []string{stale, fresh, other} {
-		os.WriteFile(p, nil, 0o600)
+	files := []struct {
+		name  string
+		stale bool // old enough
+		gone  bool
+	}{
+		{".macguard" + atomicfile.Marker + "123", true, true},
+		{".macguard.macguard-tmp-124", true, true}, // left by an installer before atomicfile
+		{".macguard" + atomicfile.Marker + "456", false, false},
+		{".other-tmp", true, false}, // not ours
 	}
 	old := timeNowMinus(2 * staleTmpAge)
-	os.Chtimes(stale, old, old)
+	for _, f := range files {
+		p := filepath.Join(n.bin, f.name)
+		os.WriteFile(p, nil, 0o600)
+		if f.stale {
+			os.Chtimes(p, old, old)
+		}
+	}
 	if _, err := run(t, n.opts(), false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(stale); err == nil {
-		t.Error("stale temporary file not removed")
-	}
-	for _, p := range []string{fresh, other} {
-		if _, err := os.Stat(p); err != nil {
-			t.Errorf("%s removed: %v", p, err)
+	for _, f := range files {
+		_, err := os.Stat(filepath.Join(n.bin, f.name))
+		if gone := errors.Is(err, fs.ErrNotExist); gone != f.gone {
+			t.Errorf("%s: removed %v, want %v", f.name, gone, f.gone)
 		}
 	}
 }
