@@ -15,21 +15,23 @@ import (
 	"github.com/macguard-cni/macguard/pkg/buildinfo"
 )
 
-const installUsage = `usage: macguard install [flags]
+const installUsage = `usage: macguardctl install [flags]
 
-Copies this binary into the CNI bin directory and chains a macguard entry into
-a conflist, atomically and idempotently. With --watch it keeps running and
-re-applies whenever the CNI agent rewrites the file (and every --resync).
+Copies the macguard plugin binary into the CNI bin directory and chains a
+macguard entry into a conflist, atomically and idempotently. With --watch it
+keeps running and re-applies whenever the CNI agent rewrites the file (and
+every --resync).
 
 Every flag can also be set through the environment: --cni-bin-dir is
 MACGUARD_CNI_BIN_DIR, --chain-into is MACGUARD_CHAIN_INTO (comma-separated),
-and so on; flags win. The DaemonSet sets the environment so that its
-readiness probe, "macguard install --check", checks exactly what it installs.
+--plugin-binary is MACGUARD_PLUGIN_BINARY, and so on; flags win. The
+DaemonSet sets the environment so that its readiness probe,
+"macguardctl install --check", checks exactly what it installs.
 
 Flags:
 `
 
-const uninstallUsage = `usage: macguard uninstall [flags]
+const uninstallUsage = `usage: macguardctl uninstall [flags]
 
 Removes every macguard entry from the given conflists, atomically, and with
 --remove-binary then the binary too. Files that are missing or have no entry
@@ -42,7 +44,7 @@ MACGUARD_CNI_BIN_DIR, MACGUARD_REMOVE_BINARY, ...); flags win.
 Flags:
 `
 
-// InstallMain is `macguard install`; args are the arguments after
+// InstallMain is `macguardctl install`; args are the arguments after
 // "install". It returns the exit code: 0 done (or, with --watch, stopped
 // by SIGTERM/SIGINT), 1 failed (or --check found something not in place),
 // 2 bad usage.
@@ -50,7 +52,7 @@ func InstallMain(args []string, stdout, stderr io.Writer) int {
 	return runCLI(false, args, stdout, stderr, os.LookupEnv)
 }
 
-// UninstallMain is `macguard uninstall`, with the same exit codes as
+// UninstallMain is `macguardctl uninstall`, with the same exit codes as
 // InstallMain.
 func UninstallMain(args []string, stdout, stderr io.Writer) int {
 	return runCLI(true, args, stdout, stderr, os.LookupEnv)
@@ -99,7 +101,7 @@ func parse(uninstall bool, args []string, stderr io.Writer, lookup func(string) 
 	var o Options
 	var chain listFlag
 	var check bool
-	fs := flag.NewFlagSet("macguard "+name, flag.ContinueOnError)
+	fs := flag.NewFlagSet("macguardctl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -113,7 +115,8 @@ func parse(uninstall bool, args []string, stderr io.Writer, lookup func(string) 
 		fs.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "CNI bin `directory` holding the macguard binary (used with --remove-binary)")
 		fs.BoolVar(&o.RemoveBinary, "remove-binary", false, "also remove the binary, after the entries are gone (only once no pod created with macguard remains: the runtime calls it again on DEL)")
 	} else {
-		fs.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "copy this binary to `directory`/macguard (atomic, skipped when the checksum matches)")
+		fs.StringVar(&o.CNIBinDir, "cni-bin-dir", "", "copy the plugin binary to `directory`/macguard (atomic, skipped when the checksum matches)")
+		fs.StringVar(&o.Source, "plugin-binary", "", "the macguard plugin `file` to install (default: macguard next to this program, /macguard in the image)")
 		fs.StringVar(&o.PluginConfig, "plugin-config", DefaultPluginConfig, "the macguard entry as `JSON`; \"type\" may be left out")
 		fs.BoolVar(&o.ConvertConf, "convert-conf", false, "allow replacing a single-plugin .conf/.json named by --chain-into with a .conflist of that plugin followed by macguard")
 	}
@@ -154,13 +157,13 @@ func runCLI(uninstall bool, args []string, stdout, stderr io.Writer, lookup func
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "macguard %s: %v\n", cmd, err)
+		fmt.Fprintf(stderr, "macguardctl %s: %v\n", cmd, err)
 		return 2
 	}
 	if check {
 		ok, err := Check(opts, uninstall, stdout)
 		if err != nil {
-			fmt.Fprintf(stderr, "macguard %s --check: %v\n", cmd, err)
+			fmt.Fprintf(stderr, "macguardctl %s --check: %v\n", cmd, err)
 			return 2
 		}
 		if !ok {
@@ -173,7 +176,7 @@ func runCLI(uninstall bool, args []string, stdout, stderr io.Writer, lookup func
 	defer stop()
 	if err := Run(ctx, opts, uninstall, log); err != nil {
 		if errors.Is(err, errUsage) {
-			fmt.Fprintf(stderr, "macguard %s: %v\n", cmd, err)
+			fmt.Fprintf(stderr, "macguardctl %s: %v\n", cmd, err)
 			return 2
 		}
 		return 1
@@ -192,8 +195,12 @@ func Run(ctx context.Context, opts Options, uninstall bool, log *slog.Logger) er
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	log.Info("starting", "version", buildinfo.String(), "cni_bin_dir", r.opts.CNIBinDir,
-		"chain_into", strings.Join(r.opts.ChainInto, ","), "watch", r.opts.Watch)
+	attrs := []any{"version", buildinfo.String(), "cni_bin_dir", r.opts.CNIBinDir}
+	if r.opts.Source != "" {
+		attrs = append(attrs, "plugin_binary", r.opts.Source)
+	}
+	attrs = append(attrs, "chain_into", strings.Join(r.opts.ChainInto, ","), "watch", r.opts.Watch)
+	log.Info("starting", attrs...)
 	if !r.opts.Watch {
 		return r.applyAll()
 	}

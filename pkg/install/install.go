@@ -1,14 +1,16 @@
-// Package install is the `macguard install` and `macguard uninstall`
-// subcommands: the binary is its own installer, so the container image needs
-// nothing but the binary.
+// Package install is `macguardctl install` and `macguardctl uninstall`, the
+// DaemonSet's agent: it puts the macguard plugin on a node and keeps it
+// there.
 //
-// install copies the running binary into the CNI bin directory and chains a
-// macguard entry into the conflist a primary CNI (Cilium, Calico) writes;
-// with --watch it keeps doing so whenever that agent rewrites the file.
-// uninstall takes the entry (and, if asked, the binary) out again. Every
-// write is atomic, keeps the file's mode and owner, and only ever happens
-// after the file was parsed the way the runtime parses it: a file macguard
-// cannot parse is reported and left exactly as it is.
+// install copies the macguard plugin binary (by default the file macguard
+// next to the running macguardctl, as in the image) into the CNI bin
+// directory and chains a macguard entry into the conflist a primary CNI
+// (Cilium, Calico) writes; with --watch it keeps doing so whenever that
+// agent rewrites the file. uninstall takes the entry (and, if asked, the
+// binary) out again. Every write is atomic and durable, keeps the file's
+// mode and owner, and only ever happens after the file was parsed the way
+// the runtime parses it (with libcni): a file macguard cannot parse is
+// reported and left exactly as it is.
 package install
 
 import (
@@ -31,7 +33,8 @@ type Options struct {
 	// CNIBinDir is where the binary goes (install) or is removed from
 	// (uninstall with RemoveBinary). Empty: the binary is not touched.
 	CNIBinDir string
-	// Source is the binary to install; empty means the running one.
+	// Source is the plugin binary to install; empty means the file
+	// macguard next to the running executable (see defaultSource).
 	Source string
 	// ChainInto lists the conflists to add the entry to, or to remove it
 	// from.
@@ -185,21 +188,57 @@ func newRunner(opts Options, log *slog.Logger, uninstall bool) (*runner, error) 
 	r.entry = entry
 	if opts.CNIBinDir != "" {
 		if r.opts.Source == "" {
-			exe, err := os.Executable()
+			src, err := defaultSource(os.Executable)
 			if err != nil {
-				return nil, fmt.Errorf("finding the running binary to install: %w", err)
+				return nil, err
 			}
-			r.opts.Source = exe
+			r.opts.Source = src
 		}
-		sum, err := fileSHA256(r.opts.Source)
+		sum, err := sourceSHA256(r.opts.Source)
 		if err != nil {
-			return nil, fmt.Errorf("checksum of the binary to install: %w", err)
+			return nil, err
 		}
 		r.srcSum = sum
 	} else {
 		r.binOK = true
 	}
 	return r, nil
+}
+
+// defaultSource is the plugin binary installed when no --plugin-binary is
+// given: the file macguard in the directory of the running executable
+// (executable is os.Executable). In the image that is /macguard, next to
+// /macguardctl.
+func defaultSource(executable func() (string, error)) (string, error) {
+	exe, err := executable()
+	if err != nil {
+		return "", fmt.Errorf("finding the plugin binary next to this program: %w (give --plugin-binary)", err)
+	}
+	src := filepath.Join(filepath.Dir(exe), PluginType)
+	if filepath.Clean(exe) == src {
+		// This program is named like the plugin (macguardctl renamed):
+		// installing it would make every pod start run the tool.
+		return "", fmt.Errorf("this program is itself named %s; give the plugin binary with --plugin-binary", src)
+	}
+	return src, nil
+}
+
+// sourceSHA256 checks that src is a regular file and returns its checksum.
+// Installing anything else (a directory, a device) into the CNI bin
+// directory would break every pod start.
+func sourceSHA256(src string) (string, error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return "", fmt.Errorf("the plugin binary to install: %w (give its path with --plugin-binary or MACGUARD_PLUGIN_BINARY)", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("the plugin binary to install, %s, is not a regular file (%s)", src, fi.Mode().Type())
+	}
+	sum, err := fileSHA256(src)
+	if err != nil {
+		return "", fmt.Errorf("checksum of the plugin binary %s: %w", src, err)
+	}
+	return sum, nil
 }
 
 func (r *runner) binPath() string { return filepath.Join(r.opts.CNIBinDir, PluginType) }

@@ -560,7 +560,7 @@ func TestWatchUninstallKeepsTheEntryOut(t *testing.T) {
 }
 
 // TestMain doubles as the binary for TestInstallMainSIGTERM: with
-// MACGUARD_TEST_HELPER set, the test binary is `macguard install`.
+// MACGUARD_TEST_HELPER set, the test binary is `macguardctl install`.
 func TestMain(m *testing.M) {
 	if os.Getenv("MACGUARD_TEST_HELPER") == "install" {
 		os.Exit(InstallMain(strings.Fields(os.Getenv("MACGUARD_TEST_ARGS")), os.Stdout, os.Stderr))
@@ -584,6 +584,7 @@ func TestInstallMainSIGTERM(t *testing.T) {
 		"MACGUARD_TEST_HELPER=install",
 		"MACGUARD_TEST_ARGS=--watch --resync=1h",
 		"MACGUARD_CNI_BIN_DIR="+n.bin,
+		"MACGUARD_PLUGIN_BINARY="+n.src,
 		"MACGUARD_CHAIN_INTO="+p,
 		`MACGUARD_PLUGIN_CONFIG={"onUnsupported":"skip"}`,
 	)
@@ -593,9 +594,9 @@ func TestInstallMainSIGTERM(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	eventually(t, 10*time.Second, "chained by the subprocess", func() bool { return chained(p, orig) })
-	// The binary installed is the running one: this test binary.
-	if !bytes.Equal(read(t, filepath.Join(n.bin, "macguard")), read(t, exe)) {
-		t.Error("the installed binary is not the running executable")
+	// The binary installed is the plugin, not the running program.
+	if !bytes.Equal(read(t, filepath.Join(n.bin, "macguard")), read(t, n.src)) {
+		t.Error("the installed binary is not MACGUARD_PLUGIN_BINARY")
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
