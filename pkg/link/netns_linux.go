@@ -25,8 +25,11 @@ type kernelNetns struct {
 	path string
 	ns   ns.NetNS
 	// inside is set while Do's function runs, on the locked OS thread that
-	// is in the namespace; methods called then run directly.
+	// is in the namespace; methods called then run directly, over nl.
 	inside bool
+	// nl is one netlink socket in the namespace for the whole Do, instead
+	// of one per request as netlink's package-level functions open.
+	nl netlinksafe.Handle
 }
 
 // Open is the real Opener: it opens the namespace at path with the
@@ -65,8 +68,15 @@ func (k *kernelNetns) Do(f func() error) error {
 		return f()
 	}
 	return k.ns.Do(func(ns.NetNS) error {
-		k.inside = true
-		defer func() { k.inside = false }()
+		h, err := netlinksafe.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return fmt.Errorf("opening a netlink socket in netns %s: %w", k.path, err)
+		}
+		k.inside, k.nl = true, h
+		defer func() {
+			h.Close()
+			k.inside, k.nl = false, netlinksafe.Handle{}
+		}()
 		return f()
 	})
 }
@@ -76,7 +86,7 @@ func (k *kernelNetns) do(f func() error) error { return k.Do(f) }
 func (k *kernelNetns) Inspect(ifName string) (Observed, error) {
 	var o Observed
 	err := k.do(func() error {
-		l, err := netlinksafe.LinkByName(ifName)
+		l, err := k.nl.LinkByName(ifName)
 		if err != nil {
 			var notFound netlink.LinkNotFoundError
 			if errors.As(err, &notFound) {
@@ -114,7 +124,7 @@ func (k *kernelNetns) Identify(o *Observed) {
 // names lists the interfaces of the namespace for "not found" messages;
 // it runs inside the namespace already.
 func (k *kernelNetns) names() string {
-	links, err := netlinksafe.LinkList()
+	links, err := k.nl.LinkList()
 	if err != nil {
 		return "unknown: " + err.Error()
 	}
@@ -168,7 +178,7 @@ func (k *kernelNetns) readAddrs(l netlink.Link, o *Observed) error {
 
 func (k *kernelNetns) SetMAC(ifName string, mac net.HardwareAddr) error {
 	return k.do(func() error {
-		l, err := netlinksafe.LinkByName(ifName)
+		l, err := k.nl.LinkByName(ifName)
 		if err != nil {
 			// Inspect found it moments ago: it went away in between.
 			var notFound netlink.LinkNotFoundError
@@ -177,7 +187,7 @@ func (k *kernelNetns) SetMAC(ifName string, mac net.HardwareAddr) error {
 			}
 			return fmt.Errorf("setting MAC %s on %q in netns %s: %w", mac, ifName, k.path, err)
 		}
-		if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
+		if err := k.nl.LinkSetHardwareAddr(l, mac); err != nil {
 			return translate(observe(l), k.path, mac, err)
 		}
 		return nil
@@ -222,7 +232,7 @@ func (k *kernelNetns) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (b
 	}
 	changed := false
 	err := k.do(func() error {
-		l, err := netlinksafe.LinkByName(ifName)
+		l, err := k.nl.LinkByName(ifName)
 		if err != nil {
 			return fmt.Errorf("reading %q in netns %s: %w", ifName, k.path, err)
 		}
@@ -247,15 +257,15 @@ func (k *kernelNetns) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (b
 		// NODAD because the address is derived from a MAC the kernel just
 		// accepted on this segment.
 		add := &netlink.Addr{IPNet: &net.IPNet{IP: newLL, Mask: net.CIDRMask(64, 128)}, Flags: unix.IFA_F_NODAD, Scope: unix.RT_SCOPE_LINK}
-		if err := netlink.AddrReplace(l, add); err != nil {
+		if err := k.nl.AddrReplace(l, add); err != nil {
 			return fmt.Errorf("adding link-local %s to %q in netns %s: %w", newLL, ifName, k.path, err)
 		}
-		if err := netlink.AddrDel(l, old); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+		if err := k.nl.AddrDel(l, old); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
 			// Leave the addresses as they were: the caller rolls the MAC
 			// back, and a half-swapped pair would outlive it.
 			err = fmt.Errorf("removing stale link-local %s from %q in netns %s: %w", oldLL, ifName, k.path, err)
 			if !hadNew {
-				if uerr := netlink.AddrDel(l, add); uerr != nil && !errors.Is(uerr, syscall.EADDRNOTAVAIL) {
+				if uerr := k.nl.AddrDel(l, add); uerr != nil && !errors.Is(uerr, syscall.EADDRNOTAVAIL) {
 					err = fmt.Errorf("%w; removing the added %s again also failed: %w", err, newLL, uerr)
 				}
 			}
@@ -335,7 +345,7 @@ func (k *kernelNetns) AnnounceOnChange(ifName string) (func() error, error) {
 
 func (k *kernelNetns) Announce(ifName string, mac net.HardwareAddr) error {
 	return k.do(func() error {
-		l, err := netlinksafe.LinkByName(ifName)
+		l, err := k.nl.LinkByName(ifName)
 		if err != nil {
 			return fmt.Errorf("reading %q in netns %s: %w", ifName, k.path, err)
 		}
