@@ -202,34 +202,43 @@ func TestChainKeepsValuesExactly(t *testing.T) {
 
 func TestChainRefusesWhatItCannotParse(t *testing.T) {
 	calico := fixture(t, "10-calico.conflist")
-	const runtime = "the runtime would refuse it: "
 	cases := []struct {
 		name, in string
-		errPart  string // libcni's reason, behind macguard's words
+		// own is macguard's message for what libcni accepts; empty means
+		// libcni refuses the file, and the error must be libcni's,
+		// verbatim, behind macguard's words (not pinned here, so a libcni
+		// upgrade that rewords it changes nothing).
+		own string
 	}{
-		{"empty", ``, runtime + "error parsing configuration list: unexpected end of JSON input"},
-		{"truncated", string(calico[:len(calico)/2]), runtime},
-		{"truncated at end", string(calico[:len(calico)-1]), runtime},
-		{"not an object", `["a"]`, runtime + "error parsing configuration list: json: cannot unmarshal array"},
-		{"trailing data", `{"name":"n","plugins":[{"type":"bridge"}]} {}`, runtime + "error parsing configuration list: invalid character '{' after top-level value"},
-		{"duplicate key", `{"name":"n","plugins":[{"type":"bridge"}],"name":"m"}`, `key "name" appears twice`},
-		{"no name", `{"plugins":[{"type":"bridge"}]}`, runtime + "error parsing configuration list: no name"},
-		{"no plugins", `{"name":"n","cniVersion":"1.1.0"}`, `it has no inline "plugins" list to chain into`},
-		{"empty plugins", `{"name":"n","plugins":[]}`, runtime + "error parsing configuration list: no plugins in list"},
-		{"plugins not list", `{"name":"n","plugins":{"type":"bridge"}}`, runtime + "error parsing configuration list: invalid 'plugins' type"},
-		{"plugin no type", `{"name":"n","plugins":[{"bridge":"br0"}]}`, runtime + "failed to parse plugin config 0: error parsing configuration: missing 'type'"},
-		{"name not string", `{"name":1,"plugins":[{"type":"bridge"}]}`, runtime + "error parsing configuration list: invalid name type float64"},
-		{"number too large", `{"name":"n","plugins":[{"type":"bridge","mtu":1e400}]}`, runtime},
-		{"bad disableCheck", `{"name":"n","disableCheck":"maybe","plugins":[{"type":"bridge"}]}`, runtime + `error parsing configuration list: invalid value "maybe" for disableCheck`},
+		{name: "empty", in: ``},
+		{name: "truncated", in: string(calico[:len(calico)/2])},
+		{name: "truncated at end", in: string(calico[:len(calico)-1])},
+		{name: "not an object", in: `["a"]`},
+		{name: "trailing data", in: `{"name":"n","plugins":[{"type":"bridge"}]} {}`},
+		{name: "duplicate key", in: `{"name":"n","plugins":[{"type":"bridge"}],"name":"m"}`, own: `key "name" appears twice`},
+		{name: "no name", in: `{"plugins":[{"type":"bridge"}]}`},
+		{name: "no plugins", in: `{"name":"n","cniVersion":"1.1.0"}`, own: `it has no inline "plugins" list to chain into`},
+		{name: "empty plugins", in: `{"name":"n","plugins":[]}`},
+		{name: "plugins not list", in: `{"name":"n","plugins":{"type":"bridge"}}`},
+		{name: "plugin no type", in: `{"name":"n","plugins":[{"bridge":"br0"}]}`},
+		{name: "name not string", in: `{"name":1,"plugins":[{"type":"bridge"}]}`},
+		{name: "number too large", in: `{"name":"n","plugins":[{"type":"bridge","mtu":1e400}]}`},
+		{name: "bad disableCheck", in: `{"name":"n","disableCheck":"maybe","plugins":[{"type":"bridge"}]}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			want := c.own
+			if _, lerr := libcni.NetworkConfFromBytes([]byte(c.in)); lerr != nil {
+				want = "the runtime would refuse it: " + lerr.Error()
+			} else if want == "" {
+				t.Fatal("libcni accepts the input; give the message macguard refuses it with")
+			}
 			out, _, err := chainList([]byte(c.in), mustEntry(t, ""))
 			if err == nil {
 				t.Fatalf("chainList accepted it and produced:\n%s", out)
 			}
-			if !strings.Contains(err.Error(), c.errPart) {
-				t.Errorf("chainList: %v\nwant it to contain %q", err, c.errPart)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("chainList: %v\nwant it to contain %q", err, want)
 			}
 			if out, _, err := unchainList([]byte(c.in)); err == nil {
 				t.Errorf("unchainList accepted it and produced:\n%s", out)
@@ -352,7 +361,7 @@ func TestConvertConf(t *testing.T) {
 		{`{"type":"bridge"}`, `no "name"`},
 		{`{"name":"","type":"bridge"}`, `no "name"`},
 		{`{"name":"x","type":"macguard"}`, "macguard alone"},
-		{`{"name":"x"}`, "the runtime would refuse it: error parsing configuration: missing 'type'"},
+		{`{"name":"x"}`, "the runtime would refuse it"},
 		{`{"name":"x","type":"bridge"`, "the runtime would refuse it"},
 		{`{"name":"x","type":"bridge","type":"ptp"}`, "twice"},
 	} {
