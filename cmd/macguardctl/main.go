@@ -9,11 +9,13 @@ import (
 	"os"
 
 	"github.com/macguard-cni/macguard/pkg/cli"
+	"github.com/macguard-cni/macguard/pkg/doctor"
 	"github.com/macguard-cni/macguard/pkg/install"
 )
 
 func main() {
 	cli.Register("install", install.InstallMain)
 	cli.Register("uninstall", install.UninstallMain)
+	cli.Register("doctor", doctor.Main)
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

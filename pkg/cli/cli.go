@@ -25,6 +25,7 @@ macguard binary in the CNI bin directory).
   macguardctl mac --container-id ID --ifname IF [--salt S] [--prefix P]
   macguardctl install [--cni-bin-dir DIR] [--chain-into FILE --plugin-config JSON] [--watch]
   macguardctl uninstall [--chain-into FILE] [--remove-binary]
+  macguardctl doctor [--json] [--fix] [--conf FILE] [--kubeconfig FILE]   what is wrong with the MACs on this node
   macguardctl help     (install/uninstall: see "macguardctl install --help")
 `
 

@@ -1,0 +1,302 @@
+package doctor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/macguard-cni/macguard/pkg/identity"
+	"github.com/macguard-cni/macguard/pkg/link"
+)
+
+// Annotation keys Multus reads and writes.
+const (
+	annotationNetworks      = nadv1.NetworkAttachmentAnnot // "k8s.v1.cni.cncf.io/networks"
+	annotationNetworkStatus = nadv1.NetworkStatusAnnot     // "k8s.v1.cni.cncf.io/network-status"
+	// labelKubeVirt is how KubeVirt marks its launcher pods.
+	labelKubeVirt = "kubevirt.io"
+)
+
+// NADResource is the NetworkAttachmentDefinition resource, read through the
+// dynamic client so no generated clientset is needed.
+var NADResource = schema.GroupVersionResource{Group: "k8s.cni.cncf.io", Version: "v1", Resource: "network-attachment-definitions"}
+
+// GatherCluster reads what the cluster checks need: the node, every pod's
+// Multus annotations and every NetworkAttachmentDefinition. A failure to
+// list pods means the cluster could not be looked at; a failure to list
+// NADs (no CRD, no RBAC) is kept in the result.
+func GatherCluster(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, node string) (*Cluster, error) {
+	c := &Cluster{Node: node, Pods: []ClusterPod{}, NADs: []NAD{}}
+	if node != "" {
+		if _, err := kc.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
+			c.NodeErr = err.Error()
+		}
+	}
+	pods, err := kc.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	for _, p := range pods.Items {
+		cp := ClusterPod{Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName,
+			Networks: p.Annotations[annotationNetworks], NetworkStatus: p.Annotations[annotationNetworkStatus]}
+		cp.Launcher = p.Labels[labelKubeVirt] == "virt-launcher" || identity.VMName(p.Name) != ""
+		if cp.Networks == "" && !cp.Launcher {
+			continue
+		}
+		c.Pods = append(c.Pods, cp)
+	}
+	if dc != nil {
+		list, err := dc.Resource(NADResource).Namespace("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			c.NADErr = err.Error()
+		} else {
+			for _, u := range list.Items {
+				cfg, _, _ := unstructured.NestedString(u.Object, "spec", "config")
+				c.NADs = append(c.NADs, NAD{Namespace: u.GetNamespace(), Name: u.GetName(), Config: cfg})
+			}
+		}
+	}
+	sort.Slice(c.Pods, func(i, j int) bool {
+		return c.Pods[i].Namespace+"/"+c.Pods[i].Name < c.Pods[j].Namespace+"/"+c.Pods[j].Name
+	})
+	sort.Slice(c.NADs, func(i, j int) bool {
+		return c.NADs[i].Namespace+"/"+c.NADs[i].Name < c.NADs[j].Namespace+"/"+c.NADs[j].Name
+	})
+	return c, nil
+}
+
+// selections parses the networks annotation. Only its JSON form can carry a
+// MAC; the short "ns/name@if" form is returned without one.
+func selections(s, podNamespace string) ([]nadv1.NetworkSelectionElement, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	var out []nadv1.NetworkSelectionElement
+	if strings.HasPrefix(s, "[") {
+		if err := json.Unmarshal([]byte(s), &out); err != nil {
+			return nil, fmt.Errorf("annotation %s is not a JSON list of network selection elements: %w", annotationNetworks, err)
+		}
+	} else {
+		for _, part := range strings.Split(s, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			e := nadv1.NetworkSelectionElement{}
+			name, ifc, _ := strings.Cut(part, "@")
+			e.InterfaceRequest = ifc
+			if ns, n, ok := strings.Cut(name, "/"); ok {
+				e.Namespace, e.Name = ns, n
+			} else {
+				e.Name = name
+			}
+			out = append(out, e)
+		}
+	}
+	for i := range out {
+		if out[i].Namespace == "" {
+			out[i].Namespace = podNamespace
+		}
+	}
+	return out, nil
+}
+
+func (a *analysis) cluster() {
+	c := a.w.Cluster
+	if c == nil {
+		return
+	}
+	add := func(f Finding) {
+		f.Section = SectionCluster
+		a.add(f)
+	}
+	if c.NodeErr != "" {
+		add(Finding{Severity: Warning, Code: "cluster-node-unknown",
+			Message: fmt.Sprintf("node %q: %s", c.Node, c.NodeErr),
+			Remedy:  "pass --node with the node's Kubernetes name (the DaemonSet sets NODE_NAME)"})
+	}
+	if c.NADErr != "" {
+		add(Finding{Severity: Info, Code: "cluster-nads-unlisted",
+			Message: fmt.Sprintf("cannot list NetworkAttachmentDefinitions: %s", c.NADErr)})
+	}
+	chains := map[string]*chain{}
+	for _, n := range c.NADs {
+		key := n.Namespace + "/" + n.Name
+		cf := ConfFile{Path: "NAD " + key, NAD: key, Content: n.Config}
+		ch, _ := parseChain([]byte(n.Config), false)
+		chains[key] = ch
+		if ch == nil || ch.macguardIndex() >= 0 {
+			st, _, fs := checkConf(cf, SectionCluster)
+			a.r.Configs = append(a.r.Configs, st)
+			for _, f := range fs {
+				add(f)
+			}
+		}
+	}
+	requestedOn := map[string][]string{}
+	nodeReported := map[string]bool{}
+	for _, f := range a.r.Findings {
+		if f.Code == "vm-cannot-start" {
+			nodeReported[f.Pod] = true
+		}
+	}
+	for _, p := range c.Pods {
+		key := p.Namespace + "/" + p.Name
+		sels, err := selections(p.Networks, p.Namespace)
+		if err != nil {
+			add(Finding{Severity: Warning, Code: "cluster-networks-invalid", Pod: key, Message: err.Error(),
+				Remedy: "fix the pod's annotation: Multus refuses to start it"})
+			continue
+		}
+		var statuses []nadv1.NetworkStatus
+		if p.NetworkStatus != "" {
+			if err := json.Unmarshal([]byte(p.NetworkStatus), &statuses); err != nil {
+				add(Finding{Severity: Warning, Code: "cluster-status-invalid", Pod: key,
+					Message: fmt.Sprintf("annotation %s is not a JSON list: %v", annotationNetworkStatus, err)})
+				continue
+			}
+		}
+		for _, s := range sels {
+			if s.MacRequest == "" {
+				continue
+			}
+			nad := s.Namespace + "/" + s.Name
+			requestedOn[nad] = append(requestedOn[nad], key)
+			st := matchStatus(statuses, nad, s.InterfaceRequest, s.MacRequest)
+			remedy := nadRemedy(chains, nad)
+			switch {
+			case p.NetworkStatus == "":
+				// Not started yet, or Multus did not report: nothing to compare.
+			case st == nil:
+				add(Finding{Severity: Warning, Code: "cluster-mac-unreported", Pod: key, NAD: nad, MAC: s.MacRequest,
+					Message: fmt.Sprintf("requests MAC %s on network %s, but its network-status has no entry for that network", s.MacRequest, nad),
+					Remedy:  remedy})
+			case !sameMAC(st.Mac, s.MacRequest):
+				got := st.Mac
+				if got == "" {
+					got = "no MAC"
+				}
+				add(Finding{Severity: Error, Code: "cluster-mac-not-applied", Pod: key, Interface: st.Interface, NAD: nad, MAC: s.MacRequest,
+					Message: fmt.Sprintf("requests MAC %s on network %s, but network-status reports %s on %s: the request did not stick", s.MacRequest, nad, got, st.Interface),
+					Remedy:  remedy})
+			}
+		}
+		if p.Launcher && p.Node == c.Node && !nodeReported[key] {
+			for _, st := range statuses {
+				if st.Mac != "" || st.Interface == "" {
+					continue
+				}
+				remedy := "give the VM interface an explicit macAddress, or attach it through a device that carries a MAC (macvlan, bridge; on Cilium, bpf.datapathMode=netkit-l2, Cilium >= 1.17.3)"
+				if ifc := a.nodeInterface(p.Namespace, p.Name, st.Interface); ifc != nil {
+					if why := cannotCarry(*ifc); why != "" {
+						remedy = why
+					}
+				} else if strings.HasPrefix(st.Interface, "eth") || st.Default {
+					remedy = link.NetkitL3Remedy(st.Interface)
+				}
+				add(Finding{Severity: Error, Code: "cluster-vm-cannot-start", Pod: key, Interface: st.Interface, NAD: st.Name,
+					Message: fmt.Sprintf("virt-launcher pod on this node: network-status reports no MAC on %s (network %s), so the VM will not start (KubeVirt: unable to parse mac address '')", st.Interface, st.Name),
+					Remedy:  remedy})
+			}
+		}
+	}
+	keys := make([]string, 0, len(chains))
+	for k := range chains {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		ch := chains[key]
+		if ch == nil || ch.hasType(pluginType) || ch.hasType("tuning") {
+			continue
+		}
+		declares := false
+		for _, e := range ch.entries {
+			declares = declares || e.macCapability || e.mac != ""
+		}
+		pods := requestedOn[key]
+		if !declares && len(pods) == 0 {
+			continue
+		}
+		why := "its chain declares a MAC (\"mac\" or the mac capability)"
+		if len(pods) > 0 {
+			why = fmt.Sprintf("%d pod(s) request a MAC on it (%s)", len(pods), strings.Join(first(pods, 3), ", "))
+		}
+		add(Finding{Severity: Warning, Code: "cluster-nad-mac-without-owner", NAD: key,
+			Message: fmt.Sprintf("%s, but neither macguard nor tuning is in its chain (%s): only a main plugin that applies MACs itself honours the request; host-device, vlan and ptp ignore it", why, strings.Join(ch.types(), " -> ")),
+			Remedy:  fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in the NAD's config", ch.entries[len(ch.entries)-1].typ)})
+	}
+}
+
+func first(s []string, n int) []string {
+	if len(s) > n {
+		return append(append([]string(nil), s[:n]...), "...")
+	}
+	return s
+}
+
+func sameMAC(a, b string) bool {
+	ma, mb := parseMAC(a), parseMAC(b)
+	return ma != nil && mb != nil && ma.String() == mb.String()
+}
+
+// matchStatus finds the network-status entry of a selection: by network and
+// interface when the selection names one, else by network, preferring the
+// entry with the requested MAC (a pod may attach one network twice).
+func matchStatus(statuses []nadv1.NetworkStatus, nad, ifc, mac string) *nadv1.NetworkStatus {
+	var found *nadv1.NetworkStatus
+	for i := range statuses {
+		s := &statuses[i]
+		if s.Name != nad || (ifc != "" && s.Interface != ifc) {
+			continue
+		}
+		if sameMAC(s.Mac, mac) {
+			return s
+		}
+		if found == nil {
+			found = s
+		}
+	}
+	return found
+}
+
+func nadRemedy(chains map[string]*chain, nad string) string {
+	ch, ok := chains[nad]
+	switch {
+	case !ok:
+		return fmt.Sprintf("check that NetworkAttachmentDefinition %s exists", nad)
+	case ch == nil:
+		return fmt.Sprintf("fix the config of NetworkAttachmentDefinition %s", nad)
+	case ch.hasType(pluginType):
+		if mg := ch.macguardEntry(); !mg.macCapability {
+			return fmt.Sprintf("add \"capabilities\": {\"mac\": true} to macguard's entry in %s, so that the requested MAC reaches it", nad)
+		}
+		return "recreate the pod and look for a second owner of the MAC in the chain (macguardctl doctor on its node)"
+	}
+	return fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in %s's config", ch.entries[len(ch.entries)-1].typ, nad)
+}
+
+// nodeInterface finds a pod's interface in the node inventory.
+func (a *analysis) nodeInterface(ns, name, ifName string) *Interface {
+	for _, p := range a.r.Pods {
+		if p.Namespace != ns || p.PodName != name {
+			continue
+		}
+		for i := range p.Interfaces {
+			if p.Interfaces[i].Name == ifName {
+				return &p.Interfaces[i].Interface
+			}
+		}
+	}
+	return nil
+}

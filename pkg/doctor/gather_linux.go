@@ -1,0 +1,487 @@
+package doctor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/yaml"
+
+	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/state"
+)
+
+// Options says where to look. The defaults are what a node and the
+// DaemonSet's pod (with the doctor component) use.
+type Options struct {
+	Dirs Dirs
+	// Required are directories that must exist (those given explicitly on
+	// the command line, and the conf dir, bin dir and proc): a missing one
+	// means the doctor could not look.
+	Required map[string]bool
+	// Confs are files to check with --conf.
+	Confs []string
+	Node  string
+}
+
+// DefaultDirs are the node's standard locations.
+var DefaultDirs = Dirs{
+	Conf:  "/etc/cni/net.d",
+	Bin:   "/opt/cni/bin",
+	Data:  "/run/cni/macguard",
+	Cache: libcni.CacheDir,
+	Netns: "/var/run/netns",
+	Proc:  "/proc",
+}
+
+// versionTimeout bounds `macguard version`: a plugin that hangs must not
+// hang the doctor.
+const versionTimeout = 5 * time.Second
+
+// Gather reads the node into a World. It changes nothing. An error means
+// the doctor could not look (exit code 2).
+func Gather(opts Options, self Build) (*World, error) {
+	w := &World{Node: opts.Node, Dirs: opts.Dirs, Self: self, Netns: []Netns{}, Cache: []CacheEntry{}, Records: []Record{}, Confs: []ConfFile{}}
+	d := opts.Dirs
+	for _, dir := range []string{d.Conf, d.Bin, d.Data, d.Cache, d.Netns, d.Proc} {
+		fi, err := os.Stat(dir)
+		switch {
+		case err == nil && !fi.IsDir():
+			return nil, fmt.Errorf("%s is not a directory", dir)
+		case errors.Is(err, fs.ErrNotExist) && !opts.Required[dir]:
+			w.Missing = append(w.Missing, dir)
+		case err != nil:
+			return nil, err
+		}
+	}
+	if err := gatherNetns(w); err != nil {
+		return nil, err
+	}
+	gatherCache(w)
+	if err := gatherRecords(w); err != nil {
+		return nil, err
+	}
+	if err := gatherConfs(w, opts.Confs); err != nil {
+		return nil, err
+	}
+	w.Binary = gatherBinary(filepath.Join(d.Bin, pluginType))
+	return w, nil
+}
+
+// nsInode returns the inode of the network namespace at path, following
+// symlinks (a /proc/<pid>/ns/net link), and whether path is one at all: an
+// entry of the netns dir whose namespace is gone is a plain empty file.
+func nsInode(path string) (uint64, bool, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return 0, false, err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, false, err
+	}
+	return st.Ino, sfs.Type == unix.NSFS_MAGIC, nil
+}
+
+// gatherNetns finds the pod namespaces: the netns dir's entries and the
+// namespaces of processes that differ from the node's (a runtime that does
+// not pin them in the netns dir), one per inode.
+func gatherNetns(w *World) error {
+	byInode := map[uint64]int{}
+	seen := func(path string, ino uint64, how string) {
+		if i, ok := byInode[ino]; ok {
+			w.Netns[i].Seen = append(w.Netns[i].Seen, how)
+			return
+		}
+		byInode[ino] = len(w.Netns)
+		w.Netns = append(w.Netns, Netns{Path: path, Inode: ino, Seen: []string{how}})
+	}
+	// The node's namespace (pid 1's) and the doctor's own are not pods.
+	skip := map[uint64]bool{}
+	for _, p := range []string{filepath.Join(w.Dirs.Proc, "1", "ns", "net"), "/proc/self/ns/net"} {
+		if ino, ok, err := nsInode(p); err == nil && ok {
+			skip[ino] = true
+		}
+	}
+	entries, err := os.ReadDir(w.Dirs.Netns)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("listing netns dir %s: %w", w.Dirs.Netns, err)
+	}
+	for _, e := range entries {
+		path := filepath.Join(w.Dirs.Netns, e.Name())
+		ino, ok, err := nsInode(path)
+		if err != nil || !ok || skip[ino] {
+			continue
+		}
+		seen(path, ino, "netns-dir")
+	}
+	procs, err := os.ReadDir(w.Dirs.Proc)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", w.Dirs.Proc, err)
+	}
+	var pids []int
+	for _, e := range procs {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	sort.Ints(pids)
+	for _, pid := range pids {
+		path := filepath.Join(w.Dirs.Proc, strconv.Itoa(pid), "ns", "net")
+		ino, ok, err := nsInode(path)
+		if err != nil || !ok || skip[ino] {
+			// Processes come and go while we look; one that is gone has
+			// nothing to show.
+			continue
+		}
+		seen(path, ino, "pid "+strconv.Itoa(pid))
+	}
+	for i := range w.Netns {
+		n := &w.Netns[i]
+		if len(n.Seen) > 4 {
+			n.Seen = append(n.Seen[:4:4], fmt.Sprintf("%d more", len(n.Seen)-4))
+		}
+		ifs, err := link.Inventory(n.Path)
+		if err != nil {
+			n.Err = err.Error()
+			continue
+		}
+		n.Interfaces = interfaces(ifs)
+	}
+	return nil
+}
+
+func interfaces(ifs []link.Inventoried) []Interface {
+	out := make([]Interface, 0, len(ifs))
+	for _, l := range ifs {
+		mac := ""
+		if len(l.MAC) > 0 {
+			mac = l.MAC.String()
+		}
+		out = append(out, Interface{Name: l.Name, Kind: l.Kind, NetkitMode: l.NetkitMode, MacvlanMode: l.MacvlanMode,
+			IPVlanMode: l.IPVlanMode, Master: l.Master, MasterKind: l.MasterKind, Encap: l.EncapType, MAC: mac, Up: l.Up})
+	}
+	return out
+}
+
+// gatherCache reads libcni's cache through libcni itself, so the doctor
+// reads exactly what the runtime wrote.
+func gatherCache(w *World) {
+	dir := filepath.Join(w.Dirs.Cache, "results")
+	cni := libcni.NewCNIConfigWithCacheDir(nil, w.Dirs.Cache, nil)
+	atts, err := cni.GetCachedAttachments("")
+	if err != nil {
+		w.CacheErrors = append(w.CacheErrors, FileError{File: dir, Err: err.Error()})
+		return
+	}
+	known := map[string]bool{}
+	for _, att := range atts {
+		name := fmt.Sprintf("%s-%s-%s", att.Network, att.ContainerID, att.IfName)
+		known[name] = true
+		e := CacheEntry{File: filepath.Join(dir, name), ContainerID: att.ContainerID, IfName: att.IfName,
+			Network: att.Network, Netns: att.NetNS, Config: json.RawMessage(att.Config)}
+		if !json.Valid(att.Config) {
+			e.Config = nil
+		}
+		if e.Netns != "" {
+			if ino, ok, err := nsInode(e.Netns); err == nil && ok {
+				e.NetnsInode = ino
+			}
+		}
+		for _, kv := range att.CniArgs {
+			if e.Args == nil {
+				e.Args = map[string]string{}
+			}
+			e.Args[kv[0]] = kv[1]
+		}
+		if m, ok := att.CapabilityArgs["mac"].(string); ok {
+			e.RuntimeMAC = m
+		}
+		var ver struct {
+			CNIVersion string `json:"cniVersion"`
+		}
+		_ = json.Unmarshal(att.Config, &ver)
+		if ver.CNIVersion == "" {
+			ver.CNIVersion = types100.ImplementedSpecVersion
+		}
+		res, err := cni.GetNetworkListCachedResult(&libcni.NetworkConfigList{Name: att.Network, CNIVersion: ver.CNIVersion},
+			&libcni.RuntimeConf{ContainerID: att.ContainerID, IfName: att.IfName})
+		switch {
+		case err != nil:
+			e.ResultErr = err.Error()
+		case res != nil:
+			cur, err := types100.NewResultFromResult(res)
+			if err != nil {
+				e.ResultErr = err.Error()
+				break
+			}
+			for _, ri := range cur.Interfaces {
+				if ri != nil {
+					e.Result = append(e.Result, ResultInterface{Name: ri.Name, MAC: ri.Mac, Sandbox: ri.Sandbox})
+				}
+			}
+		}
+		w.Cache = append(w.Cache, e)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, de := range entries {
+		if !de.IsDir() && !known[de.Name()] {
+			w.CacheErrors = append(w.CacheErrors, FileError{File: filepath.Join(dir, de.Name()),
+				Err: "not a libcni cache entry with a container ID, interface and network"})
+		}
+	}
+}
+
+// gatherRecords reads macguard's records and looks for their attachments.
+func gatherRecords(w *World) error {
+	st := state.New(w.Dirs.Data)
+	keys, err := st.Keys()
+	if err != nil {
+		return err
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	for _, k := range keys {
+		w.Records = append(w.Records, observeRecord(st, k, w.Netns))
+	}
+	return nil
+}
+
+// recordFile is where package state keeps the record of k.
+func recordFile(dir string, k state.Key) string {
+	return filepath.Join(dir, k.IfName+"@"+k.ContainerID+".json")
+}
+
+// observeRecord loads one record and checks whether its netns and
+// interface still exist. known are the namespaces already inventoried.
+func observeRecord(st *state.Store, k state.Key, known []Netns) Record {
+	out := Record{File: recordFile(st.Dir, k), ContainerID: k.ContainerID, IfName: k.IfName}
+	r, found, err := st.Load(k)
+	switch {
+	case err != nil:
+		out.Err = err.Error()
+		return out
+	case !found:
+		out.Err = "removed while the doctor was reading"
+		return out
+	}
+	out.Netns, out.OriginalMAC, out.AppliedMAC = r.Netns, r.OriginalMAC, r.AppliedMAC
+	ino, ok, err := nsInode(r.Netns)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) || (err == nil && !ok):
+		out.NetnsGone = true
+		return out
+	case err != nil:
+		out.NetnsErr = err.Error()
+		return out
+	}
+	out.NetnsInode = ino
+	for _, n := range known {
+		if n.Inode == ino && n.Err == "" {
+			for _, ifc := range n.Interfaces {
+				out.IfPresent = out.IfPresent || ifc.Name == k.IfName
+			}
+			return out
+		}
+	}
+	ifs, err := link.Inventory(r.Netns)
+	if err != nil {
+		out.NetnsErr = err.Error()
+		return out
+	}
+	for _, ifc := range ifs {
+		out.IfPresent = out.IfPresent || ifc.Name == k.IfName
+	}
+	return out
+}
+
+// gatherConfs reads the conf dir in libcni's order and the --conf files.
+func gatherConfs(w *World, extra []string) error {
+	files, err := libcni.ConfFiles(w.Dirs.Conf, []string{".conf", ".conflist", ".json"})
+	if err != nil {
+		return fmt.Errorf("listing CNI conf dir %s: %w", w.Dirs.Conf, err)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		cf := ConfFile{Path: f}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			cf.Err = err.Error()
+		}
+		cf.Content = string(data)
+		w.Confs = append(w.Confs, cf)
+	}
+	for _, f := range extra {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("reading --conf %s: %w", f, err)
+		}
+		cfs, err := ExtraConfs(f, data)
+		if err != nil {
+			return fmt.Errorf("--conf %s: %w", f, err)
+		}
+		w.Extra = append(w.Extra, cfs...)
+	}
+	return nil
+}
+
+// ExtraConfs turns a file given with --conf into the configurations to
+// check: a conflist or plugin config as it is, or the config of every
+// NetworkAttachmentDefinition in a (multi-document) YAML or JSON manifest.
+func ExtraConfs(path string, data []byte) ([]ConfFile, error) {
+	trimmed := bytes.TrimSpace(data)
+	if json.Valid(trimmed) {
+		var probe struct {
+			Kind string `json:"kind"`
+		}
+		_ = json.Unmarshal(trimmed, &probe)
+		if probe.Kind == "" {
+			return []ConfFile{{Path: path, Content: string(data)}}, nil
+		}
+	}
+	var out []ConfFile
+	docs := splitYAML(data)
+	for i, doc := range docs {
+		j, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, fmt.Errorf("document %d is not YAML: %w", i+1, err)
+		}
+		var m struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
+			} `json:"metadata"`
+			Spec struct {
+				Config string `json:"config"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal(j, &m); err != nil {
+			return nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		if m.Kind != "NetworkAttachmentDefinition" {
+			continue
+		}
+		ns := m.Metadata.Namespace
+		if ns == "" {
+			ns = "default"
+		}
+		out = append(out, ConfFile{Path: path, NAD: ns + "/" + m.Metadata.Name, Content: m.Spec.Config})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("neither a CNI configuration nor a manifest with a NetworkAttachmentDefinition")
+	}
+	return out, nil
+}
+
+func splitYAML(data []byte) [][]byte {
+	var docs [][]byte
+	var cur []string
+	flush := func() {
+		if d := strings.TrimSpace(strings.Join(cur, "\n")); d != "" {
+			docs = append(docs, []byte(d))
+		}
+		cur = nil
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimRight(line, " \t\r") == "---" {
+			flush()
+			continue
+		}
+		cur = append(cur, line)
+	}
+	flush()
+	return docs
+}
+
+// gatherBinary looks at the plugin and asks it for its version, the way a
+// person would (CNI_COMMAND unset).
+func gatherBinary(path string) Binary {
+	b := Binary{Path: path}
+	fi, err := os.Stat(path)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			b.Present, b.Err = true, err.Error()
+		}
+		return b
+	}
+	b.Present = true
+	b.Executable = fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
+	if !b.Executable {
+		return b
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), versionTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, "version")
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		msg := err.Error()
+		if s := strings.TrimSpace(stderr.String()); s != "" {
+			msg += ": " + firstLine(s)
+		}
+		b.Err = msg
+		return b
+	}
+	b.Version = firstLine(strings.TrimSpace(stdout.String()))
+	return b
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// Fix removes the records r reports stale, under the exclusive lock the
+// plugin's GC takes, after checking again under the lock that each is
+// still stale (an ADD may have reused the name meanwhile). It returns the
+// files removed and one message per record it could not remove.
+func Fix(dir string, r Report) (removed, errs []string) {
+	var stale []RecordState
+	for _, rec := range r.Records {
+		if rec.State == "stale" {
+			stale = append(stale, rec)
+		}
+	}
+	if len(stale) == 0 {
+		return nil, nil
+	}
+	st := state.New(dir)
+	unlock, err := st.Lock(true)
+	if err != nil {
+		return nil, []string{fmt.Sprintf("--fix: %v", err)}
+	}
+	defer unlock()
+	for _, rec := range stale {
+		k := state.Key{ContainerID: rec.ContainerID, IfName: rec.IfName}
+		again := observeRecord(st, k, nil)
+		if again.Err != "" || again.NetnsErr != "" || (!again.NetnsGone && again.IfPresent) {
+			errs = append(errs, fmt.Sprintf("--fix: record %s is no longer stale; left alone", rec.File))
+			continue
+		}
+		if err := st.Remove(k); err != nil {
+			errs = append(errs, fmt.Sprintf("--fix: %v", err))
+			continue
+		}
+		removed = append(removed, rec.File)
+	}
+	return removed, errs
+}
+
+// isNotRoot is the check behind exit code 2: looking into another
+// process's network namespace needs CAP_SYS_ADMIN, which only root has.
+func isNotRoot() bool { return syscall.Geteuid() != 0 }

@@ -1,0 +1,170 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/macguard-cni/macguard/pkg/buildinfo"
+)
+
+// Exit codes.
+const (
+	ExitHealthy  = 0
+	ExitProblems = 1
+	ExitCannot   = 2
+)
+
+// clusterTimeout bounds every request to the API server.
+const clusterTimeout = 30 * time.Second
+
+const usage = `macguardctl doctor: what is wrong with the pod MACs on this node, and what to do.
+
+Run as root on a node, or in the macguard DaemonSet's pod deployed with the
+doctor component (kubectl -n macguard exec ds/macguard -- /macguardctl doctor).
+Read-only unless --fix is given, which removes only stale records.
+
+Exit code: 0 healthy, 1 warnings or errors found, 2 could not look.
+
+Flags:
+`
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// Main is `macguardctl doctor`; it returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	d := DefaultDirs
+	fs.StringVar(&d.Conf, "conf-dir", d.Conf, "CNI configuration directory")
+	fs.StringVar(&d.Bin, "bin-dir", d.Bin, "CNI plugin directory (where the macguard plugin is)")
+	fs.StringVar(&d.Data, "data-dir", d.Data, "macguard's dataDir (records of changed MACs)")
+	fs.StringVar(&d.Cache, "cache-dir", d.Cache, "libcni's cache directory (results under results/)")
+	fs.StringVar(&d.Netns, "netns-dir", d.Netns, "the runtimes' network namespace directory")
+	fs.StringVar(&d.Proc, "proc", d.Proc, "procfs, to find namespaces only processes hold")
+	jsonOut := fs.Bool("json", false, "print the report as JSON (schema: docs/doctor.md)")
+	fix := fs.Bool("fix", false, "remove stale records (under the lock the plugin's GC takes); nothing else is changed")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for the cluster checks (default: in-cluster credentials when present)")
+	node := fs.String("node", os.Getenv("NODE_NAME"), "this node's Kubernetes name (default $NODE_NAME, else the hostname)")
+	noCluster := fs.Bool("no-cluster", false, "skip the cluster checks even with credentials")
+	var confs stringList
+	fs.Var(&confs, "conf", "also check this conflist, plugin config or NetworkAttachmentDefinition manifest (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitHealthy
+		}
+		return ExitCannot
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "macguardctl doctor: unexpected argument %q\n", fs.Arg(0))
+		return ExitCannot
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "macguardctl doctor: could not look: %v\n", err)
+		return ExitCannot
+	}
+	if isNotRoot() {
+		return fail(errors.New("must run as root: it enters every pod's network namespace (CAP_SYS_ADMIN) and reads root-only directories"))
+	}
+	if *node == "" {
+		if h, err := os.Hostname(); err == nil {
+			*node = h
+		}
+	}
+	// The conf dir, bin dir and procfs exist on every CNI node, and a
+	// directory named on the command line must exist: otherwise the report
+	// would be a clean bill of health for a place never looked at.
+	required := map[string]bool{d.Conf: true, d.Bin: true, d.Proc: true}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "conf-dir", "bin-dir", "data-dir", "cache-dir", "netns-dir", "proc":
+			required[f.Value.String()] = true
+		}
+	})
+	self := Build{Version: buildinfo.Version, Commit: buildinfo.Commit}
+	w, err := Gather(Options{Dirs: d, Required: required, Confs: confs, Node: *node}, self)
+	if err != nil {
+		return fail(err)
+	}
+	if !*noCluster {
+		kc, dc, err := clients(*kubeconfig)
+		if err != nil {
+			return fail(err)
+		}
+		if kc != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+			c, err := GatherCluster(ctx, kc, dc, *node)
+			cancel()
+			if err != nil {
+				return fail(fmt.Errorf("cluster checks: %w", err))
+			}
+			w.Cluster = c
+		}
+	}
+	r := Analyze(w)
+	if *fix {
+		w.Fixed, w.FixErrors = Fix(d.Data, r)
+		r = Analyze(w)
+	}
+	if *jsonOut {
+		err = RenderJSON(stdout, r)
+	} else {
+		err = RenderText(stdout, r)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("writing the report: %w", err))
+	}
+	if r.Summary.Status != "healthy" {
+		return ExitProblems
+	}
+	return ExitHealthy
+}
+
+// clients builds the API clients: from kubeconfig when given, else from
+// in-cluster credentials when the pod has them; (nil, nil, nil) when there
+// are none, and the cluster checks are skipped.
+func clients(kubeconfig string) (kubernetes.Interface, dynamic.Interface, error) {
+	var cfg *rest.Config
+	var err error
+	switch {
+	case kubeconfig != "":
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+		}
+	default:
+		cfg, err = rest.InClusterConfig()
+		if err != nil {
+			// Not in a pod, or no service account token mounted (the base
+			// DaemonSet mounts none; the doctor component does).
+			return nil, nil, nil
+		}
+	}
+	cfg.UserAgent = "macguardctl-doctor/" + buildinfo.Version
+	cfg.Timeout = clusterTimeout
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster client: %w", err)
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster client: %w", err)
+	}
+	return kc, dc, nil
+}

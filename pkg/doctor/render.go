@@ -1,0 +1,204 @@
+package doctor
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+)
+
+// RenderJSON writes the report in the stable schema of docs/doctor.md.
+func RenderJSON(w io.Writer, r Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// describeKind is the device column: kind, mode and master.
+func describeKind(ifc Interface) string {
+	d := ifc.Kind
+	switch {
+	case ifc.NetkitMode != "":
+		d += " " + strings.ToUpper(ifc.NetkitMode)
+	case ifc.MacvlanMode != "":
+		d += " " + ifc.MacvlanMode
+	case ifc.IPVlanMode != "":
+		d += " " + ifc.IPVlanMode
+	}
+	if ifc.Master != "" {
+		kind := ifc.MasterKind
+		if kind == "" {
+			kind = "master"
+		}
+		d += fmt.Sprintf(" (%s port of %s)", kind, ifc.Master)
+	}
+	return d
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// RenderText writes the report for a person: pods with their interfaces
+// and findings, then records, configuration, binary and cluster, then the
+// summary.
+func RenderText(w io.Writer, r Report) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "macguard doctor on node %s (macguardctl %s, commit %s)\n", orDash(r.Node), r.Macguardctl.Version, r.Macguardctl.Commit)
+
+	bySection := map[Section][]Finding{}
+	byPod := map[string][]Finding{}
+	for _, f := range r.Findings {
+		if f.Section == SectionPods && f.Pod != "" {
+			byPod[f.Pod] = append(byPod[f.Pod], f)
+			continue
+		}
+		bySection[f.Section] = append(bySection[f.Section], f)
+	}
+
+	fmt.Fprintf(&b, "\nPods (%d)\n", len(r.Pods))
+	if len(r.Pods) == 0 {
+		b.WriteString("  none found\n")
+	}
+	for _, p := range r.Pods {
+		fmt.Fprintf(&b, "  %s\n", p.Name)
+		fmt.Fprintf(&b, "    netns %s (%s)", p.Netns, strings.Join(p.Seen, ", "))
+		if p.ContainerID != "" && p.PodName != "" {
+			fmt.Fprintf(&b, ", container %s", p.ContainerID)
+		}
+		if p.VM != "" {
+			fmt.Fprintf(&b, ", VM %s", p.VM)
+		}
+		b.WriteString("\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for _, ifc := range p.Interfaces {
+			net := ""
+			if ifc.Network != "" {
+				net = "network " + ifc.Network
+				if ifc.Macguard {
+					net += " (macguard)"
+				}
+			}
+			if ifc.Applied != "" {
+				net += ", applied " + ifc.Applied
+			}
+			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", ifc.Name, describeKind(ifc.Interface), orDash(ifc.MAC), strings.TrimPrefix(net, ", "))
+		}
+		tw.Flush()
+		writeFindings(&b, byPod[p.Name], "    ")
+		delete(byPod, p.Name)
+	}
+	writeFindings(&b, bySection[SectionPods], "  ")
+
+	live, stale := 0, 0
+	for _, rec := range r.Records {
+		switch rec.State {
+		case "live":
+			live++
+		case "stale":
+			stale++
+		}
+	}
+	fmt.Fprintf(&b, "\nRecords (%d: %d live, %d stale)\n", len(r.Records), live, stale)
+	writeFindings(&b, bySection[SectionRecords], "  ")
+
+	b.WriteString("\nConfiguration\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, c := range r.Configs {
+		if c.Source == "cluster" {
+			continue
+		}
+		name := filepath.Base(c.File)
+		if c.NAD != "" {
+			name = fmt.Sprintf("%s (NAD %s)", name, c.NAD)
+		}
+		var notes []string
+		if c.Loaded {
+			notes = append(notes, "loaded by the runtime")
+		}
+		switch {
+		case !c.Valid && len(c.Plugins) == 0:
+			notes = append(notes, "invalid")
+		case c.Macguard && c.After != "":
+			notes = append(notes, "chains macguard after "+c.After)
+		case c.Macguard:
+			notes = append(notes, "has macguard first")
+		default:
+			notes = append(notes, "no macguard")
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, orDash(strings.Join(c.Plugins, " -> ")), strings.Join(notes, ", "))
+	}
+	tw.Flush()
+	writeFindings(&b, bySection[SectionConfig], "  ")
+
+	b.WriteString("\nBinary\n")
+	switch bin := r.Binary; {
+	case !bin.Present:
+		fmt.Fprintf(&b, "  %s: missing\n", bin.Path)
+	case bin.Version != "":
+		fmt.Fprintf(&b, "  %s: %s\n", bin.Path, bin.Version)
+	default:
+		fmt.Fprintf(&b, "  %s\n", bin.Path)
+	}
+	writeFindings(&b, bySection[SectionBinary], "  ")
+
+	if cl := bySection[SectionCluster]; len(cl) > 0 || hasNAD(r.Configs) {
+		b.WriteString("\nCluster\n")
+		for _, c := range r.Configs {
+			if c.Source == "cluster" {
+				fmt.Fprintf(&b, "  NAD %s: %s\n", c.NAD, orDash(strings.Join(c.Plugins, " -> ")))
+			}
+		}
+		writeFindings(&b, cl, "  ")
+	}
+
+	s := r.Summary
+	if s.Status == "healthy" {
+		fmt.Fprintf(&b, "\nHealthy: nothing wrong found (%d info).\n", s.Info)
+	} else {
+		fmt.Fprintf(&b, "\n%d error(s), %d warning(s), %d info.\n", s.Errors, s.Warnings, s.Info)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func hasNAD(cs []ConfigState) bool {
+	for _, c := range cs {
+		if c.Source == "cluster" {
+			return true
+		}
+	}
+	return false
+}
+
+var severityLabel = map[Severity]string{Error: "ERROR  ", Warning: "WARNING", Info: "info   "}
+
+func writeFindings(b *strings.Builder, fs []Finding, indent string) {
+	for _, f := range fs {
+		var subject []string
+		if f.Pod != "" && f.Section != SectionPods {
+			subject = append(subject, f.Pod)
+		}
+		if f.Interface != "" && f.Section != SectionPods {
+			subject = append(subject, f.Interface)
+		}
+		if f.NAD != "" {
+			subject = append(subject, "NAD "+f.NAD)
+		} else if f.File != "" {
+			subject = append(subject, filepath.Base(f.File))
+		}
+		head := ""
+		if len(subject) > 0 {
+			head = strings.Join(subject, " ") + ": "
+		}
+		fmt.Fprintf(b, "%s%s %s%s [%s]\n", indent, severityLabel[f.Severity], head, f.Message, f.Code)
+		if f.Remedy != "" {
+			fmt.Fprintf(b, "%s        fix: %s\n", indent, f.Remedy)
+		}
+	}
+}
