@@ -139,7 +139,7 @@ func (p *Plugin) attach(args *skel.CmdArgs) (*attached, error) {
 		return fail(asCNIError(err))
 	}
 	return &attached{invocation: inv, prev: prev, requested: requested, netns: netns,
-		close: func() { netns.Close(); closeLog() }}, nil
+		close: func() { _ = netns.Close(); closeLog() }}, nil // a handle's close loses nothing
 }
 
 // inspect reads the interface and decides; it runs inside the namespace.
