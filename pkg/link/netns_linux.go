@@ -50,7 +50,7 @@ func Open(path string) (Netns, error) {
 	// skel only compares CNI_NETNS with the plugin's own namespace after
 	// ADD returned; by then the node's interface would have been changed.
 	if same, cerr := cnins.CheckNetNS(path); cerr == nil && same {
-		n.Close()
+		_ = n.Close() // only opened, never entered: the refusal is the error to report
 		return nil, fmt.Errorf("CNI_NETNS %q is the plugin's own (node) network namespace; refusing to touch node interfaces: %w", path, ErrNetns)
 	}
 	return &kernelNetns{path: path, ns: n}, nil
