@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# make k8s-down: stop everything make k8s-up started and remove what it
+# made outside $K8S_RUN, whether the last run ended cleanly or was killed.
+# Processes are stopped by the PIDs in their pidfiles (ours, and
+# containerd's shim.pid/init.pid), never by name. Once the last process of
+# the node's mount namespace is gone, every mount the node made is gone
+# with it; then the network namespace (and every device in it) is deleted.
+#
+# K8S_PURGE=1 also deletes $K8S_RUN (etcd's data, images, logs).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+[ -d "$K8S_RUN" ] || [ -e "/run/netns/$NODE_NETNS" ] || exit 0
+
+# The kubelet first, so that nothing restarts what is stopped next.
+stop kubelet 15
+
+# Container processes and their shims, from containerd's own pidfiles.
+# init.pid is a container's first process; it is PID 1 of its own PID
+# namespace, so killing it ends every process of the container. A PID from
+# a file is only killed while it still looks like what the file says (a
+# shim, or a process in a PID namespace other than ours): after a reboot
+# the files are stale and their PIDs may belong to anything.
+tasks=$CTRD/state/io.containerd.runtime.v2.task
+ownpidns=$(readlink /proc/self/ns/pid)
+if [ -d "$tasks" ]; then
+	while IFS= read -r f; do
+		p=$(cat "$f" 2>/dev/null) || continue
+		[ -n "$p" ] && [ -d "/proc/$p" ] || continue
+		case $f in
+		*/init.pid) [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" != "$ownpidns" ] || continue ;;
+		*/shim.pid) [ "$(basename "$(readlink "/proc/$p/exe" 2>/dev/null)")" = containerd-shim-runc-v2 ] || continue ;;
+		esac
+		kill -KILL "$p" 2>/dev/null || true
+	done < <(find "$tasks" -name init.pid; find "$tasks" -name shim.pid)
+fi
+for d in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
+	stop "$d" 15
+done
+# Shims and containers exit on SIGKILL at once; wait for them so that the
+# mount namespace is really gone before the netns is deleted.
+if [ -d "$tasks" ]; then
+	for i in $(seq 50); do
+		alive=0
+		while IFS= read -r f; do
+			p=$(cat "$f" 2>/dev/null) || continue
+			[ -n "$p" ] && [ -d "/proc/$p" ] && alive=1
+		done < <(find "$tasks" -name shim.pid)
+		[ $alive = 0 ] && break
+		sleep 0.1
+	done
+fi
+stop anchor 5
+
+# runc leaves the cgroups of containers it never deleted: remove those of
+# our containers (named by their IDs), deepest first.
+if [ -d "$tasks" ]; then
+	for id in $(find "$tasks" -mindepth 2 -maxdepth 2 -type d -printf '%f\n'); do
+		find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$id" 2>/dev/null | sort -r | while IFS= read -r c; do
+			rmdir "$c" 2>/dev/null || true
+		done
+	done
+	# containerd's state dir describes running tasks; none runs any more.
+	rm -rf "$tasks"
+fi
+
+if [ -e "/run/netns/$NODE_NETNS" ]; then
+	ip netns del "$NODE_NETNS" || die "cannot delete the network namespace $NODE_NETNS"
+fi
+if [ -f "$K8S_RUN/created-dirs" ]; then
+	while IFS= read -r d; do
+		rmdir "$d" 2>/dev/null || log "left $d: not empty"
+	done <"$K8S_RUN/created-dirs"
+	rm -f "$K8S_RUN/created-dirs"
+fi
+rm -f "${K8S_ENV_FILE:-$K8S_CACHE/env}"
+if [ "${K8S_PURGE:-}" = 1 ]; then
+	# Nothing of ours may still be mounted in the machine's namespace.
+	if awk -v r="$(realpath "$K8S_RUN")" '$5 == r || index($5, r "/") == 1 {found=1} END {exit !found}' /proc/self/mountinfo; then
+		die "something is still mounted under $K8S_RUN; not deleting it"
+	fi
+	rm -rf "$K8S_RUN"
+fi
+log "node $NODE_NAME is down"

@@ -1,0 +1,136 @@
+# Shared by hack/k8s/{up,down,node}.sh: where the one-node cluster keeps
+# its state and how its processes are entered, started and stopped.
+#
+# The node is a network namespace of its own ($NODE_NETNS) plus a mount
+# namespace of its own, held open by an "anchor" process. Every daemon is
+# started inside both, so that
+#   - the bridge, the pod veths and the node's address live only in the
+#     node's network namespace;
+#   - every mount the node makes (containerd's snapshots, the kubelet's
+#     volumes, the pods' network namespaces under /run/netns, the paths
+#     that the kubelet, containerd, the CNI plugins and Multus hard-code:
+#     /var/lib/kubelet, /var/lib/cni, /run/cni, /run/containerd,
+#     /var/log/containers) exists only in that mount namespace and
+#     disappears with its last process: nothing outlives `k8s-down`, and
+#     nothing ever lands in the machine's own directories.
+# Processes are tracked by pidfiles (ours, and containerd's shim.pid and
+# init.pid) and stopped by PID only.
+
+: "${K8S_CACHE:?}"
+K8S_RUN=${K8S_RUN:-$K8S_CACHE/run}
+# Named after the state directory, so that two checkouts on one machine
+# each run a node of their own and never take down each other's.
+NODE_NETNS=${NODE_NETNS:-mgk8s-$(printf %s "$K8S_RUN" | sha256sum | cut -c1-8)}
+NODE_NAME=${NODE_NAME:-macguard-node}
+NODE_IP=${NODE_IP:-10.250.0.2}
+NODE_PREFIX=24
+POD_SUBNET=${POD_SUBNET:-10.251.0.0/24}
+SERVICE_SUBNET=${SERVICE_SUBNET:-10.96.0.0/24}
+NAD_MASTER=${NAD_MASTER:-eth1}
+# Devices for host-device NADs: moved into a pod and back.
+HOSTDEV_DEVICES=${HOSTDEV_DEVICES:-eth2 eth3}
+
+PIDS=$K8S_RUN/pids
+LOGS=$K8S_RUN/logs
+CNI_BIN=$K8S_RUN/cni/bin
+CNI_CONF=$K8S_RUN/cni/net.d
+CTRD=$K8S_RUN/containerd
+CTRD_SOCK=$CTRD/containerd.sock
+KUBECONFIG_FILE=$K8S_RUN/admin.kubeconfig
+# The bind mounts of the node's mount namespace: machine path -> our
+# directory. Created on the machine only when missing, and then removed
+# again by k8s-down (recorded in $K8S_RUN/created-dirs).
+HOST_BINDS=(
+	"/var/lib/kubelet:$K8S_RUN/host/var-lib-kubelet"
+	"/var/lib/cni:$K8S_RUN/host/var-lib-cni"
+	"/run/cni:$K8S_RUN/host/run-cni"
+	"/run/containerd:$K8S_RUN/host/run-containerd"
+	"/var/log/containers:$K8S_RUN/host/var-log-containers"
+	"/var/log/pods:$K8S_RUN/host/var-log-pods"
+)
+
+log() { printf 'k8s: %s\n' "$*" >&2; }
+die() {
+	printf 'k8s: FAILED: %s\n' "$*" >&2
+	exit 1
+}
+
+# starttime PID: the process's start time (in clock ticks since boot),
+# which together with the PID names one process: a PID reused by another
+# process after a crash or a reboot does not match.
+starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+
+# pid_of NAME: the PID in our pidfile NAME, if that very process is alive.
+pid_of() {
+	local f=$PIDS/$1.pid p
+	[ -f "$f" ] || return 1
+	p=$(cat "$f")
+	[ -n "$p" ] && [ -d "/proc/$p" ] || return 1
+	if [ -f "$PIDS/$1.start" ] && [ "$(cat "$PIDS/$1.start")" != "$(starttime "$p")" ]; then
+		return 1
+	fi
+	echo "$p"
+}
+
+# in_node CMD...: run CMD in the node's network and mount namespaces.
+in_node() {
+	local a
+	a=$(pid_of anchor) || die "the node's anchor process is not running (make k8s-up)"
+	nsenter --mount="/proc/$a/ns/mnt" --net="/run/netns/$NODE_NETNS" -- "$@"
+}
+
+# start NAME CMD...: start a daemon in the node, detached from this shell
+# (its own session, so that make's end or a ^C here does not stop it), with
+# its PID in $PIDS/NAME.pid and its output in $LOGS/NAME.log. The pidfile
+# is written by the process itself before it execs the daemon, so it holds
+# the daemon's own PID.
+start() {
+	local name=$1 a
+	shift
+	a=$(pid_of anchor) || die "the node's anchor process is not running"
+	mkdir -p "$PIDS" "$LOGS"
+	# The command, for hack/k8s/node.sh restart.
+	printf '%q ' "$@" >"$PIDS/$name.cmd"
+	rm -f "$PIDS/$name.pid"
+	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDS/$name.pid" \
+		nsenter --mount="/proc/$a/ns/mnt" --net="/run/netns/$NODE_NETNS" -- "$@" \
+		</dev/null >>"$LOGS/$name.log" 2>&1 &
+	local i
+	for i in $(seq 50); do
+		[ -s "$PIDS/$name.pid" ] && break
+		sleep 0.1
+	done
+	starttime "$(cat "$PIDS/$name.pid")" >"$PIDS/$name.start"
+	log "started $name (pid $(cat "$PIDS/$name.pid"), log $LOGS/$name.log)"
+}
+
+# stop_pid PID WHAT [GRACE]: TERM, wait up to GRACE seconds, then KILL, and
+# wait until it is gone.
+stop_pid() {
+	local p=$1 what=$2 grace=${3:-10} i
+	[ -d "/proc/$p" ] || return 0
+	kill -TERM "$p" 2>/dev/null || true
+	for i in $(seq $((grace * 10))); do
+		[ -d "/proc/$p" ] || return 0
+		# A zombie of ours is gone for every purpose here.
+		[ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] && return 0
+		sleep 0.1
+	done
+	log "$what (pid $p) did not stop on TERM; killing it"
+	kill -KILL "$p" 2>/dev/null || true
+	for i in $(seq 50); do
+		[ -d "/proc/$p" ] || return 0
+		[ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] && return 0
+		sleep 0.1
+	done
+	die "$what (pid $p) is still running after SIGKILL"
+}
+
+# stop NAME [GRACE]: stop the daemon of pidfile NAME and remove the pidfile.
+stop() {
+	local p
+	if p=$(pid_of "$1"); then
+		stop_pid "$p" "$1" "${2:-10}"
+	fi
+	rm -f "$PIDS/$1.pid" "$PIDS/$1.start"
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# make test-k8s: run the test/k8s suite against the one-node cluster. A
+# node that is already up (make k8s-up) is used and left running; else one
+# is brought up here and taken down at the end, pass or fail.
+#
+# The API server listens only in the node's network namespace, so the test
+# binary runs there (network namespace only: it sees the machine's files,
+# and each pod's network namespace through /proc/<pid>/ns/net).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+: "${K8S_TEST_BIN:?}" "${K8S_ENV_FILE:?}"
+hack=$(dirname "$here")
+"$hack/require-root.sh"
+
+node_up() {
+	[ -f "$K8S_ENV_FILE" ] && pid_of anchor >/dev/null && pid_of kube-apiserver >/dev/null &&
+		pid_of kubelet >/dev/null && pid_of containerd >/dev/null
+}
+started=0
+if node_up; then
+	log "using the running node ($K8S_ENV_FILE); it stays up"
+	# make image may have rebuilt the archive since the node imported it:
+	# import it again (plainly, as k8s-up does) so that the DaemonSet runs
+	# the image the test compares with.
+	ctr --address "$CTRD_SOCK" -n k8s.io images import "$MACGUARD_IMAGE_ARCHIVE" >/dev/null
+else
+	started=1
+	trap '"$here/down.sh"' EXIT
+	"$here/up.sh"
+fi
+t0=$(date +%s)
+set +e
+(
+	set -a
+	# shellcheck disable=SC1090
+	. "$K8S_ENV_FILE"
+	set +a
+	export K8S_ENV_FILE K8S_HACK_DIR=$here K8S_CACHE K8S_VERSION MULTUS_VERSION CNI_PLUGINS_VERSION ETCD_DEB_VERSION \
+		PAUSE_IMAGE PAUSE_ARCHIVE K8S_CNI_PLUGIN_DIR
+	cd "${REPO_ROOT:?}/test/k8s"
+	exec nsenter --net="/run/netns/$NODE_NETNS" -- "$K8S_TEST_BIN" -test.v -test.count=1 -test.timeout 30m \
+		${K8S_RUN_TESTS:+-test.run "$K8S_RUN_TESTS"}
+)
+rc=$?
+log "test/k8s took $(($(date +%s) - t0))s (exit $rc)"
+exit $rc
