@@ -55,6 +55,7 @@ var runnable = map[string]example{
 
 var notRunnable = map[string]string{
 	"multus/kube-ovn-macvlan.yaml": "needs Kube-OVN's IPAM daemon; its macvlan-without-capability case is TestMacvlanRequestEnforced",
+	"multus/host-device-mac.yaml":  "moves a node device into the pod through Multus; run on a real node by test/k8s (TestCluster/Secondaries)",
 }
 
 // TestExamples runs the shipped examples with cnitool, changing only what
