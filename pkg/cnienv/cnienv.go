@@ -74,7 +74,7 @@ func invalid(format string, a ...any) *types.Error {
 // CNI error on stdout and exits 1, as skel would.
 func Validate() {
 	if err := Check(os.Getenv); err != nil {
-		err.Print()
+		_ = err.Print() // should stdout be gone, exit status 1 still says it failed
 		os.Exit(1)
 	}
 }

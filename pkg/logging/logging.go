@@ -26,7 +26,9 @@ func Open(file, level string, stderr io.Writer) (*slog.Logger, func(), error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening logFile %s: %w", file, err)
 		}
-		w, closeFn = f, func() { f.Close() }
+		// Every record is written straight to the file (no buffer), so
+		// Close cannot lose a line.
+		w, closeFn = f, func() { _ = f.Close() }
 	}
 	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})
 	return slog.New(h).With("plugin", "macguard", "pid", os.Getpid()), closeFn, nil

@@ -100,7 +100,8 @@ func tempFile(t *testing.T, data []byte) *os.File {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.Close() })
+	// Replace may hand f back as the reader, which its test closes first.
+	t.Cleanup(func() { _ = f.Close() })
 	return f
 }
 
@@ -112,14 +113,18 @@ func TestBoundInProcess(t *testing.T) {
 		if os.Getenv("CNI_COMMAND") == "VERSION" {
 			// Reaching this line is the point: Bound did not wait for a
 			// stdin that is never closed.
-			os.Stdout.WriteString("bound returned")
+			if _, err := os.Stdout.WriteString("bound returned"); err != nil {
+				os.Exit(4)
+			}
 			os.Exit(0)
 		}
 		data, err := io.ReadAll(os.Stdin)
 		if err != nil {
 			os.Exit(3)
 		}
-		os.Stdout.Write(data)
+		if _, err := os.Stdout.Write(data); err != nil {
+			os.Exit(4)
+		}
 		os.Exit(0)
 	}
 	tests := []struct {
@@ -160,9 +165,8 @@ func TestBoundInProcess(t *testing.T) {
 			select {
 			case err = <-done:
 			case <-time.After(20 * time.Second):
-				cmd.Process.Kill()
-				<-done
-				t.Fatal("child still reading stdin after 20s")
+				_ = cmd.Process.Kill() // should it exit meanwhile, done still delivers
+				t.Fatalf("child still reading stdin after 20s (killed: %v)", <-done)
 			}
 			if tt.wantCode == 0 {
 				if err != nil || out.String() != tt.wantOut {
