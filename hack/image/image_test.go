@@ -71,9 +71,13 @@ func extract(t *testing.T, archive string) string {
 		}
 		switch h.Typeflag {
 		case tar.TypeDir:
-			os.MkdirAll(p, 0o755)
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		case tar.TypeReg:
-			os.MkdirAll(filepath.Dir(p), 0o755)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			b, err := io.ReadAll(tr)
 			if err != nil {
 				t.Fatal(err)
@@ -170,7 +174,9 @@ func readArchive(t *testing.T, archive string) (v1.ImageIndex, string, map[strin
 					pi.binaries["/"+h.Name], _ = io.ReadAll(tr)
 				}
 			}
-			rc.Close()
+			if err := rc.Close(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		imgs[pi.platform] = pi
 	}
@@ -285,7 +291,7 @@ func TestBuildWritesAReadableReproducibleIndex(t *testing.T) {
 	}
 	checkImages(t, imgs, "v9.8.7")
 	for _, img := range imgs {
-		if img.config.Config.Labels[LabelRevision] != "abc123" || !img.config.Created.Time.Equal(created) {
+		if img.config.Config.Labels[LabelRevision] != "abc123" || !img.config.Created.Equal(created) {
 			t.Errorf("revision label / created: %v %v", img.config.Config.Labels, img.config.Created)
 		}
 	}
@@ -320,15 +326,24 @@ func TestBuildRefusesBadBinaries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o755)
+			if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
 		return dir
 	}
 	notELF := filepath.Join(t.TempDir(), "script")
-	os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755)
+	if err := os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	noTool := t.TempDir()
-	b, _ := os.ReadFile(filepath.Join(amd, "macguard"))
-	os.WriteFile(filepath.Join(noTool, "macguard"), b, 0o755)
+	b, err := os.ReadFile(filepath.Join(amd, "macguard"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(noTool, "macguard"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cases := map[string]struct {
 		bins map[string]string
 		want string
@@ -344,7 +359,7 @@ func TestBuildRefusesBadBinaries(t *testing.T) {
 	// A dynamically linked binary, if the system has one to offer.
 	for _, p := range []string{"/bin/ls", "/usr/bin/env"} {
 		if f, err := elf.Open(p); err == nil && f.Machine == elf.EM_X86_64 {
-			f.Close()
+			_ = f.Close() // only its header was read
 			cases["dynamic"] = struct {
 				bins map[string]string
 				want string
@@ -432,14 +447,19 @@ func TestImageArchive(t *testing.T) {
 	// its readiness check then passes.
 	node := t.TempDir()
 	bin, conf := filepath.Join(node, "opt/cni/bin"), filepath.Join(node, "etc/cni/net.d")
-	os.MkdirAll(bin, 0o755)
-	os.MkdirAll(conf, 0o755)
+	for _, d := range []string{bin, conf} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cilium, err := os.ReadFile("../../cni-conf/installer/05-cilium.conflist")
 	if err != nil {
 		t.Fatal(err)
 	}
 	list := filepath.Join(conf, "05-cilium.conflist")
-	os.WriteFile(list, cilium, 0o644)
+	if err := os.WriteFile(list, cilium, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	args := append(Entrypoint[1:], "--cni-bin-dir", bin, "--chain-into", list)
 	runAMD64(t, imgs, Entrypoint[0], args...)
 	if out := runAMD64(t, imgs, Entrypoint[0], append(args, "--check")...); strings.Contains(out, "not ok") {

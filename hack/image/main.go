@@ -87,8 +87,8 @@ type Spec struct {
 	// the index Repository:Version.
 	Repository string
 	Version    string
-	Revision string
-	Source   string
+	Revision   string
+	Source     string
 	// Created is the image's creation time; a fixed value (the commit
 	// time) makes the build reproducible.
 	Created time.Time
@@ -296,7 +296,9 @@ func WriteArchive(dir, out string, mtime time.Time) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	// Drops the partial archive on an early return; after the rename
+	// there is nothing left to remove, so its error means nothing.
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	tw := tar.NewWriter(tmp)
 	for _, p := range files {
 		fi, err := os.Lstat(p)
@@ -322,7 +324,7 @@ func WriteArchive(dir, out string, mtime time.Time) error {
 				return err
 			}
 			_, err = io.Copy(tw, f)
-			f.Close()
+			_ = f.Close() // only read: the copy's error is the one that matters
 			if err != nil {
 				return fmt.Errorf("archiving %s: %w", p, err)
 			}
