@@ -119,7 +119,7 @@ func (e *env) newNetns(tag string) (ns.NetNS, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the netns mount point %s: %w", path, err)
 	}
-	f.Close()
+	_ = f.Close() // opened only to create the empty mount point
 	errc := make(chan error, 1)
 	go func() {
 		// The thread is never unlocked: it ends up in the new namespace,
@@ -138,12 +138,12 @@ func (e *env) newNetns(tag string) (ns.NetNS, error) {
 		errc <- nil
 	}()
 	if err := <-errc; err != nil {
-		os.Remove(path)
+		_ = os.Remove(path) // best effort: the mount's error is the one to report
 		return nil, err
 	}
 	n, err := ns.GetNS(path)
 	if err != nil {
-		removeNetnsPath(path)
+		_ = removeNetnsPath(path) // best effort: the open's error is the one to report
 		return nil, fmt.Errorf("opening netns %s: %w", path, err)
 	}
 	e.mu.Lock()
@@ -158,8 +158,16 @@ func (e *env) removeNetns(n ns.NetNS) error {
 	e.mu.Lock()
 	delete(e.netns, n.Path())
 	e.mu.Unlock()
-	n.Close()
+	_ = n.Close() // only a handle: removing the mount is what can fail
 	return removeNetnsPath(n.Path())
+}
+
+// dropNetns is removeNetns for deferred cleanup: an error is reported, like
+// Close's, and the run goes on.
+func (e *env) dropNetns(n ns.NetNS) {
+	if err := e.removeNetns(n); err != nil {
+		fmt.Fprintf(os.Stderr, "cleanup: %v\n", err)
+	}
 }
 
 func removeNetnsPath(path string) error {
@@ -178,7 +186,7 @@ func (e *env) Close() {
 	e.mu.Lock()
 	paths := make([]string, 0, len(e.netns))
 	for p, n := range e.netns {
-		n.Close()
+		_ = n.Close() // only a handle: removing the mount is what can fail
 		paths = append(paths, p)
 	}
 	e.netns = map[string]ns.NetNS{}
@@ -232,7 +240,9 @@ func sweepStale() {
 				continue
 			}
 		}
-		os.RemoveAll(dir)
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintf(os.Stderr, "removing stale %s: %v\n", dir, err)
+		}
 	}
 }
 

@@ -118,7 +118,7 @@ func (e *benchExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []b
 	if probing {
 		// Only the probe may hold the write end, or the read below would
 		// never see EOF.
-		cmd.ExtraFiles[0].Close()
+		_ = cmd.ExtraFiles[0].Close()
 	}
 	if startErr != nil {
 		return nil, fmt.Errorf("starting %s: %w", pluginPath, startErr)

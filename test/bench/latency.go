@@ -83,13 +83,3 @@ func metaCPU(ss []sample, typ string) []time.Duration {
 	}
 	return out
 }
-
-func metaRSS(ss []sample, typ string) []int64 {
-	var out []int64
-	for _, s := range ss {
-		if c, ok := s.meta(typ); ok {
-			out = append(out, c.MaxRSSKiB)
-		}
-	}
-	return out
-}

@@ -77,7 +77,7 @@ func probeFloor(probe string) (float64, error) {
 	cmd := exec.Command(probe, "/bin/true")
 	cmd.ExtraFiles = []*os.File{w}
 	err = cmd.Start()
-	w.Close()
+	_ = w.Close() // only the child may hold the write end, or the read never sees EOF
 	if err != nil {
 		return 0, fmt.Errorf("starting %s: %w", probe, err)
 	}

@@ -524,7 +524,7 @@ func writeMarkdown(path string, r *results) error {
 		t.markdown(w)
 	}
 	if err := w.Flush(); err != nil {
-		f.Close()
+		_ = f.Close() // the write's error is the one to report
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return f.Close()

@@ -70,7 +70,7 @@ func runThroughput(ctx context.Context, r *runner, vs []*variant, levels []int, 
 	}
 	defer func() {
 		for _, n := range netnses {
-			r.env.removeNetns(n)
+			r.env.dropNetns(n)
 		}
 	}()
 
@@ -211,12 +211,12 @@ func runIfaces(ctx context.Context, r *runner, vs []*variant, crowd, iters int, 
 	if err != nil {
 		return nil, err
 	}
-	defer r.env.removeNetns(lean)
+	defer r.env.dropNetns(lean)
 	fat, err := r.env.newNetns("crowded")
 	if err != nil {
 		return nil, err
 	}
-	defer r.env.removeNetns(fat)
+	defer r.env.dropNetns(fat)
 	// The crowd is veth ends whose peers sit in a sink namespace, so each
 	// adds exactly one interface to the pod namespace, like the interfaces
 	// of a pod with many attachments (dummy is not in every kernel).
@@ -224,7 +224,7 @@ func runIfaces(ctx context.Context, r *runner, vs []*variant, crowd, iters int, 
 	if err != nil {
 		return nil, err
 	}
-	defer r.env.removeNetns(sink)
+	defer r.env.dropNetns(sink)
 	if err := fat.Do(func(ns.NetNS) error {
 		if err := linkUp("lo"); err != nil {
 			return err

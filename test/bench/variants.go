@@ -75,10 +75,10 @@ func buildVariants(e *env) ([]*variant, error) {
 	for i, v := range vs {
 		v.Floor = "floor-" + v.Main
 		var metaConf map[string]any
-		switch {
-		case v.Meta == "tuning":
+		switch v.Meta {
+		case "tuning":
 			metaConf = map[string]any{"type": "tuning", "capabilities": map[string]bool{"mac": true}, "dataDir": e.path("tuning", v.Key)}
-		case v.Meta == "macguard":
+		case "macguard":
 			metaConf = map[string]any{"type": "macguard", "dataDir": e.path("macguard", v.Key)}
 			if v.RequestMAC {
 				metaConf["capabilities"] = map[string]bool{"mac": true}
