@@ -51,7 +51,11 @@ func NewCapture(t testing.TB, n ns.NetNS, ifName string) *Capture {
 		c.fd = fd
 		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: l.Attrs().Index})
 	})
-	t.Cleanup(func() { unix.Close(c.fd) })
+	t.Cleanup(func() {
+		if err := unix.Close(c.fd); err != nil {
+			t.Errorf("closing the capture socket on %s: %v", ifName, err)
+		}
+	})
 	tv := unix.Timeval{Usec: 200000}
 	if err := unix.SetsockoptTimeval(c.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		t.Fatal(err)

@@ -82,7 +82,7 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
+		_ = out.Close() // the copy's error is the one to report
 		return fmt.Errorf("copying %s to %s: %w", src, dst, err)
 	}
 	return out.Close()

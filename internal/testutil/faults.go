@@ -169,8 +169,10 @@ func DeadProcessNetns(t testing.TB) string {
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("namespace of the live process: %v", err)
 	}
-	cmd.Process.Kill()
-	cmd.Wait()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatalf("killing the process holding the netns: %v", err)
+	}
+	_ = cmd.Wait() // "signal: killed": what was asked for
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("%s still there after the process exited: %v", path, err)
 	}
@@ -199,7 +201,7 @@ func MakeUnwritable(t testing.TB, dir string) (restore func()) {
 		t.Fatalf("bind-mounting %s: %v", dir, err)
 	}
 	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
-		unix.Unmount(dir, unix.MNT_DETACH)
+		_ = unix.Unmount(dir, unix.MNT_DETACH) // best effort: the remount error is the one to report
 		t.Fatalf("remounting %s read-only: %v", dir, err)
 	}
 	return onceCleanup(t, func() {
@@ -264,8 +266,12 @@ func HoldLock(t testing.TB, dataDir string, exclusive bool) (release func()) {
 		how = unix.LOCK_EX
 	}
 	if err := unix.Flock(int(f.Fd()), how); err != nil {
-		f.Close()
+		_ = f.Close() // the flock error is the one to report
 		t.Fatalf("locking %s: %v", f.Name(), err)
 	}
-	return onceCleanup(t, func() { f.Close() })
+	return onceCleanup(t, func() {
+		if err := f.Close(); err != nil {
+			t.Errorf("releasing the lock %s: %v", f.Name(), err)
+		}
+	})
 }

@@ -34,7 +34,7 @@ func RemovableNetns(t testing.TB) (n ns.NetNS, remove func() error) {
 	)
 	remove = func() error {
 		once.Do(func() {
-			n.Close()
+			_ = n.Close() // fails only if a test closed it already, to unmount it
 			if err := testutils.UnmountNS(n); err != nil {
 				onceErr = fmt.Errorf("removing netns %s: %w", n.Path(), err)
 			}

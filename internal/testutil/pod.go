@@ -43,7 +43,7 @@ func NewNetns(t testing.TB) ns.NetNS {
 		t.Fatalf("creating netns: %v", err)
 	}
 	t.Cleanup(func() {
-		n.Close()
+		_ = n.Close() // fails only if a test closed it already, to unmount it
 		if err := testutils.UnmountNS(n); err != nil {
 			t.Logf("removing netns %s: %v", n.Path(), err)
 		}

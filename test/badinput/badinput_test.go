@@ -109,7 +109,9 @@ func mustJSON(v any) json.RawMessage {
 // prev is the base prevResult with its top level overridden by over.
 func (f *fixture) prev(over string) string {
 	var m map[string]json.RawMessage
-	json.Unmarshal([]byte(f.pod.PrevResult("1.0.0", f.mac)), &m)
+	if err := json.Unmarshal([]byte(f.pod.PrevResult("1.0.0", f.mac)), &m); err != nil {
+		panic(fmt.Sprintf("base prevResult: %v", err))
+	}
 	var o map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(over), &o); err != nil {
 		panic(fmt.Sprintf("bad override %s: %v", over, err))

@@ -330,7 +330,9 @@ func TestDelAfterSandboxGone(t *testing.T) {
 	}{
 		{"netns deleted", func(t *testing.T, w *world) string {
 			path := w.pod.NS.Path()
-			w.pod.NS.Close() // an open handle keeps the mount busy
+			if err := w.pod.NS.Close(); err != nil { // an open handle keeps the mount busy
+				t.Fatal(err)
+			}
 			if err := testutils.UnmountNS(w.pod.NS); err != nil {
 				t.Fatal(err)
 			}
@@ -375,8 +377,9 @@ func mustNS(t *testing.T) ns.NetNS {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		n.Close()
-		testutils.UnmountNS(n) // already gone in the "netns deleted" case
+		// Both closed and gone already in the "netns deleted" case.
+		_ = n.Close()
+		_ = testutils.UnmountNS(n)
 	})
 	return n
 }

@@ -100,7 +100,7 @@ func watch(t *testing.T, dir string) func() []inotifyEvent {
 	}
 	mask := uint32(unix.IN_CREATE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_DELETE)
 	if _, err := unix.InotifyAddWatch(fd, dir, mask); err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd) // the watch's error is the one to report
 		t.Fatal(err)
 	}
 	return func() []inotifyEvent {

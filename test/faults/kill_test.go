@@ -60,8 +60,10 @@ func (p *pausing) pause(at string) {
 		return
 	}
 	f := os.NewFile(3, "pause")
+	// Should the line not get through, the parent reports a child that
+	// never paused.
 	fmt.Fprintln(f, at)
-	f.Close()
+	_ = f.Close()
 	// Sleep rather than block on a channel: the runtime would call a
 	// goroutine-less wait a deadlock and exit.
 	time.Sleep(time.Hour)
@@ -103,11 +105,18 @@ func startPaused(t *testing.T, env testutil.Env, conf []byte, step string) *paus
 	p.cmd.Stdout = &p.out
 	p.cmd.ExtraFiles = []*os.File{w}
 	if err := p.cmd.Start(); err != nil {
-		w.Close()
+		_ = w.Close() // the start's error is the one to report
 		t.Fatal(err)
 	}
-	w.Close() // the child holds the only write end now: its exit means EOF
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	// The child holds the only write end now: its exit means EOF.
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Gone already, and waited for, when the test has ended it.
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	})
 	got := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(r).ReadString('\n')
@@ -116,7 +125,7 @@ func startPaused(t *testing.T, env testutil.Env, conf []byte, step string) *paus
 	select {
 	case line := <-got:
 		if line != step {
-			p.cmd.Wait()
+			_ = p.cmd.Wait() // how it ended is in ProcessState, reported next
 			t.Fatalf("child ended without reaching %q (exit %v, stdout %s)", step, p.cmd.ProcessState, p.out.String())
 		}
 	case <-time.After(runTimeout):
@@ -207,7 +216,7 @@ func TestKilledAtRandomTimes(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(delay)
-		cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Process.Signal(syscall.SIGKILL) // it may have finished first: the switch below tells
 		err := cmd.Wait()
 		ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
 		records, temps, _ := testutil.StateFiles(w.dataDir)
