@@ -115,7 +115,7 @@ type ConfigState struct {
 	File string `json:"file"`
 	// Source is "conf-dir", "conf-flag" (--conf) or "cluster" (a NAD).
 	Source string `json:"source"`
-	NAD  string `json:"nad,omitempty"`
+	NAD    string `json:"nad,omitempty"`
 	// Network is the configuration's "name".
 	Network string `json:"network,omitempty"`
 	// Plugins are the chain's plugin types in order.

@@ -1,0 +1,178 @@
+package doctor_test
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
+	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/test/doctor/nodeworld"
+)
+
+// --fix removes the stale records and nothing else: not the live record,
+// not a corrupt one (whose attachment cannot be known), not the cache.
+func TestFixRemovesOnlyStaleRecords(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	pod := webPod(t, w, "web", webMAC)
+	w.Record(t, "gone-sandbox", "eth0", filepath.Join(w.Root, "no-such-netns"), "", otherMAC)
+	w.Record(t, pod.ContainerID, "net9", pod.NetnsPath(), "", otherMAC)
+	corrupt := filepath.Join(w.Data, "eth0@torn.json")
+	if err := os.WriteFile(corrupt, []byte(`{"version":1,"contai`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	live := "eth0@" + pod.ContainerID + ".json"
+
+	r, code := w.Run(t, bin, "--fix")
+	if code != 1 {
+		t.Errorf("exit code %d, want 1 (the corrupt record is still a warning)", code)
+	}
+	if got, want := w.Records(t), []string{live, "eth0@torn.json"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("records after --fix: %v, want %v", got, want)
+	}
+	states := map[string]string{}
+	for _, rec := range r.Records {
+		states[filepath.Base(rec.File)] = rec.State
+	}
+	want := map[string]string{live: "live", "eth0@gone-sandbox.json": "removed", "net9@" + pod.ContainerID + ".json": "removed", "eth0@torn.json": "corrupt"}
+	if !reflect.DeepEqual(states, want) {
+		t.Errorf("record states %v, want %v", states, want)
+	}
+	if f := nodeworld.Find(r, "record-stale", ""); f != nil {
+		t.Errorf("--fix still reports a stale record: %+v", f)
+	}
+
+	// A second look: nothing stale is left, the rest is unchanged.
+	r, _ = w.Run(t, bin)
+	if got := nodeworld.Problems(r); !reflect.DeepEqual(got, []nodeworld.Problem{p(doctor.Warning, "record-corrupt", "", "", "eth0@torn.json")}) {
+		t.Errorf("after --fix: %v", got)
+	}
+}
+
+// snapshot is every file under root with its mode and a hash of its
+// content (symlinks by target), to prove a run wrote nothing.
+func snapshot(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			out[path] = "-> " + target
+		case fi.Mode().IsRegular():
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			out[path] = fmt.Sprintf("%v %x %v", fi.Mode(), sha256.Sum256(data), fi.ModTime().UnixNano())
+		default:
+			out[path] = fmt.Sprintf("%v %v", fi.Mode(), fi.ModTime().UnixNano())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Without --fix nothing is written, not even the dataDir's lock file, and
+// no MAC changes.
+func TestDoctorIsReadOnly(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	pod := webPod(t, w, "web", webMAC)
+	w.Record(t, "gone-sandbox", "eth0", filepath.Join(w.Root, "no-such-netns"), "", otherMAC)
+	w.WriteConf(t, "00-broken.conflist", `{"cniVersion":`)
+	before := snapshot(t, w.Root)
+	for _, args := range [][]string{nil, {"--json"}} {
+		if _, _, code := w.RunRaw(t, bin, args...); code != 1 {
+			t.Errorf("doctor %v: exit code %d, want 1", args, code)
+		}
+	}
+	if after := snapshot(t, w.Root); !reflect.DeepEqual(after, before) {
+		for k, v := range after {
+			if before[k] != v {
+				t.Errorf("%s changed: %q -> %q", k, before[k], v)
+			}
+		}
+		for k := range before {
+			if _, ok := after[k]; !ok {
+				t.Errorf("%s removed", k)
+			}
+		}
+	}
+	if got := w.MAC(t, pod, "eth0"); got != webMAC {
+		t.Errorf("eth0's MAC changed to %s", got)
+	}
+}
+
+// Exit code 2 when the doctor could not look, with a message naming what.
+func TestCannotLook(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	missing := filepath.Join(w.Root, "no-such-dir")
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"data dir given and missing", []string{"--data-dir", missing}},
+		{"cache dir given and missing", []string{"--cache-dir", missing}},
+		{"conf dir missing", []string{"--conf-dir", missing}},
+		{"--conf file missing", []string{"--conf", missing}},
+		{"unknown flag", []string{"--no-such-flag"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, stderr, code := w.RunRaw(t, bin, tc.args...)
+			if code != 2 {
+				t.Errorf("exit code %d, want 2 (stdout %s)", code, out)
+			}
+			if tc.name != "unknown flag" && !strings.Contains(stderr, missing) {
+				t.Errorf("stderr %q does not name %s", stderr, missing)
+			}
+		})
+	}
+}
+
+// The readable report groups findings under their pod and gives the remedy.
+func TestTextReport(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	webPod(t, w, "web", webMAC)
+	other := w.NewPod(t, "default", "db", true)
+	w.Veth(t, other, "eth0", webMAC)
+	w.Record(t, "gone-sandbox", "eth0", filepath.Join(w.Root, "no-such-netns"), "", otherMAC)
+	out, _, code := w.RunRaw(t, bin)
+	text := string(out)
+	if code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	pod := strings.Index(text, "\n  default/web\n")
+	dup := strings.Index(text[max(pod, 0):], "eth0 has "+webMAC+", which "+filepath.Join(w.NetnsDir, "cni-db")+" eth0 also has")
+	if pod < 0 || dup < 0 {
+		t.Fatalf("report does not show the duplicate under default/web:\n%s", text)
+	}
+	for _, want := range []string{"Records (2: 1 live, 1 stale)", "eth0@gone-sandbox.json: stale record", "fix: macguardctl doctor --fix",
+		"10-net.conflist  bridge -> macguard  loaded by the runtime, chains macguard after bridge", "2 error(s), 1 warning(s)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+}

@@ -1,0 +1,339 @@
+// Package nodeworld builds a node for `macguardctl doctor` to look at:
+// real pod network namespaces with real devices, and the directories a
+// node has (CNI conf dir, bin dir, macguard's dataDir, libcni's cache, the
+// netns dir and a procfs stand-in) under a test's temporary directory, so
+// the doctor sees exactly this world and none of the machine's other
+// namespaces. test/doctor, test/vm and test/k8s build their worlds with it.
+package nodeworld
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
+	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/pkg/state"
+)
+
+// World is one node's worth of directories plus a "node" network namespace
+// where the host ends of veths and the parents of macvlans live.
+type World struct {
+	Root                                   string
+	Conf, Bin, Data, Cache, NetnsDir, Proc string
+	Node                                   ns.NetNS
+	nextPID, nextIf                        int
+}
+
+// New creates an empty world: every directory exists, the conf dir is
+// empty, the plugin binary is installed in the bin dir (so a world is
+// healthy until a test breaks it), and the procfs stand-in knows pid 1,
+// the node itself.
+func New(t testing.TB) *World {
+	t.Helper()
+	testutil.RequireRoot(t)
+	root := t.TempDir()
+	w := &World{Root: root, Node: testutil.NewNetns(t), nextPID: 4000}
+	w.Conf, w.Bin, w.Data = filepath.Join(root, "net.d"), filepath.Join(root, "bin"), filepath.Join(root, "macguard")
+	w.Cache, w.NetnsDir, w.Proc = filepath.Join(root, "cni-cache"), filepath.Join(root, "netns"), filepath.Join(root, "proc")
+	for _, d := range []string{w.Conf, w.Bin, w.Data, filepath.Join(w.Cache, "results"), w.NetnsDir, filepath.Join(w.Proc, "1", "ns")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// pid 1's namespace is the node's: the doctor leaves it out.
+	if err := os.Symlink("/proc/1/ns/net", filepath.Join(w.Proc, "1", "ns", "net")); err != nil {
+		t.Fatal(err)
+	}
+	w.InstallPlugin(t, testutil.PluginBinary(t))
+	return w
+}
+
+// InstallPlugin copies bin into the bin dir as "macguard".
+func (w *World) InstallPlugin(t testing.TB, bin string) {
+	t.Helper()
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatalf("reading plugin binary: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(w.Bin, "macguard"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Pod is a sandbox of the world.
+type Pod struct {
+	Name string
+	NS   ns.NetNS
+	// Path is the pod's entry in the world's netns dir (a symlink to the
+	// bind mount), empty for a pod only a process holds.
+	Path string
+	// ContainerID is the sandbox's ID.
+	ContainerID string
+	Namespace   string
+	PodName     string
+}
+
+// ContainerID is the sandbox ID NewPod gives pod namespace/name.
+func ContainerID(namespace, name string) string {
+	return fmt.Sprintf("%x", []byte(namespace+"-"+name))
+}
+
+// NetnsPath is how the runtime named the pod's netns (CNI_NETNS).
+func (p *Pod) NetnsPath() string {
+	if p.Path != "" {
+		return p.Path
+	}
+	return p.NS.Path()
+}
+
+// Label is how the doctor names the pod.
+func (p *Pod) Label() string { return p.Namespace + "/" + p.PodName }
+
+// NewPod creates a pod namespace for Kubernetes pod namespace/name, listed
+// in the netns dir like a runtime does (inNetnsDir) or held only by a
+// process (then it appears under the procfs stand-in).
+func (w *World) NewPod(t testing.TB, namespace, name string, inNetnsDir bool) *Pod {
+	t.Helper()
+	p := &Pod{Name: name, NS: testutil.NewNetns(t), Namespace: namespace, PodName: name,
+		ContainerID: ContainerID(namespace, name)}
+	if inNetnsDir {
+		p.Path = filepath.Join(w.NetnsDir, "cni-"+name)
+		if err := os.Symlink(p.NS.Path(), p.Path); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		w.AddProcess(t, p)
+	}
+	return p
+}
+
+// AddProcess makes the procfs stand-in show a process inside p's netns,
+// and returns its pid.
+func (w *World) AddProcess(t testing.TB, p *Pod) int {
+	t.Helper()
+	w.nextPID++
+	dir := filepath.Join(w.Proc, fmt.Sprint(w.nextPID), "ns")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(p.NS.Path(), filepath.Join(dir, "net")); err != nil {
+		t.Fatal(err)
+	}
+	return w.nextPID
+}
+
+// Veth gives the pod interface ifName, a veth whose peer is in the node
+// namespace, with the given MAC ("" keeps the kernel's random one).
+func (w *World) Veth(t testing.TB, p *Pod, ifName, mac string) {
+	t.Helper()
+	host := fmt.Sprintf("vh%d", w.nextIndex())
+	testutil.VethPair(t, w.Node, host, p.NS, ifName)
+	w.setMAC(t, p, ifName, mac)
+}
+
+// Macvlan gives the pod interface ifName, a macvlan in mode on a parent
+// veth in the node namespace, with the given MAC.
+func (w *World) Macvlan(t testing.TB, p *Pod, ifName, mac string, mode netlink.MacvlanMode) {
+	t.Helper()
+	parent := fmt.Sprintf("up%d", w.nextIndex())
+	testutil.LocalVeth(t, w.Node, parent, parent+"p")
+	testutil.Macvlan(t, w.Node, parent, p.NS, ifName, mode)
+	w.setMAC(t, p, ifName, mac)
+}
+
+func (w *World) nextIndex() int {
+	w.nextIf++
+	return w.nextIf
+}
+
+func (w *World) setMAC(t testing.TB, p *Pod, ifName, mac string) {
+	t.Helper()
+	if mac == "" {
+		return
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.SetMAC(t, p.NS, ifName, hw)
+}
+
+// MAC reads the pod interface's MAC.
+func (w *World) MAC(t testing.TB, p *Pod, ifName string) string {
+	t.Helper()
+	return testutil.MAC(t, p.NS, ifName).String()
+}
+
+// WriteConf writes a file into the CNI conf dir.
+func (w *World) WriteConf(t testing.TB, name, content string) string {
+	t.Helper()
+	path := filepath.Join(w.Conf, name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Conflist renders a conflist of the given plugin entries (JSON objects).
+func Conflist(name string, plugins ...string) string {
+	return fmt.Sprintf(`{"cniVersion":"1.0.0","name":%q,"plugins":[%s]}`, name, strings.Join(plugins, ","))
+}
+
+// Attachment is what the runtime cached for one interface.
+type Attachment struct {
+	Network string
+	IfName  string
+	// Conflist is the network configuration it ran.
+	Conflist string
+	// ResultMAC is the MAC the chain's result reported for the interface.
+	ResultMAC string
+	// ExtraArgs are CNI_ARGS beyond the pod's (e.g. MAC=...).
+	ExtraArgs [][2]string
+	// RuntimeMAC is the "mac" capability argument.
+	RuntimeMAC string
+}
+
+// CacheAttachment writes libcni's cache entry for an attachment of p, in libcni's
+// cniCacheV1 format (the fields of its cachedInfo), as a runtime leaves it
+// after ADD.
+func (w *World) CacheAttachment(t testing.TB, p *Pod, a Attachment) {
+	t.Helper()
+	args := [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", p.Namespace}, {"K8S_POD_NAME", p.PodName},
+		{"K8S_POD_INFRA_CONTAINER_ID", p.ContainerID}}
+	args = append(args, a.ExtraArgs...)
+	entry := map[string]any{
+		"kind":        "cniCacheV1",
+		"containerId": p.ContainerID,
+		"config":      []byte(a.Conflist), // base64, as libcni's []byte field
+		"ifName":      a.IfName,
+		"networkName": a.Network,
+		"netns":       p.NetnsPath(),
+		"cniArgs":     args,
+		"result": map[string]any{
+			"cniVersion": "1.0.0",
+			"interfaces": []map[string]any{{"name": a.IfName, "mac": a.ResultMAC, "sandbox": p.NetnsPath()}},
+		},
+	}
+	if a.RuntimeMAC != "" {
+		entry["capabilityArgs"] = map[string]any{"mac": a.RuntimeMAC}
+	}
+	data, err := json.Marshal(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("%s-%s-%s", a.Network, p.ContainerID, a.IfName)
+	if err := os.WriteFile(filepath.Join(w.Cache, "results", name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Record writes macguard's record of a MAC change, as the plugin's ADD
+// does, and returns its file.
+func (w *World) Record(t testing.TB, containerID, ifName, netnsPath, original, applied string) string {
+	t.Helper()
+	if err := state.New(w.Data).Save(state.Record{ContainerID: containerID, IfName: ifName, Netns: netnsPath,
+		OriginalMAC: original, AppliedMAC: applied}); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(w.Data, ifName+"@"+containerID+".json")
+}
+
+// Records lists the record files in the dataDir.
+func (w *World) Records(t testing.TB) []string {
+	t.Helper()
+	recs := testutil.StateRecords(t, w.Data)
+	sort.Strings(recs)
+	return recs
+}
+
+// Args are the doctor's flags for this world.
+func (w *World) Args(extra ...string) []string {
+	return append([]string{"doctor", "--conf-dir", w.Conf, "--bin-dir", w.Bin, "--data-dir", w.Data,
+		"--cache-dir", w.Cache, "--netns-dir", w.NetnsDir, "--proc", w.Proc, "--node", "test-node", "--no-cluster"}, extra...)
+}
+
+// Run runs macguardctl doctor on the world with --json and returns the
+// report and the exit code.
+func (w *World) Run(t testing.TB, bin string, extra ...string) (doctor.Report, int) {
+	t.Helper()
+	out, stderr, code := w.RunRaw(t, bin, append([]string{"--json"}, extra...)...)
+	var r doctor.Report
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("doctor --json printed no report (exit %d, stderr %q): %v\n%s", code, stderr, err, out)
+	}
+	return r, code
+}
+
+// RunRaw runs macguardctl doctor on the world and returns stdout, stderr
+// and the exit code.
+func (w *World) RunRaw(t testing.TB, bin string, extra ...string) ([]byte, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, w.Args(extra...)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("running %s: %v", bin, err)
+		}
+		code = ee.ExitCode()
+	}
+	return out.Bytes(), errb.String(), code
+}
+
+// Problem is a finding reduced to what a test asserts: who, where, what.
+type Problem struct {
+	Severity  doctor.Severity
+	Code      string
+	Pod       string
+	Interface string
+	File      string
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("%s %s pod=%q if=%q file=%q", p.Severity, p.Code, p.Pod, p.Interface, p.File)
+}
+
+// Problems lists a report's errors and warnings (info is left out), with
+// file names reduced to their base, sorted.
+func Problems(r doctor.Report) []Problem {
+	var out []Problem
+	for _, f := range r.Findings {
+		if f.Severity == doctor.Info {
+			continue
+		}
+		file := f.File
+		if file != "" {
+			file = filepath.Base(file)
+		}
+		out = append(out, Problem{Severity: f.Severity, Code: f.Code, Pod: f.Pod, Interface: f.Interface, File: file})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
+
+// Find returns the first finding with code for pod (any pod when "").
+func Find(r doctor.Report, code, pod string) *doctor.Finding {
+	for i, f := range r.Findings {
+		if f.Code == code && (pod == "" || f.Pod == pod) {
+			return &r.Findings[i]
+		}
+	}
+	return nil
+}
