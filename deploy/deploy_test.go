@@ -458,6 +458,16 @@ func runOnFakeNode(t *testing.T, v variant, c corev1.Container, cmd []string, vo
 		}
 		return p
 	}
+	// The image's /macguard, the plugin macguardctl copies to the node:
+	// the test binary has no macguard next to it.
+	plugin := filepath.Join(root, "image", "macguard")
+	if err := os.MkdirAll(filepath.Dir(plugin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(plugin, []byte("#!/bin/false\nthe plugin\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MACGUARD_PLUGIN_BINARY", plugin)
 	confDir := filepath.Join(root, "etc/cni/net.d")
 	for _, f := range v.fixtures {
 		b, err := os.ReadFile(filepath.Join("..", "cni-conf", "installer", f))
@@ -498,6 +508,9 @@ func runOnFakeNode(t *testing.T, v variant, c corev1.Container, cmd []string, vo
 	bin := filepath.Join(root, "opt/cni/bin/macguard")
 	if _, err := os.Stat(bin); (err == nil) == v.uninstall {
 		t.Errorf("%s exists: %v; want %v", bin, err == nil, !v.uninstall)
+	}
+	if b, err := os.ReadFile(bin); err == nil && !bytes.Equal(b, []byte("#!/bin/false\nthe plugin\n")) {
+		t.Errorf("%s is not the plugin the installer was given", bin)
 	}
 	for _, f := range v.fixtures {
 		b, err := os.ReadFile(filepath.Join(confDir, f))

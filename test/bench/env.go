@@ -54,8 +54,9 @@ func newEnv() (*env, error) {
 		return nil, fmt.Errorf("creating the run directory: %w", err)
 	}
 	e.root = root
-	// State on tmpfs, as under /run on a node: macguard fsyncs its records,
-	// and on this disk an fsync would dominate and misstate what a node pays.
+	// State on tmpfs, as under /run on a node, so that every plugin's state
+	// writes (macguard's records, tuning's) cost what they cost there, not
+	// what this machine's disk makes of them.
 	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0700,size=512m"); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("mounting a tmpfs on %s: %w", root, err)
