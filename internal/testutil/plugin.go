@@ -1,15 +1,20 @@
 package testutil
 
 // Helpers for what goes into a macguard run and what comes out: its
-// conflist entry and the result it prints.
+// conflist entry, the result it prints and the MAC macguardctl promises.
+//
+// Nothing here may import pkg/plugin: its own tests use this package.
+// Helpers that need the plugin itself are in internal/plugintest.
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-
-	"github.com/macguard-cni/macguard/pkg/link"
-	"github.com/macguard-cni/macguard/pkg/plugin"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
 )
 
 // Conf is macguard's entry in a conflist: the given version, dataDir, extra
@@ -25,13 +30,45 @@ func Conf(version, dataDir, fields, prevResult string) []byte {
 	return []byte(c + "}")
 }
 
+// Result is the part of a printed CNI result the tests read; every
+// supported version shares these field names.
+type Result struct {
+	CNIVersion string `json:"cniVersion"`
+	Interfaces []struct {
+		Name    string `json:"name"`
+		Mac     string `json:"mac"`
+		Sandbox string `json:"sandbox"`
+	} `json:"interfaces"`
+	IPs []struct {
+		Address   string `json:"address"`
+		Interface *int   `json:"interface"`
+	} `json:"ips"`
+}
+
+func decodeResult(out []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(out, &r); err != nil {
+		return r, fmt.Errorf("result is not JSON: %w: %s", err, out)
+	}
+	return r, nil
+}
+
+// ParseResult decodes a printed result, failing the test when it is not
+// one.
+func ParseResult(t testing.TB, out []byte) Result {
+	t.Helper()
+	r, err := decodeResult(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // ResultMAC returns the MAC a result reports for ifName in sandbox.
 func ResultMAC(out []byte, ifName, sandbox string) (string, error) {
-	var r struct {
-		Interfaces []struct{ Name, Mac, Sandbox string }
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return "", fmt.Errorf("result is not JSON: %w: %s", err, out)
+	r, err := decodeResult(out)
+	if err != nil {
+		return "", err
 	}
 	for _, i := range r.Interfaces {
 		if i.Name == ifName && i.Sandbox == sandbox {
@@ -41,19 +78,28 @@ func ResultMAC(out []byte, ifName, sandbox string) (string, error) {
 	return "", fmt.Errorf("result has no entry for %s in %s: %s", ifName, sandbox, out)
 }
 
-// WrappedPlugin is the real plugin, run in-process, with its link layer
-// wrapped by wrap, so a test can inject a fault between real kernel steps.
-// stdout and stderr collect what it prints and logs.
-func WrappedPlugin(wrap func(link.Netns) link.Netns) (p *plugin.Plugin, stdout, stderr *bytes.Buffer) {
-	p = plugin.New()
-	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
-	p.Stdout, p.Stderr = stdout, stderr
-	p.Open = func(path string) (link.Netns, error) {
-		n, err := link.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		return wrap(n), nil
+// DerivedMAC asks macguardctl (ToolBinary) which MAC a pod or VM gets:
+// `macguardctl mac` with args such as --namespace, --pod or --vm and
+// --ifname, the operator's pre-registration command. The suites compare
+// what the data path did against this promise. It fails the test unless the
+// tool prints a locally administered unicast MAC (the derivation contract),
+// and returns it in the canonical lowercase colon form.
+func DerivedMAC(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(ToolBinary(t), append([]string{"mac"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no CNI_COMMAND: CLI mode
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("macguardctl mac %v: %v: %s", args, err, errb.String())
 	}
-	return p, stdout, stderr
+	mac := strings.TrimSpace(out.String())
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatalf("macguardctl mac %v printed %q: %v", args, mac, err)
+	}
+	if hw[0]&0x01 != 0 || hw[0]&0x02 == 0 {
+		t.Fatalf("derived MAC %s is not a locally administered unicast address", mac)
+	}
+	return hw.String()
 }

@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/link/linktest"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
@@ -53,15 +53,10 @@ func newHarness(t *testing.T, links ...link.Observed) *harness {
 	return h
 }
 
+// conf is macguard's config for this harness's dataDir, with extra fields
+// (a JSON object body) and prevResult.
 func (h *harness) conf(fields string, prevResult string) []byte {
-	c := `{"cniVersion":"1.0.0","name":"net","type":"macguard","dataDir":"` + h.dataDir + `"`
-	if fields != "" {
-		c += "," + fields
-	}
-	if prevResult != "" {
-		c += `,"prevResult":` + prevResult
-	}
-	return []byte(c + "}")
+	return testutil.Conf("1.0.0", h.dataDir, fields, prevResult)
 }
 
 func prevResult(mac string) string {
@@ -85,32 +80,22 @@ func cniCode(t *testing.T, err error) (uint, string) {
 	return e.Code, e.Msg
 }
 
+// resultMAC is the MAC the last command's result reports for the pod's
+// eth0.
 func (h *harness) resultMAC() string {
 	h.t.Helper()
-	var r struct {
-		Interfaces []struct{ Name, MAC, Sandbox string }
+	mac, err := testutil.ResultMAC(h.stdout.Bytes(), "eth0", nsPath)
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	if err := json.Unmarshal(h.stdout.Bytes(), &r); err != nil {
-		h.t.Fatalf("result is not JSON: %v: %s", err, h.stdout.String())
-	}
-	for _, i := range r.Interfaces {
-		if i.Name == "eth0" && i.Sandbox == nsPath {
-			return i.MAC
-		}
-	}
-	h.t.Fatalf("result has no sandbox entry for eth0: %s", h.stdout.String())
-	return ""
+	return mac
 }
 
+// stateFiles lists the records in the dataDir; a temporary file a writer
+// left next to them fails the test.
 func (h *harness) stateFiles() []string {
-	entries, _ := os.ReadDir(h.dataDir)
-	var names []string
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), ".") {
-			names = append(names, e.Name())
-		}
-	}
-	return names
+	h.t.Helper()
+	return testutil.StateRecords(h.t, h.dataDir)
 }
 
 func netkit(mode, mac string) link.Observed {

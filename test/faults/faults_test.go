@@ -27,6 +27,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 
+	"github.com/macguard-cni/macguard/internal/plugintest"
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
@@ -122,7 +123,7 @@ func (w *world) requireClean(t *testing.T) {
 // inProcess returns the real plugin with its link layer wrapped, and what
 // it prints.
 func inProcess(wrap func(link.Netns) link.Netns) (*plugin.Plugin, *bytes.Buffer) {
-	p, out, _ := testutil.WrappedPlugin(wrap)
+	p, out, _ := plugintest.WrappedPlugin(wrap)
 	return p, out
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/macguard-cni/macguard/internal/plugintest"
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
@@ -71,7 +72,7 @@ func TestAnnouncementFallback(t *testing.T) {
 	testutil.SetSysctl(t, p.NS, "net/ipv4/conf/eth0/arp_notify", "0")
 	testutil.SetSysctl(t, p.NS, "net/ipv6/conf/eth0/ndisc_notify", "0")
 	capture := testutil.NewCapture(t, p.Host, "veth-host")
-	pl, _, stderr := testutil.WrappedPlugin(func(n link.Netns) link.Netns { return noKernelAnnounce{n} })
+	pl, _, stderr := plugintest.WrappedPlugin(func(n link.Netns) link.Netns { return noKernelAnnounce{n} })
 	const newMAC = "0a:58:00:00:00:47"
 	conf := testutil.Conf("1.0.0", t.TempDir(), `"mac":"`+newMAC+`"`, p.PrevResult("1.0.0", testutil.MAC(t, p.NS, "eth0").String()))
 	if err := pl.Add(&skel.CmdArgs{ContainerID: "c1", Netns: p.NS.Path(), IfName: "eth0", StdinData: conf}); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/macguard-cni/macguard/internal/plugintest"
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
@@ -271,7 +272,7 @@ func TestRollbackAfterMACChange(t *testing.T) {
 	// the snapshot, the comparison below would blame the rollback for it.
 	orig := macaddr.String(testutil.WaitLinkLocal(t, p.NS, "eth0"))
 	addrsBefore := fmt.Sprint(testutil.Addrs(t, p.NS, "eth0"))
-	pl, stdout, _ := testutil.WrappedPlugin(func(n link.Netns) link.Netns { return faultyNetns{n} })
+	pl, stdout, _ := plugintest.WrappedPlugin(func(n link.Netns) link.Netns { return faultyNetns{n} })
 	err := pl.Add(&skel.CmdArgs{ContainerID: "c1", Netns: p.NS.Path(), IfName: "eth0",
 		StdinData: p.conf("1.0.0", `"assign":"always"`, p.PrevResult("1.0.0", orig))})
 	var cniErr *types.Error
