@@ -18,7 +18,7 @@ import (
 // always gives the same Report, so each rule is tested on a World written
 // by hand.
 func Analyze(w *World) Report {
-	r := Report{SchemaVersion: SchemaVersion, Node: w.Node, Macguardctl: w.Self, Binary: w.Binary,
+	r := Report{SchemaVersion: SchemaVersion, Node: w.Node, Macguardctl: w.Self, Dirs: w.Dirs, Binary: w.Binary,
 		Pods: []Pod{}, Records: []RecordState{}, Configs: []ConfigState{}, Findings: []Finding{}}
 	a := &analysis{w: w, r: &r}
 	a.pods()

@@ -274,8 +274,12 @@ func checkConfDir(w *World) ([]ConfigState, []Finding) {
 		out = append(out, Finding{Severity: Info, Code: "conf-multus", Section: SectionConfig, File: states[loaded].File,
 			Message: fmt.Sprintf("the runtime loads Multus (%s): macguard must be chained in the default network Multus delegates to and in the NetworkAttachmentDefinitions that need it", filepath.Base(states[loaded].File))})
 	case len(chaining) > 0:
+		verb := "chains it but is"
+		if len(chaining) > 1 {
+			verb = "chain it but are"
+		}
 		out = append(out, Finding{Severity: Error, Code: "conf-loaded-not-chained", Section: SectionConfig, File: states[loaded].File,
-			Message: fmt.Sprintf("the runtime loads %s (the first by name), which does not chain macguard; %s chains it but is never used", filepath.Base(states[loaded].File), strings.Join(chaining, ", ")),
+			Message: fmt.Sprintf("the runtime loads %s (the first by name), which does not chain macguard; %s %s never used", filepath.Base(states[loaded].File), strings.Join(chaining, ", "), verb),
 			Remedy:  fmt.Sprintf("chain macguard into %s (macguardctl install --chain-into %s), or remove the file that sorts before %s", filepath.Base(states[loaded].File), states[loaded].File, chaining[0])})
 	default:
 		out = append(out, Finding{Severity: Warning, Code: "conf-not-chained", Section: SectionConfig, File: states[loaded].File,

@@ -104,10 +104,10 @@ func RenderText(w io.Writer, r Report) error {
 			stale++
 		}
 	}
-	fmt.Fprintf(&b, "\nRecords (%d: %d live, %d stale)\n", len(r.Records), live, stale)
+	fmt.Fprintf(&b, "\nRecords in %s (%d: %d live, %d stale)\n", orDash(r.Dirs.Data), len(r.Records), live, stale)
 	writeFindings(&b, bySection[SectionRecords], "  ")
 
-	b.WriteString("\nConfiguration\n")
+	fmt.Fprintf(&b, "\nConfiguration (%s)\n", orDash(r.Dirs.Conf))
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, c := range r.Configs {
 		if c.Source == "cluster" {
@@ -140,6 +140,8 @@ func RenderText(w io.Writer, r Report) error {
 	switch bin := r.Binary; {
 	case !bin.Present:
 		fmt.Fprintf(&b, "  %s: missing\n", bin.Path)
+	case bin.Version != "" && bin.Version == buildString(r.Macguardctl):
+		fmt.Fprintf(&b, "  %s: %s, the same build as this macguardctl\n", bin.Path, bin.Version)
 	case bin.Version != "":
 		fmt.Fprintf(&b, "  %s: %s\n", bin.Path, bin.Version)
 	default:
@@ -167,6 +169,9 @@ func RenderText(w io.Writer, r Report) error {
 	return err
 }
 
+// buildString is pkg/buildinfo's version line for b.
+func buildString(b Build) string { return fmt.Sprintf("macguard %s (commit %s)", b.Version, b.Commit) }
+
 func hasNAD(cs []ConfigState) bool {
 	for _, c := range cs {
 		if c.Source == "cluster" {
@@ -187,10 +192,14 @@ func writeFindings(b *strings.Builder, fs []Finding, indent string) {
 		if f.Interface != "" && f.Section != SectionPods {
 			subject = append(subject, f.Interface)
 		}
-		if f.NAD != "" {
+		switch {
+		case f.NAD != "":
 			subject = append(subject, "NAD "+f.NAD)
-		} else if f.File != "" {
+		case f.File != "" && (f.Section == SectionRecords || f.Section == SectionConfig):
+			// Their directory is in the section's heading.
 			subject = append(subject, filepath.Base(f.File))
+		case f.File != "" && f.Section != SectionBinary:
+			subject = append(subject, f.File)
 		}
 		head := ""
 		if len(subject) > 0 {

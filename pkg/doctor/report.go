@@ -50,11 +50,13 @@ type Finding struct {
 
 // Report is the doctor's answer; its JSON form is the stable schema.
 type Report struct {
-	SchemaVersion int     `json:"schemaVersion"`
-	Node          string  `json:"node"`
-	Macguardctl   Build   `json:"macguardctl"`
-	Summary       Summary `json:"summary"`
-	Pods          []Pod   `json:"pods"`
+	SchemaVersion int    `json:"schemaVersion"`
+	Node          string `json:"node"`
+	Macguardctl   Build  `json:"macguardctl"`
+	// Dirs are the places the doctor looked.
+	Dirs    Dirs    `json:"dirs"`
+	Summary Summary `json:"summary"`
+	Pods    []Pod   `json:"pods"`
 	// Records are macguard's records with their state.
 	Records []RecordState `json:"records"`
 	// Configs are the conf dir's files, then those given with --conf,

@@ -181,7 +181,7 @@ func TestDoctorNamesEveryProblem(t *testing.T) {
 			},
 			want: []nodeworld.Problem{
 				p(doctor.Warning, "record-stale", "", "", "eth0@gone-sandbox.json"),
-				p(doctor.Warning, "record-stale", "", "", "net9@" + nodeworld.ContainerID("default", "web") + ".json"),
+				p(doctor.Warning, "record-stale", "", "", "net9@"+nodeworld.ContainerID("default", "web")+".json"),
 			},
 		},
 		{

@@ -169,7 +169,7 @@ func TestTextReport(t *testing.T) {
 	if pod < 0 || dup < 0 {
 		t.Fatalf("report does not show the duplicate under default/web:\n%s", text)
 	}
-	for _, want := range []string{"Records (2: 1 live, 1 stale)", "eth0@gone-sandbox.json: stale record", "fix: macguardctl doctor --fix",
+	for _, want := range []string{"(2: 1 live, 1 stale)", "eth0@gone-sandbox.json: stale record", "fix: macguardctl doctor --fix",
 		"10-net.conflist  bridge -> macguard  loaded by the runtime, chains macguard after bridge", "2 error(s), 1 warning(s)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)

@@ -1,0 +1,150 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+func pod(ns, name, node string, labels, annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: annotations},
+		Spec: corev1.PodSpec{NodeName: node}}
+}
+
+func nadObject(ns, name, config string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("k8s.cni.cncf.io/v1")
+	u.SetKind("NetworkAttachmentDefinition")
+	u.SetNamespace(ns)
+	u.SetName(name)
+	_ = unstructured.SetNestedField(u.Object, config, "spec", "config")
+	return u
+}
+
+// dynamicClient serves NADs under their real resource name; the fake's
+// constructor would guess "networkattachmentdefinitions" from the kind, so
+// the objects go through the tracker with the resource given.
+func dynamicClient(t *testing.T, objects ...*unstructured.Unstructured) *dynamicfake.FakeDynamicClient {
+	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList"})
+	for _, o := range objects {
+		if err := dc.Tracker().Create(NADResource, o, o.GetNamespace()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dc
+}
+
+const (
+	netsKey   = "k8s.v1.cni.cncf.io/networks"
+	statusKey = "k8s.v1.cni.cncf.io/network-status"
+)
+
+// The cluster checks on what client-go returns: requested MACs against
+// network-status, NADs with macguard validated, NADs asked for MACs without
+// an owner, launcher pods on this node without a MAC.
+func TestClusterChecks(t *testing.T) {
+	kc := fake.NewSimpleClientset(
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}},
+		pod("default", "applied", "node-2", nil, map[string]string{
+			netsKey:   `[{"name":"mg","mac":"0a:58:0a:00:00:51","interface":"net1"}]`,
+			statusKey: `[{"name":"default/mg","interface":"net1","mac":"0a:58:0a:00:00:51"}]`}),
+		pod("default", "ignored", "node-2", nil, map[string]string{
+			netsKey:   `[{"name":"vlan","namespace":"infra","mac":"0a:58:0a:00:00:52"}]`,
+			statusKey: `[{"name":"infra/vlan","interface":"net1","mac":"52:54:00:00:00:01"}]`}),
+		pod("default", "pending", "node-2", nil, map[string]string{netsKey: `[{"name":"mg","mac":"0a:58:0a:00:00:53"}]`}),
+		pod("default", "short-form", "node-2", nil, map[string]string{netsKey: `mg@net1,infra/vlan`}),
+		pod("default", "broken", "node-2", nil, map[string]string{netsKey: `[{"name":`}),
+		pod("vms", "virt-launcher-vm1-abcde", "node-1", map[string]string{"kubevirt.io": "virt-launcher"}, map[string]string{
+			statusKey: `[{"name":"cilium","interface":"eth0","default":true}]`}),
+		pod("vms", "virt-launcher-vm2-abcde", "node-2", map[string]string{"kubevirt.io": "virt-launcher"}, map[string]string{
+			statusKey: `[{"name":"cilium","interface":"eth0","default":true}]`}),
+		pod("default", "plain", "node-1", nil, nil),
+	)
+	dc := dynamicClient(t,
+		nadObject("default", "mg", conflist("mg", `{"type":"macvlan"}`, mgEntry)),
+		nadObject("infra", "vlan", conflist("vlan", `{"type":"vlan","vlanId":5}`)),
+		nadObject("default", "mg-bad", conflist("mg-bad", `{"type":"macvlan"}`, `{"type":"macguard","identity":"vm"}`)),
+	)
+	c, err := GatherCluster(context.Background(), kc, dc, "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range c.Pods {
+		names = append(names, p.Namespace+"/"+p.Name)
+	}
+	// Pods without Multus annotations that are not launchers are of no
+	// interest and not kept.
+	wantNames := []string{"default/applied", "default/broken", "default/ignored", "default/pending", "default/short-form", "vms/virt-launcher-vm1-abcde", "vms/virt-launcher-vm2-abcde"}
+	if !reflect.DeepEqual(names, wantNames) {
+		t.Errorf("pods %v, want %v", names, wantNames)
+	}
+	if len(c.NADs) != 3 || c.NodeErr != "" || c.NADErr != "" {
+		t.Errorf("cluster %+v", c)
+	}
+
+	w := healthyWorld()
+	w.Cluster = c
+	r := Analyze(w)
+	got := codes(r, true)
+	want := []codeAt{
+		{Error, "cluster-mac-not-applied", "default/ignored", "net1"},
+		{Warning, "cluster-nad-mac-without-owner", "", ""},
+		{Warning, "cluster-networks-invalid", "default/broken", ""},
+		{Error, "cluster-vm-cannot-start", "vms/virt-launcher-vm1-abcde", "eth0"},
+		{Info, "conf-no-mac-capability", "", ""},
+		{Error, "conf-entry-invalid", "", ""},
+	}
+	sortCodes(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("findings\n  got  %v\n  want %v\n%+v", got, want, r.Findings)
+	}
+	for _, f := range r.Findings {
+		if f.Code == "conf-entry-invalid" && f.NAD != "default/mg-bad" {
+			t.Errorf("invalid entry reported for %q, want default/mg-bad", f.NAD)
+		}
+		if f.Code == "cluster-nad-mac-without-owner" && f.NAD != "infra/vlan" {
+			t.Errorf("NAD without an owner reported for %q, want infra/vlan", f.NAD)
+		}
+	}
+}
+
+// A node the API server does not know and NADs it cannot list are findings;
+// pods it cannot list mean the doctor could not look.
+func TestClusterFailures(t *testing.T) {
+	kc := fake.NewSimpleClientset()
+	dc := dynamicClient(t)
+	dc.PrependReactor("list", "network-attachment-definitions", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New(`the server could not find the requested resource`)
+	})
+	c, err := GatherCluster(context.Background(), kc, dc, "node-x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := healthyWorld()
+	w.Cluster = c
+	got := codes(Analyze(w), true)
+	want := []codeAt{{Warning, "cluster-node-unknown", "", ""}, {Info, "cluster-nads-unlisted", "", ""}}
+	sortCodes(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("findings %v, want %v", got, want)
+	}
+
+	kc.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("forbidden")
+	})
+	if _, err := GatherCluster(context.Background(), kc, dc, "node-x"); err == nil {
+		t.Error("GatherCluster succeeded although pods cannot be listed")
+	}
+}
