@@ -33,7 +33,7 @@ var runnable = map[string]example{
 	"local/10-bridge-vm.conflist": {
 		pod: pod{"vms", "virt-launcher-vm1-abcde"}, nodeLinks: []string{"mgbr0"}, action: "set",
 		want: func(t *testing.T) string {
-			return derivedMAC(t, "--namespace", "vms", "--vm", "vm1", "--ifname", podIf)
+			return testutil.DerivedMAC(t, "--namespace", "vms", "--vm", "vm1", "--ifname", podIf)
 		},
 	},
 	"local/20-ptp.conflist": {pod: webPod, action: "keep", want: func(*testing.T) string { return "" }},
@@ -158,7 +158,7 @@ func (n *node) localize(list obj, name string) {
 		p := p.(obj)
 		switch p["type"] {
 		case "macguard":
-			p["dataDir"], p["logFile"] = n.dataDir, n.logFile
+			p["dataDir"], p["logFile"] = n.DataDir, n.LogFile
 		case "tuning":
 			p["dataDir"] = n.tuningDir
 		case "macvlan":

@@ -14,7 +14,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -23,7 +22,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -46,31 +44,27 @@ const (
 	parentPeer = "mgparent1"
 )
 
-// node is one simulated host: a network namespace for cnitool and the host
-// side of the chains, and directories for conflists and plugin state.
+// node is one simulated host: testutil's Node (a network namespace for
+// cnitool and the host side of the chains, macguard's dataDir and logFile)
+// and directories for conflists and the other plugins' state.
 type node struct {
-	t         *testing.T
-	ns        ns.NetNS
+	t *testing.T
+	*testutil.Node
 	confDir   string // NETCONFPATH
-	dataDir   string // macguard's dataDir
 	ipamDir   string // host-local's dataDir
 	tuningDir string // tuning's dataDir
-	logFile   string // macguard's logFile
 	tool      *testutil.CNITool
 }
 
 func newNode(t *testing.T) *node {
 	t.Helper()
-	testutil.RequireRoot(t)
-	dir := t.TempDir()
+	base := testutil.NewNode(t)
 	n := &node{
 		t:         t,
-		ns:        testutil.NewNetns(t),
-		confDir:   filepath.Join(dir, "net.d"),
-		dataDir:   filepath.Join(dir, "macguard"),
-		ipamDir:   filepath.Join(dir, "ipam"),
-		tuningDir: filepath.Join(dir, "tuning"),
-		logFile:   filepath.Join(dir, "macguard.log"),
+		Node:      base,
+		confDir:   filepath.Join(base.Dir, "net.d"),
+		ipamDir:   filepath.Join(base.Dir, "ipam"),
+		tuningDir: filepath.Join(base.Dir, "tuning"),
 	}
 	if err := os.Mkdir(n.confDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -79,14 +73,14 @@ func newNode(t *testing.T) *node {
 		Bin:         testutil.CNIToolBinary(t),
 		CNIPath:     testutil.CNIPath(t),
 		NetConfPath: n.confDir,
-		Node:        n.ns,
+		Node:        n.NS,
 	}
 	return n
 }
 
 // withParent adds the macvlan/ipvlan parent veth pair to the node.
 func (n *node) withParent() *node {
-	testutil.LocalVeth(n.t, n.ns, parentIf, parentPeer)
+	testutil.LocalVeth(n.t, n.NS, parentIf, parentPeer)
 	return n
 }
 
@@ -159,7 +153,7 @@ func (n *node) tuning(extra obj) obj {
 // macguard is the plugin's entry with the node's dataDir and logFile and
 // the "mac" capability, plus fields.
 func (n *node) macguard(fields obj) obj {
-	p := obj{"type": "macguard", "dataDir": n.dataDir, "logFile": n.logFile, "capabilities": obj{"mac": true}}
+	p := obj{"type": "macguard", "dataDir": n.DataDir, "logFile": n.LogFile, "capabilities": obj{"mac": true}}
 	for k, v := range fields {
 		p[k] = v
 	}
@@ -207,10 +201,10 @@ func (n *node) attach(network string, podNS ns.NetNS, p pod, capArgs string, ext
 func (a *attachment) containerID() string { return testutil.CNIToolContainerID(a.pod.Path()) }
 
 // add runs `cnitool add` and fails the test unless it succeeds.
-func (a *attachment) add() (cniResult, []byte) {
+func (a *attachment) add() (testutil.Result, []byte) {
 	a.n.t.Helper()
 	out := a.n.tool.Must(a.n.t, "add", a.network, a.pod.Path(), a.call)
-	return parseResult(a.n.t, out), out
+	return testutil.ParseResult(a.n.t, out), out
 }
 
 func (a *attachment) run(cmd string) testutil.CNIToolRun {
@@ -231,34 +225,10 @@ func (a *attachment) del() {
 	a.deleted = true
 }
 
-// cniResult is the part of a printed result the tests read; all supported
-// versions share these field names.
-type cniResult struct {
-	CNIVersion string `json:"cniVersion"`
-	Interfaces []struct {
-		Name    string `json:"name"`
-		Mac     string `json:"mac"`
-		Sandbox string `json:"sandbox"`
-	} `json:"interfaces"`
-	IPs []struct {
-		Address   string `json:"address"`
-		Interface *int   `json:"interface"`
-	} `json:"ips"`
-}
-
-func parseResult(t *testing.T, out []byte) cniResult {
-	t.Helper()
-	var r cniResult
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("cnitool printed no result JSON: %v: %s", err, out)
-	}
-	return r
-}
-
 // podMACInResult is the MAC the result reports for the pod interface: the
 // entry whose name is eth0 AND whose sandbox is the pod's netns. Exactly
 // one such entry must exist.
-func (a *attachment) podMACInResult(r cniResult) string {
+func (a *attachment) podMACInResult(r testutil.Result) string {
 	a.n.t.Helper()
 	var macs []string
 	for _, i := range r.Interfaces {
@@ -282,23 +252,17 @@ func (a *attachment) linkMAC() string {
 // (docs/contract.md: <ifname>@<containerID>.json).
 func (a *attachment) recordName() string { return podIf + "@" + a.containerID() + ".json" }
 
-// records lists macguard's state records on the node.
+// records lists macguard's state records on the node (Node.Records: a
+// stray file next to them fails the test).
 func (n *node) records() []string {
 	n.t.Helper()
-	recs, other, err := testutil.StateFiles(n.dataDir)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	if len(other) != 0 {
-		n.t.Errorf("dataDir holds stray files %v", other)
-	}
-	return recs
+	return n.Records(n.t)
 }
 
 // stateRecord reads this attachment's record.
 func (a *attachment) stateRecord() (original, applied string) {
 	a.n.t.Helper()
-	b, err := os.ReadFile(filepath.Join(a.n.dataDir, a.recordName()))
+	b, err := os.ReadFile(filepath.Join(a.n.DataDir, a.recordName()))
 	if err != nil {
 		a.n.t.Fatalf("macguard recorded no original MAC for the attachment: %v", err)
 	}
@@ -349,7 +313,7 @@ func (a *attachment) assertClean(nodeLinks ...string) {
 	}
 	want := append([]string{"lo"}, nodeLinks...)
 	slices.Sort(want)
-	if links, err := testutil.LinkNames(a.n.ns); err != nil {
+	if links, err := testutil.LinkNames(a.n.NS); err != nil {
 		t.Error(err)
 	} else if !slices.Equal(links, want) {
 		t.Errorf("node namespace holds %v after DEL, want %v", links, want)
@@ -384,11 +348,8 @@ func (a *attachment) addLog() logLine {
 }
 
 func (n *node) readLog() string {
-	b, err := os.ReadFile(n.logFile)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		n.t.Fatal(err)
-	}
-	return string(b)
+	n.t.Helper()
+	return n.ReadLog(n.t)
 }
 
 func (n *node) logLines() []logLine {
@@ -431,30 +392,6 @@ func parseLogfmt(s string) (logLine, error) {
 		s = rest
 	}
 	return l, nil
-}
-
-// derivedMAC asks macguardctl which MAC a pod or VM will get
-// (`macguardctl mac`, the operator's pre-registration command): the e2e
-// tests compare what the chain did against the tool's promise.
-func derivedMAC(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(testutil.ToolBinary(t), append([]string{"mac"}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no CNI_COMMAND: CLI mode
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("macguardctl mac %v: %v: %s", args, err, errb.String())
-	}
-	mac := strings.TrimSpace(out.String())
-	hw, err := net.ParseMAC(mac)
-	if err != nil {
-		t.Fatalf("macguardctl mac %v printed %q: %v", args, mac, err)
-	}
-	// The derivation contract: unicast, locally administered.
-	if hw[0]&0x01 != 0 || hw[0]&0x02 == 0 {
-		t.Fatalf("derived MAC %s is not a locally administered unicast address", mac)
-	}
-	return mac
 }
 
 // in is the same node seen from a subtest: failures and cleanups belong to t.

@@ -92,9 +92,9 @@ func TestBridgeStableMAC(t *testing.T) {
 	network := n.writeList("bridge-always", "1.1.0",
 		bridge("mgbr0", n.hostLocal("10.202.0.0/24")), n.macguard(obj{"assign": "always"}))
 
-	vm1 := derivedMAC(t, "--namespace", "vms", "--vm", "vm1", "--ifname", podIf)
-	vm2 := derivedMAC(t, "--namespace", "vms", "--vm", "vm2", "--ifname", podIf)
-	web := derivedMAC(t, "--namespace", "vms", "--pod", "web-1", "--ifname", podIf)
+	vm1 := testutil.DerivedMAC(t, "--namespace", "vms", "--vm", "vm1", "--ifname", podIf)
+	vm2 := testutil.DerivedMAC(t, "--namespace", "vms", "--vm", "vm2", "--ifname", podIf)
+	web := testutil.DerivedMAC(t, "--namespace", "vms", "--pod", "web-1", "--ifname", podIf)
 	if vm1 == vm2 || vm1 == web || vm2 == web {
 		t.Fatalf("the CLI derives colliding MACs for different workloads: %s %s %s", vm1, vm2, web)
 	}
@@ -279,7 +279,7 @@ func TestMacvlanTuningMacguard(t *testing.T) {
 // that has it.
 func TestIpvlanRequestedMAC(t *testing.T) {
 	n := newNode(t).withParent()
-	has, err := testutil.KernelHasLinkKind(n.ns, parentIf, "ipvlan")
+	has, err := testutil.KernelHasLinkKind(n.NS, parentIf, "ipvlan")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestIpvlanRequestedMAC(t *testing.T) {
 			t.Errorf("cnitool's error does not mention %q: %s", frag, run.Stderr)
 		}
 	}
-	parent := testutil.MAC(t, n.ns, parentIf).String()
+	parent := testutil.MAC(t, n.NS, parentIf).String()
 	if got := a.linkMAC(); got != parent {
 		t.Errorf("ipvlan interface has %s, want its parent's %s", got, parent)
 	}
@@ -430,7 +430,7 @@ func TestGC(t *testing.T) {
 	}
 	cni := libcni.NewCNIConfig(filepath.SplitList(n.tool.CNIPath), nil)
 	valid := []types.GCAttachment{{ContainerID: live.containerID(), IfName: podIf}}
-	err = n.ns.Do(func(ns.NetNS) error {
+	err = n.NS.Do(func(ns.NetNS) error {
 		return cni.GCNetworkList(context.Background(), list, &libcni.GCArgs{ValidAttachments: valid})
 	})
 	if err != nil {
@@ -466,7 +466,7 @@ func TestGC(t *testing.T) {
 // the way out), carry the corrected MAC, and CHECK/STATUS behave as that
 // version defines.
 func TestCNIVersions(t *testing.T) {
-	vm := derivedMAC(t, "--namespace", "vms", "--vm", "vm9", "--ifname", podIf)
+	vm := testutil.DerivedMAC(t, "--namespace", "vms", "--vm", "vm9", "--ifname", podIf)
 	for _, v := range []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"} {
 		t.Run(v, func(t *testing.T) {
 			n := newNode(t)

@@ -49,7 +49,7 @@ func (n *node) newChain(t *testing.T, name string, plugins ...func(*chain) map[s
 	t.Helper()
 	dir := t.TempDir()
 	ch := &chain{name: name, ipamDir: filepath.Join(dir, "ipam"),
-		tool: &testutil.CNITool{Bin: tool(t, "cnitool"), CNIPath: pluginDir(t), NetConfPath: dir, Node: n.ns}}
+		tool: &testutil.CNITool{Bin: tool(t, "cnitool"), CNIPath: pluginDir(t), NetConfPath: dir, Node: n.NS}}
 	var list []any
 	for _, p := range plugins {
 		list = append(list, p(ch))
@@ -74,7 +74,7 @@ func (ch *chain) hostLocal(subnet string) map[string]any {
 // dataDir and logFile.
 func (n *node) macguardEntry(fields map[string]any) func(*chain) map[string]any {
 	return func(*chain) map[string]any {
-		mg := map[string]any{"type": "macguard", "dataDir": n.dataDir, "logFile": n.logFile}
+		mg := map[string]any{"type": "macguard", "dataDir": n.DataDir, "logFile": n.LogFile}
 		for k, v := range fields {
 			mg[k] = v
 		}
@@ -182,7 +182,7 @@ func TestCnitoolChainOnNetkit(t *testing.T) {
 				if s.Kind != "netkit" || s.MAC != "" {
 					t.Errorf("after the failed ADD the pod interface is %+v, want the untouched netkit L3 device", s)
 				}
-				if files := n.stateFiles(t); len(files) != 0 {
+				if files := n.Records(t); len(files) != 0 {
 					t.Errorf("the failed ADD left state in dataDir: %v", files)
 				}
 				return
@@ -206,7 +206,7 @@ func TestCnitoolChainOnNetkit(t *testing.T) {
 				t.Errorf("pod interface addresses %v lack the leased %s", s.Addrs, ip)
 			}
 			if !n.logged(t, tc.wantLog) {
-				t.Errorf("macguard's logFile has no %s line for %s:\n%s", tc.wantLog, podIf, n.readLog(t))
+				t.Errorf("macguard's logFile has no %s line for %s:\n%s", tc.wantLog, podIf, n.ReadLog(t))
 			}
 			if run := ch.run(t, "check", pod, call); run.Err != nil {
 				t.Errorf("%v", run)
@@ -217,7 +217,7 @@ func TestCnitoolChainOnNetkit(t *testing.T) {
 			if leases := ch.leases(t); len(leases) != 0 {
 				t.Errorf("host-local still holds %v after DEL", leases)
 			}
-			if files := n.stateFiles(t); len(files) != 0 {
+			if files := n.Records(t); len(files) != 0 {
 				t.Errorf("DEL left macguard state: %v", files)
 			}
 		})
@@ -264,7 +264,7 @@ func TestCnitoolChainIPvlanRequestedMACIsRefused(t *testing.T) {
 	if got := n.linkMAC(t, "uplink"); got != parentMAC {
 		t.Errorf("the failed ADD changed the parent's MAC: %s, was %s", got, parentMAC)
 	}
-	if files := n.stateFiles(t); len(files) != 0 {
+	if files := n.Records(t); len(files) != 0 {
 		t.Errorf("the failed ADD left state in dataDir: %v", files)
 	}
 
@@ -304,7 +304,7 @@ func TestCnitoolChainMacvlanRequestedMAC(t *testing.T) {
 	if !containsAddr(s.Addrs, ip) {
 		t.Errorf("pod interface addresses %v lack the leased %s", s.Addrs, ip)
 	}
-	if files := n.stateFiles(t); len(files) != 1 {
+	if files := n.Records(t); len(files) != 1 {
 		t.Errorf("dataDir holds %v, want one record of macvlan's MAC", files)
 	}
 	if w := n.warnings(t); len(w) != 0 {
@@ -332,7 +332,7 @@ func (n *node) delOnCleanup(t *testing.T, ch *chain, pod ns.NetNS, call testutil
 // it from the subnet starting with prefix.
 func leasedIP(t *testing.T, out []byte, prefix string) net.IP {
 	t.Helper()
-	r := parseResult(t, out)
+	r := testutil.ParseResult(t, out)
 	if len(r.IPs) != 1 {
 		t.Fatalf("result has %d IPs, want the one host-local leased: %s", len(r.IPs), out)
 	}
@@ -347,7 +347,7 @@ func leasedIP(t *testing.T, out []byte, prefix string) net.IP {
 // interface.
 func (n *node) logged(t *testing.T, level string) bool {
 	t.Helper()
-	for _, line := range strings.Split(n.readLog(t), "\n") {
+	for _, line := range strings.Split(n.ReadLog(t), "\n") {
 		if strings.Contains(line, "level="+level) && strings.Contains(line, "ifname="+podIf) {
 			return true
 		}
@@ -393,7 +393,7 @@ func (n *node) delLeavesNothing(t *testing.T, ch *chain, pod ns.NetNS, call test
 	if got := n.linkMAC(t, "uplink"); got != parentMAC {
 		t.Errorf("the parent's MAC is %s after DEL, was %s", got, parentMAC)
 	}
-	if files := n.stateFiles(t); len(files) != 0 {
+	if files := n.Records(t); len(files) != 0 {
 		t.Errorf("DEL left state in dataDir: %v", files)
 	}
 }

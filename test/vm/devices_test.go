@@ -18,7 +18,7 @@ import (
 func (n *node) uplink(t *testing.T, name string) int {
 	t.Helper()
 	var idx int
-	testutil.InNetns(t, n.ns, func() error {
+	testutil.InNetns(t, n.NS, func() error {
 		if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "-p"}); err != nil {
 			return fmt.Errorf("adding veth %s: %w", name, err)
 		}
@@ -42,7 +42,7 @@ func (n *node) uplink(t *testing.T, name string) int {
 // linkMAC reads a node-side link's MAC.
 func (n *node) linkMAC(t *testing.T, name string) string {
 	t.Helper()
-	return macString(testutil.MAC(t, n.ns, name))
+	return macString(testutil.MAC(t, n.NS, name))
 }
 
 // setUpWithAddr brings the pod interface up with an address, as a main
@@ -85,7 +85,7 @@ func TestIPvlanRequestedMACIsRefused(t *testing.T) {
 			pod := testutil.NewNetns(t)
 			parent := n.uplink(t, "uplink")
 			parentMAC := n.linkMAC(t, "uplink")
-			testutil.InNetns(t, n.ns, func() error {
+			testutil.InNetns(t, n.NS, func() error {
 				iv := &netlink.IPVlan{LinkAttrs: netlink.LinkAttrs{Name: podIf, ParentIndex: parent, Namespace: netlink.NsFd(int(pod.Fd()))}, Mode: tc.mode}
 				if err := netlink.LinkAdd(iv); err != nil {
 					return fmt.Errorf("adding ipvlan %s on uplink: %w", tc.name, err)
@@ -119,7 +119,7 @@ func TestIPvlanRequestedMACIsRefused(t *testing.T) {
 			if got := n.linkMAC(t, "uplink"); got != parentMAC {
 				t.Errorf("the failed ADD changed the parent's MAC: %s, was %s", got, parentMAC)
 			}
-			if files := n.stateFiles(t); len(files) != 0 {
+			if files := n.Records(t); len(files) != 0 {
 				t.Errorf("the failed ADD left state in dataDir: %v", files)
 			}
 		})
@@ -133,7 +133,7 @@ func TestRequestedMACOnDevices(t *testing.T) {
 	macvlan := func(mode netlink.MacvlanMode) func(*testing.T, *node, ns.NetNS) {
 		return func(t *testing.T, n *node, pod ns.NetNS) {
 			n.uplink(t, "uplink")
-			testutil.Macvlan(t, n.ns, "uplink", pod, podIf, mode)
+			testutil.Macvlan(t, n.NS, "uplink", pod, podIf, mode)
 		}
 	}
 	tests := []struct {
@@ -154,8 +154,8 @@ func TestRequestedMACOnDevices(t *testing.T) {
 		// What the reference bridge plugin builds: a veth whose node end
 		// is a bridge port.
 		{"veth-on-bridge", []string{"veth", "bridge"}, func(t *testing.T, n *node, pod ns.NetNS) {
-			testutil.VethPair(t, n.ns, "vethpod", pod, podIf)
-			testutil.InNetns(t, n.ns, func() error {
+			testutil.VethPair(t, n.NS, "vethpod", pod, podIf)
+			testutil.InNetns(t, n.NS, func() error {
 				br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cni0"}}
 				if err := netlink.LinkAdd(br); err != nil {
 					return fmt.Errorf("adding bridge: %w", err)
@@ -194,7 +194,7 @@ func TestRequestedMACOnDevices(t *testing.T) {
 			if _, resMAC := sandboxEntry(t, out, pod.Path()); resMAC != tc.requested {
 				t.Errorf("result reports MAC %q, want %s", resMAC, tc.requested)
 			}
-			if files := n.stateFiles(t); len(files) != 1 {
+			if files := n.Records(t); len(files) != 1 {
 				t.Errorf("dataDir holds %v, want one record of the original MAC", files)
 			}
 			if w := n.warnings(t); len(w) != 0 {
@@ -207,7 +207,7 @@ func TestRequestedMACOnDevices(t *testing.T) {
 			if mac := podMAC(t, pod); mac != orig {
 				t.Errorf("DEL left MAC %s, want the original %s", mac, orig)
 			}
-			if files := n.stateFiles(t); len(files) != 0 {
+			if files := n.Records(t); len(files) != 0 {
 				t.Errorf("DEL left state: %v", files)
 			}
 		})

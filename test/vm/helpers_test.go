@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -27,25 +26,21 @@ const (
 	podIf      = "eth0"
 )
 
-// node is one simulated node: the namespace where plugins run and
-// host-side devices live, and macguard's state directory and log file.
-type node struct {
-	ns      ns.NetNS
-	dataDir string
-	logFile string
-}
+// node is one simulated node (testutil's Node): the namespace where
+// plugins run and host-side devices live, and macguard's state directory
+// and log file. The suite runs the binaries in it directly.
+type node struct{ *testutil.Node }
 
 func newNode(t *testing.T) *node {
 	t.Helper()
-	dir := t.TempDir()
-	return &node{ns: testutil.NewNetns(t), dataDir: filepath.Join(dir, "state"), logFile: filepath.Join(dir, "macguard.log")}
+	return &node{testutil.NewNode(t)}
 }
 
 // run executes a program inside the node namespace. The child inherits the
 // namespace of the OS thread that forks it, which ns.Do locks and switches.
 func (n *node) run(bin string, env []string, stdin []byte, args ...string) (stdout []byte, stderr string, err error) {
 	var out, errb bytes.Buffer
-	err = n.ns.Do(func(ns.NetNS) error {
+	err = n.NS.Do(func(ns.NetNS) error {
 		cmd := exec.Command(bin, args...)
 		cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
 		cmd.Stdin = bytes.NewReader(stdin)
@@ -115,7 +110,7 @@ func (o outcome) mustSucceed(t *testing.T, what string) []byte {
 func (n *node) macguardConf(t *testing.T, fields map[string]any, prev []byte, runtimeConfig map[string]any) []byte {
 	t.Helper()
 	c := map[string]any{"cniVersion": cniVersion, "name": netName, "type": "macguard",
-		"dataDir": n.dataDir, "logFile": n.logFile}
+		"dataDir": n.DataDir, "logFile": n.LogFile}
 	for k, v := range fields {
 		c[k] = v
 	}
@@ -132,39 +127,13 @@ func (n *node) macguardConf(t *testing.T, fields map[string]any, prev []byte, ru
 	return b
 }
 
-// stateFiles lists macguard's records in dataDir (testutil.StateFiles: the
-// lock file excluded; a dataDir that does not exist holds none). A
-// temporary file left next to them fails the test too: every plugin run has
-// exited when this is called, so a writer left it behind.
-func (n *node) stateFiles(t *testing.T) []string {
-	t.Helper()
-	records, other, err := testutil.StateFiles(n.dataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(other) != 0 {
-		t.Errorf("dataDir holds leftover temporary files: %v", other)
-	}
-	return records
-}
-
-// readLog returns macguard's log file ("" when it was never written).
-func (n *node) readLog(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(n.logFile)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("reading logFile: %v", err)
-	}
-	return string(b)
-}
-
 // warnings returns the WARN lines of macguard's log. After an ADD that
 // changed a MAC there should be none: one would mean, for example, that
 // announcing the new MAC failed on this kernel.
 func (n *node) warnings(t *testing.T) []string {
 	t.Helper()
 	var w []string
-	for _, line := range strings.Split(n.readLog(t), "\n") {
+	for _, line := range strings.Split(n.ReadLog(t), "\n") {
 		if strings.Contains(line, "level=WARN") {
 			w = append(w, line)
 		}
@@ -242,33 +211,11 @@ func podMAC(t *testing.T, pod ns.NetNS) string {
 	return macString(testutil.MAC(t, pod, podIf))
 }
 
-// cniResult is the part of a CNI result the tests look at.
-type cniResult struct {
-	Interfaces []struct {
-		Name    string `json:"name"`
-		Mac     string `json:"mac"`
-		Sandbox string `json:"sandbox"`
-	} `json:"interfaces"`
-	IPs []struct {
-		Address   string `json:"address"`
-		Interface *int   `json:"interface"`
-	} `json:"ips"`
-}
-
-func parseResult(t *testing.T, out []byte) cniResult {
-	t.Helper()
-	var r cniResult
-	if err := json.Unmarshal(out, &r); err != nil {
-		t.Fatalf("result is not JSON: %v: %s", err, out)
-	}
-	return r
-}
-
 // sandboxEntry returns the index and MAC of the result's entry for the pod
 // interface in sandbox; it fails the test when there is none.
 func sandboxEntry(t *testing.T, out []byte, sandbox string) (int, string) {
 	t.Helper()
-	r := parseResult(t, out)
+	r := testutil.ParseResult(t, out)
 	for i, in := range r.Interfaces {
 		if in.Name == podIf && in.Sandbox == sandbox {
 			return i, in.Mac
@@ -294,16 +241,12 @@ func sameJSON(t *testing.T, a, b []byte) bool {
 	return bytes.Equal(ja, jb)
 }
 
-// derivedMAC asks macguardctl which MAC a pod or VM gets: the
-// operator-facing promise the data path must keep.
+// derivedMAC asks macguardctl which MAC the pod interface of a pod (a
+// virt-launcher pod for a VM) gets: the operator-facing promise the data
+// path must keep.
 func derivedMAC(t *testing.T, namespace, pod string) string {
 	t.Helper()
-	bin := testutil.ToolBinary(t)
-	out, err := exec.Command(bin, "mac", "--namespace", namespace, "--pod", pod, "--ifname", podIf).Output()
-	if err != nil {
-		t.Fatalf("%s mac --namespace %s --pod %s: %v", bin, namespace, pod, err)
-	}
-	return mustMAC(t, strings.TrimSpace(string(out)))
+	return testutil.DerivedMAC(t, "--namespace", namespace, "--pod", pod, "--ifname", podIf)
 }
 
 // requireContains fails unless s contains every fragment.

@@ -96,7 +96,7 @@ func TestNetkitL3FailsWithRemedyAndChangesNothing(t *testing.T) {
 			if after := readLinkState(t, p.ns, podIf); !reflect.DeepEqual(after, before) {
 				t.Errorf("the failed ADD changed the device:\nbefore %+v\nafter  %+v", before, after)
 			}
-			if files := n.stateFiles(t); len(files) != 0 {
+			if files := n.Records(t); len(files) != 0 {
 				t.Errorf("the failed ADD left state in dataDir: %v", files)
 			}
 		})
@@ -121,17 +121,17 @@ func TestNetkitL3OnUnsupportedSkipPassesResultThrough(t *testing.T) {
 	if after := readLinkState(t, p.ns, podIf); !reflect.DeepEqual(after, before) {
 		t.Errorf("ADD changed the device:\nbefore %+v\nafter  %+v", before, after)
 	}
-	if files := n.stateFiles(t); len(files) != 0 {
+	if files := n.Records(t); len(files) != 0 {
 		t.Errorf("nothing was changed, yet dataDir holds %v", files)
 	}
 	var warned bool
-	for _, line := range strings.Split(n.readLog(t), "\n") {
+	for _, line := range strings.Split(n.ReadLog(t), "\n") {
 		if strings.Contains(line, "level=WARN") && strings.Contains(line, "ifname="+podIf) && strings.Contains(line, p.cid) {
 			warned = true
 		}
 	}
 	if !warned {
-		t.Errorf("no warning naming %s and container %s in logFile:\n%s", podIf, p.cid, n.readLog(t))
+		t.Errorf("no warning naming %s and container %s in logFile:\n%s", podIf, p.cid, n.ReadLog(t))
 	}
 
 	// The pod started, so the runtime's CHECK must pass, and DEL (nothing
@@ -178,7 +178,7 @@ func TestNetkitL2AssignAlwaysKeepsMACAcrossVMRestart(t *testing.T) {
 			if resMAC != want {
 				t.Errorf("result reports MAC %q, want %s", resMAC, want)
 			}
-			for _, ip := range parseResult(t, out).IPs {
+			for _, ip := range testutil.ParseResult(t, out).IPs {
 				if ip.Interface == nil || *ip.Interface != idx {
 					t.Errorf("result IP %s no longer points at the pod interface (entry %d): %s", ip.Address, idx, out)
 				}
@@ -186,7 +186,7 @@ func TestNetkitL2AssignAlwaysKeepsMACAcrossVMRestart(t *testing.T) {
 			if w := n.warnings(t); len(w) != 0 {
 				t.Errorf("ADD logged warnings: %q", w)
 			}
-			if files, wantFile := n.stateFiles(t), podIf+"@"+l.cid+".json"; !slices.Equal(files, []string{wantFile}) {
+			if files, wantFile := n.Records(t), podIf+"@"+l.cid+".json"; !slices.Equal(files, []string{wantFile}) {
 				t.Errorf("dataDir holds %v, want the one record %s", files, wantFile)
 			}
 
@@ -195,7 +195,7 @@ func TestNetkitL2AssignAlwaysKeepsMACAcrossVMRestart(t *testing.T) {
 			if mac := podMAC(t, p.ns); mac != orig {
 				t.Errorf("DEL left MAC %s, want the original %s", mac, orig)
 			}
-			if files := n.stateFiles(t); len(files) != 0 {
+			if files := n.Records(t); len(files) != 0 {
 				t.Errorf("DEL left state: %v", files)
 			}
 		})
