@@ -152,6 +152,45 @@ func (w *World) Macvlan(t testing.TB, p *Pod, ifName, mac string, mode netlink.M
 	w.setMAC(t, p, ifName, mac)
 }
 
+// Netkit gives the pod interface ifName, the peer of a netkit pair whose
+// primary is in the node namespace, in mode "l2" or "l3", as cilium-cni
+// does in netkit datapath mode. The kernel needs CONFIG_NETKIT (test/vm).
+func (w *World) Netkit(t testing.TB, p *Pod, ifName, mode string) {
+	t.Helper()
+	m := netlink.NETKIT_MODE_L3
+	if mode == "l2" {
+		m = netlink.NETKIT_MODE_L2
+	}
+	nk := &netlink.Netkit{LinkAttrs: netlink.LinkAttrs{Name: fmt.Sprintf("nk%d", w.nextIndex())}, Mode: m,
+		Policy: netlink.NETKIT_POLICY_FORWARD, PeerPolicy: netlink.NETKIT_POLICY_FORWARD}
+	nk.SetPeerAttrs(&netlink.LinkAttrs{Name: ifName, Namespace: netlink.NsFd(int(p.NS.Fd()))})
+	testutil.InNetns(t, w.Node, func() error {
+		if err := netlink.LinkAdd(nk); err != nil {
+			return fmt.Errorf("adding netkit %s pair: %w", mode, err)
+		}
+		return nil
+	})
+}
+
+// IPVlan gives the pod interface ifName, an ipvlan in mode on a parent veth
+// in the node namespace. The kernel needs CONFIG_IPVLAN (test/vm).
+func (w *World) IPVlan(t testing.TB, p *Pod, ifName string, mode netlink.IPVlanMode) {
+	t.Helper()
+	parent := fmt.Sprintf("up%d", w.nextIndex())
+	testutil.LocalVeth(t, w.Node, parent, parent+"p")
+	testutil.InNetns(t, w.Node, func() error {
+		pl, err := netlink.LinkByName(parent)
+		if err != nil {
+			return err
+		}
+		iv := &netlink.IPVlan{LinkAttrs: netlink.LinkAttrs{Name: ifName, ParentIndex: pl.Attrs().Index, Namespace: netlink.NsFd(int(p.NS.Fd()))}, Mode: mode}
+		if err := netlink.LinkAdd(iv); err != nil {
+			return fmt.Errorf("adding ipvlan on %s: %w", parent, err)
+		}
+		return nil
+	})
+}
+
 func (w *World) nextIndex() int {
 	w.nextIf++
 	return w.nextIf
