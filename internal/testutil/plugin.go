@@ -9,12 +9,15 @@ package testutil
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
 )
 
 // Conf is macguard's entry in a conflist: the given version, dataDir, extra
@@ -76,6 +79,18 @@ func ResultMAC(out []byte, ifName, sandbox string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("result has no entry for %s in %s: %s", ifName, sandbox, out)
+}
+
+// CNIError returns err as the CNI error an in-process command returned,
+// failing the test when it is something else: every error macguard returns
+// to skel must be one, or skel prints a generic code in its place.
+func CNIError(t testing.TB, err error) *types.Error {
+	t.Helper()
+	var e *types.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("want a CNI error, got %v", err)
+	}
+	return e
 }
 
 // DerivedMAC asks macguardctl (ToolBinary) which MAC a pod or VM gets:

@@ -73,10 +73,7 @@ func (h *harness) run(cmd func(*skel.CmdArgs) error, containerID string, stdin [
 
 func cniCode(t *testing.T, err error) (uint, string) {
 	t.Helper()
-	var e *types.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("want a CNI error, got %v", err)
-	}
+	e := testutil.CNIError(t, err)
 	return e.Code, e.Msg
 }
 

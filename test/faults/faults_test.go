@@ -131,15 +131,6 @@ func (w *world) args(conf []byte) *skel.CmdArgs {
 	return &skel.CmdArgs{ContainerID: cid, Netns: w.pod.NS.Path(), IfName: w.pod.IfName, StdinData: conf}
 }
 
-func cniError(t *testing.T, err error) *types.Error {
-	t.Helper()
-	var e *types.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("want a CNI error, got %v", err)
-	}
-	return e
-}
-
 // hooked is a real namespace with code run around the steps of an ADD.
 type hooked struct {
 	link.Netns
@@ -195,7 +186,7 @@ func TestInterfaceVanishes(t *testing.T) {
 			w := newWorld(t)
 			h := tt.hook(w)
 			p, out := inProcess(func(n link.Netns) link.Netns { h.Netns = n; return h })
-			e := cniError(t, p.Add(w.args(w.conf(""))))
+			e := testutil.CNIError(t, p.Add(w.args(w.conf(""))))
 			if e.Code != plugin.ErrCodeInterfaceNotFound || !strings.Contains(e.Msg, `"eth0"`) || !strings.Contains(e.Msg, tt.want) {
 				t.Fatalf("got code %d %q, want %d naming eth0 and %q", e.Code, e.Msg, plugin.ErrCodeInterfaceNotFound, tt.want)
 			}
@@ -262,7 +253,7 @@ func TestStateWriteFails(t *testing.T) {
 			swapErr:  errors.New("injected failure after the MAC change"),
 		}
 		p, out := inProcess(func(n link.Netns) link.Netns { h.Netns = n; return h })
-		e := cniError(t, p.Add(w.args(w.conf(""))))
+		e := testutil.CNIError(t, p.Add(w.args(w.conf(""))))
 		if !strings.Contains(e.Msg, "injected failure") || !strings.Contains(e.Msg, "removing state") {
 			t.Fatalf("error %q should carry the cause and the failed state removal", e.Msg)
 		}
@@ -434,7 +425,7 @@ func TestBusyStateDir(t *testing.T) {
 		return s
 	}
 	start := time.Now()
-	e := cniError(t, p.Add(w.args(w.conf(""))))
+	e := testutil.CNIError(t, p.Add(w.args(w.conf(""))))
 	if e.Code != types.ErrTryAgainLater || !strings.Contains(e.Msg, "still locked after 200ms") {
 		t.Fatalf("got code %d %q, want %d saying how long it waited", e.Code, e.Msg, types.ErrTryAgainLater)
 	}
