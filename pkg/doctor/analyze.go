@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -192,14 +193,14 @@ func (a *analysis) pods() {
 		var ats []*attachment
 		for j := range a.w.Cache {
 			e := &a.w.Cache[j]
-			if (e.NetnsInode != 0 && e.NetnsInode == n.Inode) || (e.Netns != "" && e.Netns == n.Path) {
+			if holds(n, e.NetnsInode, e.Netns, e.ContainerID) {
 				ats = append(ats, newAttachment(e))
 			}
 		}
 		var recs []*Record
 		for j := range a.w.Records {
 			rec := &a.w.Records[j]
-			if rec.Err == "" && ((rec.NetnsInode != 0 && rec.NetnsInode == n.Inode) || rec.Netns == n.Path) {
+			if rec.Err == "" && holds(n, rec.NetnsInode, rec.Netns, rec.ContainerID) {
 				recs = append(recs, rec)
 			}
 		}
@@ -259,6 +260,12 @@ func (a *analysis) pods() {
 		a.r.Pods = append(a.r.Pods, p)
 	}
 	sort.SliceStable(a.r.Pods, func(i, j int) bool { return a.r.Pods[i].Name < a.r.Pods[j].Name })
+}
+
+// holds reports whether the attachment of containerID, whose netns was
+// given as path (inode ino now, 0 if it cannot be opened), is in n.
+func holds(n *Netns, ino uint64, path, containerID string) bool {
+	return (ino != 0 && ino == n.Inode) || (path != "" && path == n.Path) || slices.Contains(n.ContainerIDs, containerID)
 }
 
 func parseMAC(s string) net.HardwareAddr {
@@ -420,6 +427,16 @@ func (a *analysis) records() {
 		fixed[f] = true
 	}
 	for _, rec := range a.w.Records {
+		// A netns found through its sandbox's processes decides, whatever
+		// the record's netns path looked like from here.
+		for _, n := range a.w.Netns {
+			if rec.Err == "" && n.Err == "" && slices.Contains(n.ContainerIDs, rec.ContainerID) {
+				rec.NetnsGone, rec.NetnsErr, rec.IfPresent = false, "", false
+				for _, ifc := range n.Interfaces {
+					rec.IfPresent = rec.IfPresent || ifc.Name == rec.IfName
+				}
+			}
+		}
 		st := RecordState{File: rec.File, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
 		base := Finding{Section: SectionRecords, File: rec.File}
 		switch {

@@ -248,6 +248,12 @@ func TestRules(t *testing.T) {
 		{name: "stale record, interface gone", change: func(w *World) {
 			w.Records[0].IfPresent = false
 		}, want: []codeAt{{Warning, "record-stale", "", ""}}},
+		{name: "a record whose netns path is unusable here, held by its sandbox's process", change: func(w *World) {
+			w.Netns[0].Path, w.Netns[0].Seen = "/proc/42/ns/net", []string{"pid 42"}
+			w.Netns[0].ContainerIDs = []string{"c1"}
+			w.Cache[0].NetnsInode = 0
+			w.Records[0].NetnsGone, w.Records[0].NetnsInode, w.Records[0].IfPresent = true, 0, false
+		}},
 		{name: "removed by --fix", change: func(w *World) {
 			w.Records[0].NetnsGone = true
 			w.Fixed = []string{w.Records[0].File}
@@ -389,6 +395,32 @@ spec:
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("NADs %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestCgroupIDs(t *testing.T) {
+	id := strings.Repeat("ab12", 16)
+	other := strings.Repeat("0f", 32)
+	tests := []struct {
+		name, content string
+		want          []string
+	}{
+		{"cgroup v2, systemd driver", "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-" + id + ".scope\n", []string{id}},
+		{"cgroup v1, cgroupfs driver", "12:memory:/kubepods/besteffort/pod1/" + id + "\n11:cpu:/kubepods/besteffort/pod1/" + id + "\n", []string{id}},
+		{"CRI-O and docker", "0::/crio-" + id + ".scope\n1:name=systemd:/docker/" + other + "\n", []string{id, other}},
+		{"not a container", "0::/user.slice/user-0.slice/session-3.scope\n", nil},
+		{"63 digits", "0::/kubepods/" + id[1:] + "\n", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "cgroup")
+			if err := os.WriteFile(path, []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if got := cgroupIDs(path); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("cgroupIDs = %v, want %v", got, tc.want)
 			}
 		})
 	}

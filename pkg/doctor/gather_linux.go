@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -102,13 +103,14 @@ func nsInode(path string) (uint64, bool, error) {
 // not pin them in the netns dir), one per inode.
 func gatherNetns(w *World) error {
 	byInode := map[uint64]int{}
-	seen := func(path string, ino uint64, how string) {
+	seen := func(path string, ino uint64, how string) int {
 		if i, ok := byInode[ino]; ok {
 			w.Netns[i].Seen = append(w.Netns[i].Seen, how)
-			return
+			return i
 		}
 		byInode[ino] = len(w.Netns)
 		w.Netns = append(w.Netns, Netns{Path: path, Inode: ino, Seen: []string{how}})
+		return len(w.Netns) - 1
 	}
 	// The node's namespace (pid 1's) and the doctor's own are not pods.
 	skip := map[uint64]bool{}
@@ -148,7 +150,12 @@ func gatherNetns(w *World) error {
 			// nothing to show.
 			continue
 		}
-		seen(path, ino, "pid "+strconv.Itoa(pid))
+		i := seen(path, ino, "pid "+strconv.Itoa(pid))
+		// A few processes per namespace are enough: a pod's sandbox
+		// process is among the first, and every cgroup file costs a read.
+		if len(w.Netns[i].Seen) <= maxCgroupReads {
+			w.Netns[i].ContainerIDs = addIDs(w.Netns[i].ContainerIDs, cgroupIDs(filepath.Join(w.Dirs.Proc, strconv.Itoa(pid), "cgroup")))
+		}
 	}
 	for i := range w.Netns {
 		n := &w.Netns[i]
@@ -163,6 +170,54 @@ func gatherNetns(w *World) error {
 		n.Interfaces = interfaces(ifs)
 	}
 	return nil
+}
+
+// maxCgroupReads bounds the cgroup files read per namespace.
+const maxCgroupReads = 16
+
+// cgroupIDs returns the container IDs (64 hex digits, as containerd,
+// CRI-O and Docker name them) in a /proc/<pid>/cgroup file, with the
+// systemd driver's "cri-containerd-", "crio-", "docker-" prefixes and
+// ".scope" suffix taken off.
+func cgroupIDs(path string) []string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	for _, line := range strings.Split(string(data), "\n") {
+		for _, part := range strings.FieldsFunc(line, func(r rune) bool { return r == '/' || r == ':' }) {
+			part = strings.TrimSuffix(part, ".scope")
+			if i := strings.LastIndexByte(part, '-'); i >= 0 {
+				part = part[i+1:]
+			}
+			if isContainerID(part) {
+				ids = addIDs(ids, []string{part})
+			}
+		}
+	}
+	return ids
+}
+
+func isContainerID(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func addIDs(to, ids []string) []string {
+	for _, id := range ids {
+		if !slices.Contains(to, id) {
+			to = append(to, id)
+		}
+	}
+	return to
 }
 
 func interfaces(ifs []link.Inventoried) []Interface {

@@ -77,8 +77,14 @@ type Netns struct {
 	Path  string `json:"path"`
 	Inode uint64 `json:"inode"`
 	// Seen says where it was found: "netns-dir" and/or "pid N".
-	Seen       []string    `json:"seen"`
-	Interfaces []Interface `json:"interfaces"`
+	Seen []string `json:"seen"`
+	// ContainerIDs are the container IDs in the cgroups of the processes
+	// that hold it: a pod's sandbox ID is its CNI container ID, so they
+	// tie a netns to libcni's cache and to macguard's records even where
+	// the netns path the runtime gave cannot be opened (a doctor in a pod
+	// whose netns dir mount does not receive new namespaces).
+	ContainerIDs []string    `json:"containerIDs,omitempty"`
+	Interfaces   []Interface `json:"interfaces"`
 	// Err is why the interfaces could not be listed.
 	Err string `json:"err,omitempty"`
 }

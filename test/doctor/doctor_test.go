@@ -241,6 +241,31 @@ func TestDoctorNamesEveryProblem(t *testing.T) {
 			},
 		},
 		{
+			// A doctor in a pod whose netns dir mount receives no new
+			// namespaces: the paths the runtime gave are dead ends, and the
+			// sandbox's process (its cgroup names the container ID) ties
+			// the netns to the cache and the record.
+			name: "netns paths unusable, found through the sandbox process",
+			build: func(t *testing.T, w *nodeworld.World) {
+				pod := w.NewPod(t, "default", "web", false)
+				w.Veth(t, pod, "eth0", webMAC)
+				dead := filepath.Join(w.NetnsDir, "cni-web")
+				if err := os.WriteFile(dead, nil, 0o444); err != nil {
+					t.Fatal(err)
+				}
+				w.CacheAttachment(t, pod, nodeworld.Attachment{Network: "net", IfName: "eth0", Conflist: nodeworld.Conflist("net", bridge, macguard), ResultMAC: webMAC, Netns: dead})
+				w.Record(t, pod.ContainerID, "eth0", dead, "", webMAC)
+			},
+			check: func(t *testing.T, w *nodeworld.World, r doctor.Report) {
+				if len(r.Pods) != 1 || r.Pods[0].Name != "default/web" {
+					t.Errorf("pods %+v, want default/web", r.Pods)
+				}
+				if len(r.Records) != 1 || r.Records[0].State != "live" {
+					t.Errorf("records %+v, want one live", r.Records)
+				}
+			},
+		},
+		{
 			name: "no plugin binary",
 			build: func(t *testing.T, w *nodeworld.World) {
 				if err := os.Remove(filepath.Join(w.Bin, "macguard")); err != nil {

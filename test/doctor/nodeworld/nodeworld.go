@@ -8,6 +8,7 @@ package nodeworld
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -84,9 +85,10 @@ type Pod struct {
 	PodName     string
 }
 
-// ContainerID is the sandbox ID NewPod gives pod namespace/name.
+// ContainerID is the sandbox ID NewPod gives pod namespace/name: 64 hex
+// digits, like containerd's.
 func ContainerID(namespace, name string) string {
-	return fmt.Sprintf("%x", []byte(namespace+"-"+name))
+	return fmt.Sprintf("%x", sha256.Sum256([]byte(namespace+"/"+name)))
 }
 
 // NetnsPath is how the runtime named the pod's netns (CNI_NETNS).
@@ -119,15 +121,20 @@ func (w *World) NewPod(t testing.TB, namespace, name string, inNetnsDir bool) *P
 }
 
 // AddProcess makes the procfs stand-in show a process inside p's netns,
-// and returns its pid.
+// the pod's sandbox process in its cgroup as containerd places it, and
+// returns its pid.
 func (w *World) AddProcess(t testing.TB, p *Pod) int {
 	t.Helper()
 	w.nextPID++
-	dir := filepath.Join(w.Proc, fmt.Sprint(w.nextPID), "ns")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir := filepath.Join(w.Proc, fmt.Sprint(w.nextPID))
+	if err := os.MkdirAll(filepath.Join(dir, "ns"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(p.NS.Path(), filepath.Join(dir, "net")); err != nil {
+	if err := os.Symlink(p.NS.Path(), filepath.Join(dir, "ns", "net")); err != nil {
+		t.Fatal(err)
+	}
+	cgroup := "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice/cri-containerd-" + p.ContainerID + ".scope\n"
+	if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return w.nextPID
@@ -241,6 +248,8 @@ type Attachment struct {
 	ExtraArgs [][2]string
 	// RuntimeMAC is the "mac" capability argument.
 	RuntimeMAC string
+	// Netns overrides the netns path the runtime gave (default the pod's).
+	Netns string
 }
 
 // CacheAttachment writes libcni's cache entry for an attachment of p, in libcni's
@@ -251,17 +260,21 @@ func (w *World) CacheAttachment(t testing.TB, p *Pod, a Attachment) {
 	args := [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", p.Namespace}, {"K8S_POD_NAME", p.PodName},
 		{"K8S_POD_INFRA_CONTAINER_ID", p.ContainerID}}
 	args = append(args, a.ExtraArgs...)
+	netns := p.NetnsPath()
+	if a.Netns != "" {
+		netns = a.Netns
+	}
 	entry := map[string]any{
 		"kind":        "cniCacheV1",
 		"containerId": p.ContainerID,
 		"config":      []byte(a.Conflist), // base64, as libcni's []byte field
 		"ifName":      a.IfName,
 		"networkName": a.Network,
-		"netns":       p.NetnsPath(),
+		"netns":       netns,
 		"cniArgs":     args,
 		"result": map[string]any{
 			"cniVersion": "1.0.0",
-			"interfaces": []map[string]any{{"name": a.IfName, "mac": a.ResultMAC, "sandbox": p.NetnsPath()}},
+			"interfaces": []map[string]any{{"name": a.IfName, "mac": a.ResultMAC, "sandbox": netns}},
 		},
 	}
 	if a.RuntimeMAC != "" {
