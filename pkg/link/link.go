@@ -62,11 +62,6 @@ type Observed struct {
 	Up  bool
 	// NoARP mirrors IFF_NOARP: announcing with ARP there is pointless.
 	NoARP bool
-	// IPv4 and IPv6 are the addresses worth announcing after a change;
-	// LinkLocal lists fe80::/64 addresses separately.
-	IPv4      []net.IP
-	IPv6      []net.IP
-	LinkLocal []net.IP
 }
 
 // HasLinkLayer is false for devices without an Ethernet address at all
@@ -98,7 +93,9 @@ type Netns interface {
 	// out) however many steps it takes.
 	Do(f func() error) error
 	// Inspect reads the interface; ErrNotFound names the interfaces that
-	// do exist. It leaves Driver and PermMAC empty: see Identify.
+	// do exist. It leaves Driver and PermMAC empty (see Identify) and reads
+	// no addresses: nothing decides on them, and only a change needs them
+	// (SwapLinkLocal, Announce), which reads them itself.
 	Inspect(ifName string) (Observed, error)
 	// Identify fills in o.Driver and o.PermMAC from ethtool, best effort.
 	// It is separate from Inspect because both ethtool ioctls take RTNL,

@@ -95,7 +95,7 @@ func (k *kernelNetns) Inspect(ifName string) (Observed, error) {
 			return fmt.Errorf("reading interface %q in netns %s: %w", ifName, k.path, err)
 		}
 		o = observe(l)
-		return k.readAddrs(l, &o)
+		return nil
 	})
 	return o, err
 }
@@ -157,23 +157,30 @@ func observe(l netlink.Link) Observed {
 	return o
 }
 
-func (k *kernelNetns) readAddrs(l netlink.Link, o *Observed) error {
+// announceable are an interface's addresses worth announcing after a
+// change, link-local ones separately.
+type announceable struct {
+	v4, v6, linkLocal []net.IP
+}
+
+func (k *kernelNetns) addresses(l netlink.Link) (announceable, error) {
+	var a announceable
 	addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
 	if err != nil {
-		return fmt.Errorf("listing addresses of %q in netns %s: %w", o.Name, k.path, err)
+		return a, fmt.Errorf("listing addresses of %q in netns %s: %w", l.Attrs().Name, k.path, err)
 	}
-	for _, a := range addrs {
-		ip := a.IP
+	for _, addr := range addrs {
+		ip := addr.IP
 		switch {
 		case ip.To4() != nil:
-			o.IPv4 = append(o.IPv4, ip.To4())
+			a.v4 = append(a.v4, ip.To4())
 		case ip.IsLinkLocalUnicast():
-			o.LinkLocal = append(o.LinkLocal, ip)
-		case a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0:
-			o.IPv6 = append(o.IPv6, ip)
+			a.linkLocal = append(a.linkLocal, ip)
+		case addr.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0:
+			a.v6 = append(a.v6, ip)
 		}
 	}
-	return nil
+	return a, nil
 }
 
 func (k *kernelNetns) SetMAC(ifName string, mac net.HardwareAddr) error {
@@ -350,17 +357,18 @@ func (k *kernelNetns) Announce(ifName string, mac net.HardwareAddr) error {
 			return fmt.Errorf("reading %q in netns %s: %w", ifName, k.path, err)
 		}
 		o := observe(l)
-		if err := k.readAddrs(l, &o); err != nil {
-			return err
-		}
 		if !o.Up {
 			return nil
 		}
+		a, err := k.addresses(l)
+		if err != nil {
+			return err
+		}
 		var v4 []net.IP
 		if !o.NoARP {
-			v4 = o.IPv4
+			v4 = a.v4
 		}
-		v6 := append(append([]net.IP(nil), o.IPv6...), o.LinkLocal...)
+		v6 := append(a.v6, a.linkLocal...)
 		if err := announce.Send(o.Index, mac, v4, v6); err != nil {
 			return fmt.Errorf("announcing %s on %q in netns %s: %w", mac, ifName, k.path, err)
 		}

@@ -24,6 +24,9 @@ type Fake struct {
 	NetnsPath string
 	// Links by name.
 	Links map[string]*link.Observed
+	// linkLocal holds each link's IPv6 link-local addresses: the EUI-64
+	// one of its MAC when created, as the kernel gives an up interface.
+	linkLocal map[string][]net.IP
 	// SetErr, SwapErr, AnnounceErr and NotifyErr (AnnounceOnChange), when
 	// set, are returned by the next call of that method (and every later
 	// one).
@@ -44,10 +47,13 @@ type Fake struct {
 
 // New returns a fake namespace at path holding links.
 func New(path string, links ...link.Observed) *Fake {
-	f := &Fake{NetnsPath: path, Links: map[string]*link.Observed{}}
+	f := &Fake{NetnsPath: path, Links: map[string]*link.Observed{}, linkLocal: map[string][]net.IP{}}
 	for i := range links {
 		l := links[i]
 		f.Links[l.Name] = &l
+		if ll := macaddr.LinkLocal(l.MAC); ll != nil && l.HasLinkLayer() {
+			f.linkLocal[l.Name] = []net.IP{ll}
+		}
 	}
 	return f
 }
@@ -95,7 +101,6 @@ func (f *Fake) Inspect(ifName string) (link.Observed, error) {
 	}
 	o := *l
 	o.MAC = append(net.HardwareAddr(nil), l.MAC...)
-	o.LinkLocal = append([]net.IP(nil), l.LinkLocal...)
 	// Like the kernel implementation, Inspect does not ask ethtool.
 	o.Driver, o.PermMAC = "", nil
 	return o, nil
@@ -171,11 +176,10 @@ func (f *Fake) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (bool, er
 	if f.SwapErr != nil {
 		return false, f.SwapErr
 	}
-	l := f.Links[ifName]
 	oldLL, newLL := macaddr.LinkLocal(from), macaddr.LinkLocal(to)
-	for i, ip := range l.LinkLocal {
+	for i, ip := range f.linkLocal[ifName] {
 		if ip.Equal(oldLL) {
-			l.LinkLocal[i] = newLL
+			f.linkLocal[ifName][i] = newLL
 			return true, nil
 		}
 	}
@@ -188,6 +192,13 @@ func (f *Fake) Announce(ifName string, mac net.HardwareAddr) error {
 	defer f.mu.Unlock()
 	f.record("Announce %s %s", ifName, mac)
 	return f.AnnounceErr
+}
+
+// LinkLocal returns a link's IPv6 link-local addresses now.
+func (f *Fake) LinkLocal(ifName string) []net.IP {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]net.IP(nil), f.linkLocal[ifName]...)
 }
 
 // MAC returns a link's current MAC as a string ("" when it has none).
