@@ -66,8 +66,15 @@ func Write(path string, data io.Reader, opts Options) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			// err is what the caller gets: a cleanup failure must not
+			// replace it, and Write promises the removal, not a report of
+			// it. The data is being thrown away, so Close has nothing to
+			// lose (after the explicit Close below it just says "already
+			// closed"). A temporary file a failed Remove leaves carries
+			// Marker, so Sweep takes it later; after a successful rename
+			// (a failed SyncDir) the name is gone and Remove finds nothing.
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
 		}
 	}()
 	if _, err := io.Copy(tmp, data); err != nil {

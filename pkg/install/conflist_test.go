@@ -339,8 +339,12 @@ func TestConvertConf(t *testing.T) {
 			}
 			ps := pluginsOf(t, out)
 			var got, want any
-			json.Unmarshal(ps[0], &got)
-			json.Unmarshal(pluginsOf(t, implicit.Bytes)[0], &want)
+			if err := json.Unmarshal(ps[0], &got); err != nil {
+				t.Fatalf("converted plugin %s: %v", ps[0], err)
+			}
+			if err := json.Unmarshal(pluginsOf(t, implicit.Bytes)[0], &want); err != nil {
+				t.Fatalf("libcni's converted plugin %s: %v", pluginsOf(t, implicit.Bytes)[0], err)
+			}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("converted plugin %s means something else than libcni's own conversion %s", ps[0], pluginsOf(t, implicit.Bytes)[0])
 			}

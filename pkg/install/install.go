@@ -460,7 +460,9 @@ func (r *runner) retryHeld() {
 	for _, t := range r.targets {
 		if !t.holdUntil.IsZero() && !r.now().Before(t.holdUntil) {
 			t.holdUntil = time.Time{}
-			r.applyTarget(t)
+			// applyTarget logs its own failures (see watch), and a
+			// new hold is logged by backOff and re-armed by the caller.
+			_ = r.applyTarget(t)
 		}
 	}
 }

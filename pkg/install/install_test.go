@@ -166,12 +166,14 @@ func TestInstallBinary(t *testing.T) {
 	}
 
 	// Changed on the node, or a wrong mode: replaced.
-	for name, spoil := range map[string]func(){
-		"content": func() { os.WriteFile(dst, []byte("tampered"), 0o755) },
-		"mode":    func() { os.Chmod(dst, 0o700) },
-		"missing": func() { os.Remove(dst) },
+	for name, spoil := range map[string]func() error{
+		"content": func() error { return os.WriteFile(dst, []byte("tampered"), 0o755) },
+		"mode":    func() error { return os.Chmod(dst, 0o700) },
+		"missing": func() error { return os.Remove(dst) },
 	} {
-		spoil()
+		if err := spoil(); err != nil {
+			t.Fatalf("%s: spoiling %s: %v", name, dst, err)
+		}
 		l, err = run(t, n.opts(), false)
 		if err != nil {
 			t.Fatal(name, err)
@@ -500,9 +502,13 @@ func TestRemoveStaleTmp(t *testing.T) {
 	old := timeNowMinus(2 * staleTmpAge)
 	for _, f := range files {
 		p := filepath.Join(n.bin, f.name)
-		os.WriteFile(p, nil, 0o600)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatalf("creating %s: %v", p, err)
+		}
 		if f.stale {
-			os.Chtimes(p, old, old)
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatalf("ageing %s: %v", p, err)
+			}
 		}
 	}
 	if _, err := run(t, n.opts(), false); err != nil {

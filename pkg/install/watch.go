@@ -58,7 +58,13 @@ func (r *runner) watch(ctx context.Context) error {
 		}
 	}
 	watchDirs()
-	r.applyAll()
+	// In this loop the errors of applyAll, applyBinary and applyTarget are
+	// already logged where they happen (applyTarget and applyBinary log
+	// each new failure at Error with the file, once until it changes;
+	// backOff logs a hold at Warn; a missing conflist is logged at Info),
+	// and a watch keeps going: the next event, retry or resync tries
+	// again. Nothing is lost by discarding them here.
+	_ = r.applyAll()
 
 	resync := time.NewTicker(r.opts.Resync)
 	defer resync.Stop()
@@ -119,14 +125,14 @@ func (r *runner) watch(ctx context.Context) error {
 		case <-debounce.C:
 			if dirtyAll {
 				watchDirs()
-				r.applyAll()
+				_ = r.applyAll() // logged by applyBinary/applyTarget, see above
 			} else {
 				if dirtyBin {
-					r.applyBinary()
+					_ = r.applyBinary() // logged by applyBinary, see above
 				}
 				for _, t := range r.targets {
 					if dirty[t] {
-						r.applyTarget(t)
+						_ = r.applyTarget(t) // logged by applyTarget, see above
 					}
 				}
 			}
@@ -138,7 +144,7 @@ func (r *runner) watch(ctx context.Context) error {
 			armRetry()
 		case <-resync.C:
 			watchDirs()
-			r.applyAll()
+			_ = r.applyAll() // logged by applyBinary/applyTarget, see above
 			armRetry()
 		}
 	}

@@ -186,11 +186,17 @@ func TestGC(t *testing.T) {
 	legacyTmp := filepath.Join(s.Dir, ".eth0@x.json.tmp1")
 	past := time.Now().Add(-time.Hour)
 	for _, p := range []string{oldTmp, legacyTmp} {
-		os.WriteFile(p, nil, 0o600)
-		os.Chtimes(p, past, past)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatalf("creating %s: %v", p, err)
+		}
+		if err := os.Chtimes(p, past, past); err != nil {
+			t.Fatalf("ageing %s: %v", p, err)
+		}
 	}
 	freshTmp := filepath.Join(s.Dir, ".eth0@y.json"+atomicfile.Marker+"2")
-	os.WriteFile(freshTmp, nil, 0o600)
+	if err := os.WriteFile(freshTmp, nil, 0o600); err != nil {
+		t.Fatalf("creating %s: %v", freshTmp, err)
+	}
 
 	removed, err := s.GC(map[Key]bool{{"live", "eth0"}: true, {"live", "net1"}: true})
 	if err != nil {
@@ -239,7 +245,9 @@ func TestLockExclusiveWaitsForShared(t *testing.T) {
 
 func TestLockUnusableDir(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(f, nil, 0o600)
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatalf("creating %s: %v", f, err)
+	}
 	if _, err := New(f).Lock(false); err == nil {
 		t.Fatal("a dataDir that is a file must fail")
 	}
