@@ -165,7 +165,12 @@ func RenderText(w io.Writer, r Report) error {
 	} else {
 		fmt.Fprintf(&b, "\n%d error(s), %d warning(s), %d info.\n", s.Errors, s.Warnings, s.Info)
 	}
-	_, err := io.WriteString(w, b.String())
+	// tabwriter pads the last column of short rows; no line ends in blanks.
+	lines := strings.Split(b.String(), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimRight(lines[i], " ")
+	}
+	_, err := io.WriteString(w, strings.Join(lines, "\n"))
 	return err
 }
 

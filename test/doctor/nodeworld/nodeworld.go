@@ -42,8 +42,19 @@ type World struct {
 // the node itself.
 func New(t testing.TB) *World {
 	t.Helper()
+	return NewAt(t, t.TempDir())
+}
+
+// NewAt is New with the world's directories under root (which must not
+// exist yet, or be empty), for a run whose report should show short paths;
+// root is removed when the test ends.
+func NewAt(t testing.TB, root string) *World {
+	t.Helper()
 	testutil.RequireRoot(t)
-	root := t.TempDir()
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
 	w := &World{Root: root, Node: testutil.NewNetns(t), nextPID: 4000}
 	w.Conf, w.Bin, w.Data = filepath.Join(root, "net.d"), filepath.Join(root, "bin"), filepath.Join(root, "macguard")
 	w.Cache, w.NetnsDir, w.Proc = filepath.Join(root, "cni-cache"), filepath.Join(root, "netns"), filepath.Join(root, "proc")
