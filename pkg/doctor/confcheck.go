@@ -50,18 +50,16 @@ func parseChain(content []byte, asList bool) (*chain, error) {
 		}
 		list = l
 	} else {
-		c, err := libcni.ConfFromBytes(content)
+		// A single plugin (a .conf file, a NAD without "plugins"): a
+		// chain of one, as runtimes and Multus treat it.
+		p, err := libcni.NetworkPluginConfFromBytes(content)
 		if err != nil {
 			return nil, err
 		}
-		if c.Network.Type == "" {
+		if p.Network.Type == "" {
 			return nil, errors.New(`no "type": not a plugin configuration`)
 		}
-		l, err := libcni.ConfListFromConf(c)
-		if err != nil {
-			return nil, err
-		}
-		list = l
+		list = &libcni.NetworkConfigList{Name: p.Network.Name, CNIVersion: p.Network.CNIVersion, Plugins: []*libcni.PluginConfig{p}}
 	}
 	ch := &chain{name: list.Name}
 	for _, p := range list.Plugins {

@@ -54,7 +54,11 @@ func NewAt(t testing.TB, root string) *World {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(root) })
+	t.Cleanup(func() {
+		if err := os.RemoveAll(root); err != nil {
+			t.Logf("removing %s: %v", root, err)
+		}
+	})
 	w := &World{Root: root, Node: testutil.NewNetns(t), nextPID: 4000}
 	w.Conf, w.Bin, w.Data = filepath.Join(root, "net.d"), filepath.Join(root, "bin"), filepath.Join(root, "macguard")
 	w.Cache, w.NetnsDir, w.Proc = filepath.Join(root, "cni-cache"), filepath.Join(root, "netns"), filepath.Join(root, "proc")
