@@ -452,6 +452,7 @@ func (a *analysis) records() {
 			f := base
 			f.Severity, f.Code = Warning, "record-unknown"
 			f.Message = fmt.Sprintf("cannot look into netns %s of %s/%s: %s", rec.Netns, rec.ContainerID, rec.IfName, rec.NetnsErr)
+			f.Remedy = "run the doctor as root with CAP_SYS_ADMIN (the DaemonSet's doctor component grants it), so it can tell a live record from a stale one"
 			a.add(f)
 		case rec.NetnsGone || !rec.IfPresent:
 			st.State = "stale"
@@ -476,7 +477,8 @@ func (a *analysis) records() {
 		a.r.Records = append(a.r.Records, st)
 	}
 	for _, e := range a.w.FixErrors {
-		a.add(Finding{Severity: Error, Code: "fix-failed", Section: SectionRecords, Message: e})
+		a.add(Finding{Severity: Error, Code: "fix-failed", Section: SectionRecords, Message: e,
+			Remedy: "run --fix again as root on the node (the dataDir must be writable); a record that is no longer stale was reused by a new pod and must stay"})
 	}
 }
 

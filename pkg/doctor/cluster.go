@@ -127,7 +127,8 @@ func (a *analysis) cluster() {
 	}
 	if c.NADErr != "" {
 		add(Finding{Severity: Info, Code: "cluster-nads-unlisted",
-			Message: fmt.Sprintf("cannot list NetworkAttachmentDefinitions: %s", c.NADErr)})
+			Message: fmt.Sprintf("cannot list NetworkAttachmentDefinitions: %s", c.NADErr),
+			Remedy:  "without Multus' CRD there are none; otherwise give the doctor the RBAC of deploy/components/doctor"})
 	}
 	chains := map[string]*chain{}
 	for _, n := range c.NADs {
@@ -162,7 +163,8 @@ func (a *analysis) cluster() {
 		if p.NetworkStatus != "" {
 			if err := json.Unmarshal([]byte(p.NetworkStatus), &statuses); err != nil {
 				add(Finding{Severity: Warning, Code: "cluster-status-invalid", Pod: key,
-					Message: fmt.Sprintf("annotation %s is not a JSON list: %v", annotationNetworkStatus, err)})
+					Message: fmt.Sprintf("annotation %s is not a JSON list: %v", annotationNetworkStatus, err),
+					Remedy:  "Multus writes this annotation: recreate the pod, and check that nothing else edits it"})
 				continue
 			}
 		}

@@ -425,3 +425,16 @@ func TestCgroupIDs(t *testing.T) {
 		})
 	}
 }
+
+// Every error and warning of the fixed world carries a remedy.
+func TestEveryProblemHasARemedy(t *testing.T) {
+	w := fixedWorld()
+	w.Records = append(w.Records, Record{File: "/run/cni/macguard/eth0@x.json", ContainerID: "x", IfName: "eth0", Netns: "/proc/9/ns/net", NetnsErr: "permission denied"})
+	w.FixErrors = []string{"--fix: removing state for x/eth0: permission denied"}
+	w.Cluster.Pods = append(w.Cluster.Pods, ClusterPod{Namespace: "default", Name: "odd", NetworkStatus: "{"})
+	for _, f := range Analyze(w).Findings {
+		if f.Severity != Info && f.Remedy == "" {
+			t.Errorf("%s %s has no remedy: %s", f.Severity, f.Code, f.Message)
+		}
+	}
+}
