@@ -17,12 +17,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 # The kubelet first, so that nothing restarts what is stopped next.
 stop kubelet 15
 
-# Container processes and their shims, from containerd's own pidfiles.
+# Container processes, from containerd's own pidfiles.
 # init.pid is a container's first process; it is PID 1 of its own PID
 # namespace, so killing it ends every process of the container. A PID from
-# a file is only killed while it still looks like what the file says (a
-# shim, or a process in a PID namespace other than ours): after a reboot
-# the files are stale and their PIDs may belong to anything.
+# a file is only killed while it is in a PID namespace other than ours:
+# after a reboot the files are stale and their PIDs may belong to anything.
 tasks=$CTRD/state/io.containerd.runtime.v2.task
 ownpidns=$(readlink /proc/self/ns/pid)
 if [ -d "$tasks" ]; then
@@ -31,25 +30,53 @@ if [ -d "$tasks" ]; then
 		[ -n "$p" ] && [ -d "/proc/$p" ] || continue
 		case $f in
 		*/init.pid) [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" != "$ownpidns" ] || continue ;;
-		*/shim.pid) [ "$(basename "$(readlink "/proc/$p/exe" 2>/dev/null)")" = containerd-shim-runc-v2 ] || continue ;;
 		esac
 		kill -KILL "$p" 2>/dev/null || true
-	done < <(find "$tasks" -name init.pid; find "$tasks" -name shim.pid)
+	done < <(find "$tasks" -name init.pid)
 fi
 for d in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do
 	stop "$d" 15
 done
-# Shims and containers exit on SIGKILL at once; wait for them so that the
-# mount namespace is really gone before the netns is deleted.
+# Containers exit on SIGKILL at once; wait for them, so that what is left
+# below is only what never had a pidfile.
 if [ -d "$tasks" ]; then
 	for i in $(seq 50); do
 		alive=0
 		while IFS= read -r f; do
 			p=$(cat "$f" 2>/dev/null) || continue
-			[ -n "$p" ] && [ -d "/proc/$p" ] && alive=1
-		done < <(find "$tasks" -name shim.pid)
+			if [ -n "$p" ] && [ -d "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ]; then
+				alive=1
+			fi
+		done < <(find "$tasks" -name init.pid)
 		[ $alive = 0 ] && break
 		sleep 0.1
+	done
+fi
+# Whatever else still runs in the node's mount namespace and belongs to
+# this node (its command line or binary names the state directory):
+# containerd's shims, which write no pidfile, or a plugin that hung.
+# Only within the boot that made the namespace; the state directory in
+# the command line keeps a namespace inode that was reused by someone
+# else from ever matching.
+if [ -f "$PIDS/mntns" ] && [ "$(cat "$PIDS/boot_id" 2>/dev/null)" = "$(cat /proc/sys/kernel/random/boot_id)" ]; then
+	mntns=$(cat "$PIDS/mntns")
+	run=$(realpath "$K8S_RUN")
+	anchor=$(pid_of anchor || true)
+	for i in 1 2 3; do
+		left=()
+		for d in /proc/[0-9]*; do
+			p=${d#/proc/}
+			[ "$p" != "$anchor" ] || continue
+			[ "$(stat -L -c %i "$d/ns/mnt" 2>/dev/null)" = "$mntns" ] || continue
+			if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF "$run" ||
+				[[ $(readlink "$d/exe" 2>/dev/null) == "$run"/* ]]; then
+				left+=("$p")
+			fi
+		done
+		[ ${#left[@]} = 0 ] && break
+		log "killing what is left of the node: ${left[*]}"
+		kill -KILL "${left[@]}" 2>/dev/null || true
+		sleep 0.5
 	done
 fi
 stop anchor 5
@@ -64,6 +91,12 @@ if [ -d "$tasks" ]; then
 	done
 	# containerd's state dir describes running tasks; none runs any more.
 	rm -rf "$tasks"
+fi
+if [ -f "$K8S_RUN/created-cgroups" ]; then
+	while IFS= read -r c; do
+		[ -d "$c" ] && ! rmdir "$c" 2>/dev/null && log "left $c: not empty"
+	done <"$K8S_RUN/created-cgroups"
+	rm -f "$K8S_RUN/created-cgroups"
 fi
 
 if [ -e "/run/netns/$NODE_NETNS" ]; then

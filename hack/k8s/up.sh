@@ -94,6 +94,15 @@ for i in $(seq 50); do
 	sleep 0.1
 done
 starttime "$(cat "$PIDS/anchor.pid")" >"$PIDS/anchor.start"
+# The mount namespace and the boot it belongs to: k8s-down finds what is
+# left in it (containerd's shims write no pidfile) even if the anchor died.
+stat -L -c %i "/proc/$(cat "$PIDS/anchor.pid")/ns/mnt" >"$PIDS/mntns"
+cat /proc/sys/kernel/random/boot_id >"$PIDS/boot_id"
+# runc puts containers' cgroups under k8s.io/ in every v1 hierarchy; note
+# the parents that do not exist yet, so that k8s-down removes them again.
+for c in /sys/fs/cgroup/*/; do
+	[ -d "${c}k8s.io" ] || echo "${c}k8s.io" >>"$K8S_RUN/created-cgroups"
+done
 
 # --- credentials -------------------------------------------------------
 pki=$K8S_RUN/pki
