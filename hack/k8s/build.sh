@@ -88,16 +88,20 @@ build_etcd() {
 	finish "$tmp" "$out"
 }
 
-# containerd and runc from Debian. The package ships a systemd unit; on a
-# machine without systemd nothing is started, and where a service did start
-# it is stopped and disabled: the node runs its own containerd.
+# containerd and runc from Debian, and the tools the node's scripts use
+# (openssl, iproute2, util-linux's nsenter/unshare/setsid), where missing.
+# The containerd package ships a systemd unit; on a machine without
+# systemd nothing is started, and where a service did start it is stopped
+# and disabled: the node runs its own containerd.
 build_containerd() {
-	if command -v containerd >/dev/null && command -v runc >/dev/null && command -v ctr >/dev/null; then
-		return 0
-	fi
-	log "installing containerd and runc from Debian"
+	local need=() c
+	for c in containerd:containerd runc:runc ctr:containerd openssl:openssl ip:iproute2 nsenter:util-linux unshare:util-linux setsid:util-linux; do
+		command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
+	done
+	[ ${#need[@]} = 0 ] && return 0
+	log "installing from Debian: ${need[*]}"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends containerd runc >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
 		systemctl disable --now containerd.service >/dev/null 2>&1 || true
 	fi

@@ -11,7 +11,8 @@
 #                    `make test`); brings the node up if it is not, and
 #                    takes down what it brought up, pass or fail
 #
-# K8S_RUN_TESTS filters the suite (a -test.run regexp); K8S_KEEP_FAILED=1
+# K8S_RUN_TESTS filters the suite (a -test.run regexp, passed unexpanded so
+# that a trailing $ survives make); K8S_KEEP_FAILED=1
 # keeps a node whose start failed, for its logs.
 
 K8S_VERSION          := v1.34.2
@@ -60,7 +61,7 @@ k8s-down:
 
 test-k8s: build image k8s-deps k8s-images
 	$(GO) test -c -o $(K8S_CACHE)/k8s.test ./test/k8s
-	$(K8S_ENV) K8S_TEST_BIN=$(K8S_CACHE)/k8s.test K8S_RUN_TESTS='$(K8S_RUN_TESTS)' \
+	$(K8S_ENV) K8S_TEST_BIN=$(K8S_CACHE)/k8s.test K8S_RUN_TESTS='$(value K8S_RUN_TESTS)' \
 	MACGUARDCTL=$(K8S_MACGUARDCTL) REPO_ROOT=$(CURDIR) hack/k8s/test.sh
 
 TEST_TARGETS += test-k8s
