@@ -11,6 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+node_lock
 
 [ -d "$K8S_RUN" ] || [ -e "/run/netns/$NODE_NETNS" ] || exit 0
 

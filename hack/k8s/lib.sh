@@ -50,6 +50,22 @@ HOST_BINDS=(
 )
 
 log() { printf 'k8s: %s\n' "$*" >&2; }
+
+# node_lock: one user of the node at a time. make k8s-up, k8s-down and
+# test-k8s of one checkout share one node, and two runs at once would
+# restart it under each other or fight over the DaemonSet. The lock is held
+# until the calling script exits; scripts started under it (test.sh ->
+# up.sh, the tests -> node.sh) inherit it.
+node_lock() {
+	[ -z "${K8S_LOCK_HELD:-}" ] || return 0
+	mkdir -p "$K8S_CACHE"
+	exec 9>"$K8S_CACHE/node.lock"
+	if ! flock -n 9; then
+		log "another run is using this node ($K8S_CACHE/node.lock); waiting for it"
+		flock -w 3600 9 || die "the node stayed locked for an hour"
+	fi
+	export K8S_LOCK_HELD=1
+}
 die() {
 	printf 'k8s: FAILED: %s\n' "$*" >&2
 	exit 1
@@ -83,7 +99,8 @@ in_node() {
 # (its own session, so that make's end or a ^C here does not stop it), with
 # its PID in $PIDS/NAME.pid and its output in $LOGS/NAME.log. The pidfile
 # is written by the process itself before it execs the daemon, so it holds
-# the daemon's own PID.
+# the daemon's own PID. The daemon does not inherit the node lock's fd:
+# it would hold the lock for as long as it runs.
 start() {
 	local name=$1 a
 	shift
@@ -94,7 +111,7 @@ start() {
 	rm -f "$PIDS/$name.pid"
 	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDS/$name.pid" \
 		nsenter --mount="/proc/$a/ns/mnt" --net="/run/netns/$NODE_NETNS" -- "$@" \
-		</dev/null >>"$LOGS/$name.log" 2>&1 &
+		</dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
 	local i
 	for i in $(seq 50); do
 		[ -s "$PIDS/$name.pid" ] && break

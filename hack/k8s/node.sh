@@ -13,6 +13,7 @@ K8S_CACHE=${K8S_CACHE:-$(cd "$here/../.." && pwd)/.cache/k8s}
 
 case ${1:-} in
 restart)
+	node_lock
 	name=${2:?usage: node.sh restart NAME}
 	[ -f "$PIDS/$name.cmd" ] || die "no daemon $name in $PIDS"
 	stop "$name" 20

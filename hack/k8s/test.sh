@@ -10,6 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+node_lock
 : "${K8S_TEST_BIN:?}" "${K8S_ENV_FILE:?}"
 hack=$(dirname "$here")
 "$hack/require-root.sh"

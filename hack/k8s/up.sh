@@ -10,6 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+node_lock
 : "${K8S_VERSION:?}" "${MULTUS_VERSION:?}" "${CNI_PLUGINS_VERSION:?}"
 : "${MACGUARD_IMAGE_ARCHIVE:?}" "${MACGUARD_IMAGE:?}" "${PAUSE_ARCHIVE:?}" "${PAUSE_IMAGE:?}"
 : "${K8S_ENV_FILE:?}" "${K8S_CNI_PLUGIN_DIR:?}"
@@ -85,7 +86,7 @@ done
 mkdir -p "$PIDS"
 setsid bash -c 'echo $$ >"$1"; exec unshare --mount --propagation private -- bash -c "$2"' _ \
 	"$PIDS/anchor.pid" "set -e; mount -t tmpfs -o mode=755 netns /run/netns; $binds exec sleep infinity" \
-	</dev/null >"$LOGS/anchor.log" 2>&1 &
+	</dev/null >"$LOGS/anchor.log" 2>&1 9>&- &
 for i in $(seq 50); do
 	if [ -s "$PIDS/anchor.pid" ] && [ "$(readlink "/proc/$(cat "$PIDS/anchor.pid")/exe" 2>/dev/null)" = "$(readlink -f "$(command -v sleep)")" ]; then
 		break
