@@ -169,7 +169,7 @@ func TestDoctorComponent(t *testing.T) {
 			for _, m := range c.VolumeMounts {
 				mounts[m.MountPath] = m
 			}
-			for _, path := range []string{"/var/run/netns", "/var/lib/cni", "/etc/cni/net.d", "/opt/cni/bin", "/run/cni/macguard"} {
+			for _, path := range []string{"/var/run/netns", "/var/lib/cni", "/etc/cni/net.d", "/opt/cni/bin", "/run/cni"} {
 				m, ok := mounts[path]
 				switch {
 				case !ok:

@@ -26,6 +26,12 @@ const (
 	labelKubeVirt = "kubevirt.io"
 )
 
+// appliesMAC are the reference main plugins that apply a requested MAC
+// themselves (CNI_ARGS MAC, which Multus passes for a selection's "mac",
+// runtimeConfig.mac, their own "mac"); host-device, vlan, ipvlan and ptp
+// ignore it.
+var appliesMAC = map[string]bool{"macvlan": true, "bridge": true, "tap": true}
+
 // NADResource is the NetworkAttachmentDefinition resource, read through the
 // dynamic client so no generated clientset is needed.
 var NADResource = schema.GroupVersionResource{Group: "k8s.cni.cncf.io", Version: "v1", Resource: "network-attachment-definitions"}
@@ -219,7 +225,7 @@ func (a *analysis) cluster() {
 	sort.Strings(keys)
 	for _, key := range keys {
 		ch := chains[key]
-		if ch == nil || ch.hasType(pluginType) || ch.hasType("tuning") {
+		if ch == nil || ch.hasType(pluginType) || ch.hasType("tuning") || appliesMAC[ch.entries[0].typ] {
 			continue
 		}
 		declares := false
@@ -235,7 +241,7 @@ func (a *analysis) cluster() {
 			why = fmt.Sprintf("%d pod(s) request a MAC on it (%s)", len(pods), strings.Join(first(pods, 3), ", "))
 		}
 		add(Finding{Severity: Warning, Code: "cluster-nad-mac-without-owner", NAD: key,
-			Message: fmt.Sprintf("%s, but neither macguard nor tuning is in its chain (%s): only a main plugin that applies MACs itself honours the request; host-device, vlan and ptp ignore it", why, strings.Join(ch.types(), " -> ")),
+			Message: fmt.Sprintf("%s, but nothing in its chain (%s) applies a MAC: neither macguard nor tuning is there, and %s ignores the request", why, strings.Join(ch.types(), " -> "), ch.entries[0].typ),
 			Remedy:  fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in the NAD's config", ch.entries[len(ch.entries)-1].typ)})
 	}
 }

@@ -62,6 +62,11 @@ func TestClusterChecks(t *testing.T) {
 		pod("default", "ignored", "node-2", nil, map[string]string{
 			netsKey:   `[{"name":"vlan","namespace":"infra","mac":"0a:58:0a:00:00:52"}]`,
 			statusKey: `[{"name":"infra/vlan","interface":"net1","mac":"52:54:00:00:00:01"}]`}),
+		// macvlan applies a requested MAC itself (CNI_ARGS MAC): no owner
+		// is missing, and it stuck.
+		pod("default", "mv-only", "node-2", nil, map[string]string{
+			netsKey:   `[{"name":"mvplain","namespace":"infra","mac":"0a:58:0a:00:00:54"}]`,
+			statusKey: `[{"name":"infra/mvplain","interface":"net1","mac":"0a:58:0a:00:00:54"}]`}),
 		pod("default", "pending", "node-2", nil, map[string]string{netsKey: `[{"name":"mg","mac":"0a:58:0a:00:00:53"}]`}),
 		pod("default", "short-form", "node-2", nil, map[string]string{netsKey: `mg@net1,infra/vlan`}),
 		pod("default", "broken", "node-2", nil, map[string]string{netsKey: `[{"name":`}),
@@ -74,6 +79,7 @@ func TestClusterChecks(t *testing.T) {
 	dc := dynamicClient(t,
 		nadObject("default", "mg", conflist("mg", `{"type":"macvlan"}`, mgEntry)),
 		nadObject("infra", "vlan", conflist("vlan", `{"type":"vlan","vlanId":5}`)),
+		nadObject("infra", "mvplain", conflist("mvplain", `{"type":"macvlan"}`)),
 		nadObject("default", "mg-bad", conflist("mg-bad", `{"type":"macvlan"}`, `{"type":"macguard","identity":"vm"}`)),
 	)
 	c, err := GatherCluster(context.Background(), kc, dc, "node-1")
@@ -86,11 +92,11 @@ func TestClusterChecks(t *testing.T) {
 	}
 	// Pods without Multus annotations that are not launchers are of no
 	// interest and not kept.
-	wantNames := []string{"default/applied", "default/broken", "default/ignored", "default/pending", "default/short-form", "vms/virt-launcher-vm1-abcde", "vms/virt-launcher-vm2-abcde"}
+	wantNames := []string{"default/applied", "default/broken", "default/ignored", "default/mv-only", "default/pending", "default/short-form", "vms/virt-launcher-vm1-abcde", "vms/virt-launcher-vm2-abcde"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("pods %v, want %v", names, wantNames)
 	}
-	if len(c.NADs) != 3 || c.NodeErr != "" || c.NADErr != "" {
+	if len(c.NADs) != 4 || c.NodeErr != "" || c.NADErr != "" {
 		t.Errorf("cluster %+v", c)
 	}
 

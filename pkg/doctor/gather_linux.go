@@ -45,8 +45,10 @@ var DefaultDirs = Dirs{
 	Bin:   "/opt/cni/bin",
 	Data:  "/run/cni/macguard",
 	Cache: libcni.CacheDir,
-	Netns: "/var/run/netns",
-	Proc:  "/proc",
+	// Multus' default cniDir; its delegates' results are there.
+	MultusCache: "/var/lib/cni/multus",
+	Netns:       "/var/run/netns",
+	Proc:        "/proc",
 }
 
 // versionTimeout bounds `macguard version`: a plugin that hangs must not
@@ -58,7 +60,11 @@ const versionTimeout = 5 * time.Second
 func Gather(opts Options, self Build) (*World, error) {
 	w := &World{Node: opts.Node, Dirs: opts.Dirs, Self: self, Netns: []Netns{}, Cache: []CacheEntry{}, Records: []Record{}, Confs: []ConfFile{}}
 	d := opts.Dirs
-	for _, dir := range []string{d.Conf, d.Bin, d.Data, d.Cache, d.Netns, d.Proc} {
+	for _, dir := range []string{d.Conf, d.Bin, d.Data, d.Cache, d.Netns, d.Proc, d.MultusCache} {
+		if dir == d.MultusCache && !opts.Required[dir] {
+			// Only nodes with Multus have it: not worth a finding.
+			continue
+		}
 		fi, err := os.Stat(dir)
 		switch {
 		case err == nil && !fi.IsDir():
@@ -72,7 +78,10 @@ func Gather(opts Options, self Build) (*World, error) {
 	if err := gatherNetns(w); err != nil {
 		return nil, err
 	}
-	gatherCache(w)
+	gatherCache(w, d.Cache)
+	if d.MultusCache != "" {
+		gatherCache(w, d.MultusCache)
+	}
 	if err := gatherRecords(w); err != nil {
 		return nil, err
 	}
@@ -112,9 +121,11 @@ func gatherNetns(w *World) error {
 		w.Netns = append(w.Netns, Netns{Path: path, Inode: ino, Seen: []string{how}})
 		return len(w.Netns) - 1
 	}
-	// The node's namespace (pid 1's) and the doctor's own are not pods.
+	// The node's namespaces are not pods: pid 1's, the kernel threads'
+	// (kthreadd, pid 2, is always in the initial one, where pid 1 may not
+	// be under a supervisor of its own) and the doctor's.
 	skip := map[uint64]bool{}
-	for _, p := range []string{filepath.Join(w.Dirs.Proc, "1", "ns", "net"), "/proc/self/ns/net"} {
+	for _, p := range []string{filepath.Join(w.Dirs.Proc, "1", "ns", "net"), filepath.Join(w.Dirs.Proc, "2", "ns", "net"), "/proc/self/ns/net"} {
 		if ino, ok, err := nsInode(p); err == nil && ok {
 			skip[ino] = true
 		}
@@ -235,9 +246,12 @@ func interfaces(ifs []link.Inventoried) []Interface {
 
 // gatherCache reads libcni's cache through libcni itself, so the doctor
 // reads exactly what the runtime wrote.
-func gatherCache(w *World) {
-	dir := filepath.Join(w.Dirs.Cache, "results")
-	cni := libcni.NewCNIConfigWithCacheDir(nil, w.Dirs.Cache, nil)
+func gatherCache(w *World, cacheDir string) {
+	dir := filepath.Join(cacheDir, "results")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	cni := libcni.NewCNIConfigWithCacheDir(nil, cacheDir, nil)
 	atts, err := cni.GetCachedAttachments("")
 	if err != nil {
 		w.CacheErrors = append(w.CacheErrors, FileError{File: dir, Err: err.Error()})

@@ -56,6 +56,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&d.Bin, "bin-dir", d.Bin, "CNI plugin directory (where the macguard plugin is)")
 	fs.StringVar(&d.Data, "data-dir", d.Data, "macguard's dataDir (records of changed MACs)")
 	fs.StringVar(&d.Cache, "cache-dir", d.Cache, "libcni's cache directory (results under results/)")
+	fs.StringVar(&d.MultusCache, "multus-cache-dir", d.MultusCache, "Multus' cache directory (its cniDir), where its delegates' results are")
 	fs.StringVar(&d.Netns, "netns-dir", d.Netns, "the runtimes' network namespace directory")
 	fs.StringVar(&d.Proc, "proc", d.Proc, "procfs, to find namespaces only processes hold")
 	jsonOut := fs.Bool("json", false, "print the report as JSON (schema: docs/doctor.md)")
@@ -93,7 +94,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	required := map[string]bool{d.Conf: true, d.Bin: true, d.Proc: true}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "conf-dir", "bin-dir", "data-dir", "cache-dir", "netns-dir", "proc":
+		case "conf-dir", "bin-dir", "data-dir", "cache-dir", "multus-cache-dir", "netns-dir", "proc":
 			required[f.Value.String()] = true
 		}
 	})

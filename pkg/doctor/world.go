@@ -31,7 +31,8 @@ type World struct {
 	Self Build `json:"self"`
 	// Netns are the pod network namespaces, one per inode.
 	Netns []Netns `json:"netns"`
-	// Cache is libcni's cache of attachments (<cache-dir>/results).
+	// Cache is libcni's cache of attachments (<cache-dir>/results and
+	// Multus' <multus-cache-dir>/results).
 	Cache []CacheEntry `json:"cache"`
 	// CacheErrors are files in <cache-dir>/results libcni could not read.
 	CacheErrors []FileError `json:"cacheErrors,omitempty"`
@@ -60,8 +61,11 @@ type Dirs struct {
 	Bin   string `json:"bin"`
 	Data  string `json:"data"`
 	Cache string `json:"cache"`
-	Netns string `json:"netns"`
-	Proc  string `json:"proc"`
+	// MultusCache is Multus' own libcni cache, where the results of the
+	// networks it delegates to (net1, ...) are kept.
+	MultusCache string `json:"multusCache,omitempty"`
+	Netns       string `json:"netns"`
+	Proc        string `json:"proc"`
 }
 
 // Build is a version and commit as pkg/buildinfo stamps them.

@@ -112,6 +112,25 @@ func TestDoctorNamesEveryProblem(t *testing.T) {
 			},
 		},
 		{
+			name: "a secondary network from Multus' cache",
+			build: func(t *testing.T, w *nodeworld.World) {
+				pod := webPod(t, w, "web", webMAC)
+				w.Macvlan(t, pod, "net1", "0a:58:0a:00:00:31", netlink.MACVLAN_MODE_BRIDGE)
+				conf := nodeworld.Conflist("mvnet", `{"type":"macvlan","master":"eth0"}`, macguard)
+				w.CacheAttachment(t, pod, nodeworld.Attachment{Network: "mvnet", IfName: "net1", Conflist: conf, ResultMAC: "0a:58:0a:00:00:31", Multus: true})
+				w.Record(t, pod.ContainerID, "net1", pod.NetnsPath(), "", "0a:58:0a:00:00:31")
+			},
+			check: func(t *testing.T, w *nodeworld.World, r doctor.Report) {
+				nets := map[string]string{}
+				for _, ifc := range r.Pods[0].Interfaces {
+					nets[ifc.Name] = ifc.Network + " " + ifc.Applied
+				}
+				if nets["eth0"] != "net "+webMAC || nets["net1"] != "mvnet 0a:58:0a:00:00:31" {
+					t.Errorf("networks and applied MACs %v", nets)
+				}
+			},
+		},
+		{
 			name: "macvlan pod with assign always has the derived MAC",
 			build: func(t *testing.T, w *nodeworld.World) {
 				pod := w.NewPod(t, "default", "mv", true)

@@ -26,7 +26,10 @@ import (
 //     sandbox processes it sees with hostPID;
 //   - the API server's address: the node runs no kube-proxy, so the
 //     in-cluster service address leads nowhere; the pod (hostNetwork) reaches
-//     the API server on the node's address directly.
+//     the API server on the node's address directly;
+//   - Multus' cache: this node's Multus keeps it under K8S_RUN (its
+//     cniDir), not in /var/lib/cni/multus; it is mounted at
+//     /multus-cache, which runDoctor passes as --multus-cache-dir.
 func (n *node) doctorOverlay(t *testing.T) string {
 	t.Helper()
 	base := n.overlay(t, "doctor-base", "overlays/secondary")
@@ -69,11 +72,18 @@ patches:
                   - name: doctor-netns
                     mountPath: /var/run/netns
                     mountPropagation: None
+                  - name: doctor-multus-cache
+                    mountPath: /multus-cache
+                    readOnly: true
             volumes:
               - name: doctor-cni-conf
                 hostPath:
                   path: %s
-`, relBase, relComponent, n.env["NODE_IP"], n.env["CNI_CONF_DIR"])
+              - name: doctor-multus-cache
+                hostPath:
+                  path: %s
+                  type: Directory
+`, relBase, relComponent, n.env["NODE_IP"], n.env["CNI_CONF_DIR"], filepath.Join(n.env["K8S_RUN"], "multus", "cache"))
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +94,7 @@ patches:
 // README tells an operator to, and returns the report and the exit code.
 func (n *node) runDoctor(t *testing.T, pod string, args ...string) (doctor.Report, int) {
 	t.Helper()
-	stdout, err := n.kubectlErr("", append([]string{"-n", "macguard", "exec", pod, "-c", "install", "--", "/macguardctl", "doctor", "--json"}, args...)...)
+	stdout, err := n.kubectlErr("", append([]string{"-n", "macguard", "exec", pod, "-c", "install", "--", "/macguardctl", "doctor", "--json", "--multus-cache-dir", "/multus-cache"}, args...)...)
 	code := 0
 	var exit *exec.ExitError
 	switch {
@@ -112,26 +122,34 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	n.ensureNamespace(t, "doctor")
-	mg := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"doctor-mg","plugins":[{"type":"macvlan","master":%q,"mode":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"192.168.70.0/24"}]]}},{"type":"macguard","capabilities":{"mac":true}}]}`, n.env["NAD_MASTER"])
-	// The same network without macguard: Multus passes a requested MAC
-	// only to a plugin that declares the mac capability, and none does.
-	plain := fmt.Sprintf(`{"cniVersion":"1.0.0","name":"doctor-plain","plugins":[{"type":"macvlan","master":%q,"mode":"bridge","ipam":{"type":"host-local","ranges":[[{"subnet":"192.168.71.0/24"}]]}}]}`, n.env["NAD_MASTER"])
-	n.applyNAD(t, nadYAML("doctor", "doctor-mg", mg))
-	n.applyNAD(t, nadYAML("doctor", "doctor-plain", plain))
+	// host-device ignores a requested MAC (macvlan would not do: it
+	// applies the CNI_ARGS MAC Multus passes): with macguard, the shipped
+	// NAD on eth2, macguard applies it and keeps a record; without, the
+	// suite's copy on eth3, the request silently does not stick.
+	n.applyNAD(t, hostDeviceNAD(t, n, "host-device-mac", true))
+	n.applyNAD(t, hostDeviceNAD(t, n, "doctor-hostdev", false))
 	const wantMAC, lostMAC = "0a:58:0a:46:00:07", "0a:58:0a:47:00:07"
-	pods := map[string]string{"kept": selection("doctor", "doctor-mg", wantMAC), "lost": selection("doctor", "doctor-plain", lostMAC)}
+	pods := []struct{ namespace, name, networks string }{
+		{"default", "kept", selection("default", "host-device-mac", wantMAC)},
+		{"default", "lost", selection("default", "doctor-hostdev", lostMAC)},
+	}
 	running := map[string]*corev1.Pod{}
-	for name, sel := range pods {
-		p := n.podSpec("doctor", name, sel)
+	for _, pod := range pods {
+		p := n.podSpec(pod.namespace, pod.name, pod.networks)
 		n.createPod(t, p)
-		running[name] = n.runningPod(t, "doctor", name)
+		running[pod.name] = n.runningPod(t, pod.namespace, pod.name)
 	}
 	if st := networkStatus(t, running["kept"], "net1"); st.MAC != wantMAC {
 		t.Fatalf("setup: macguard did not apply the requested MAC (network-status %s)", st.MAC)
 	}
 
 	r, code := n.runDoctor(t, ds.Name)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := json.MarshalIndent(r, "", "  ")
+			t.Logf("the doctor's report:\n%s", b)
+		}
+	})
 	if code != 1 {
 		t.Errorf("exit code %d, want 1 (the lost request)", code)
 	}
@@ -140,7 +158,7 @@ func TestDoctor(t *testing.T) {
 	}
 	var kept *doctor.Pod
 	for i := range r.Pods {
-		if r.Pods[i].Name == "doctor/kept" {
+		if r.Pods[i].Name == "default/kept" {
 			kept = &r.Pods[i]
 		}
 	}
@@ -149,7 +167,7 @@ func TestDoctor(t *testing.T) {
 		for _, p := range r.Pods {
 			names = append(names, p.Name)
 		}
-		t.Fatalf("doctor/kept not among the pods the doctor found: %v", names)
+		t.Fatalf("default/kept not among the pods the doctor found: %v", names)
 	}
 	var net1 *doctor.PodInterface
 	for i := range kept.Interfaces {
@@ -157,22 +175,29 @@ func TestDoctor(t *testing.T) {
 			net1 = &kept.Interfaces[i]
 		}
 	}
-	if net1 == nil || net1.Kind != "macvlan" || net1.MAC != wantMAC || net1.Network != "doctor-mg" || !net1.Macguard || net1.Applied != wantMAC {
-		t.Errorf("doctor/kept net1 reported as %+v, want macvlan %s from doctor-mg, applied by macguard", net1, wantMAC)
+	// The node's host-device devices are veth ends (hack/k8s/up.sh).
+	if net1 == nil || net1.Kind != "veth" || net1.MAC != wantMAC || net1.Network != "host-device-mac" || !net1.Macguard || net1.Applied != wantMAC {
+		t.Errorf("default/kept net1 reported as %+v, want %s from host-device-mac, applied by macguard", net1, wantMAC)
+	}
+	var live bool
+	for _, rec := range r.Records {
+		live = live || (rec.IfName == "net1" && rec.AppliedMAC == wantMAC && rec.State == "live")
+	}
+	if !live {
+		t.Errorf("no live record of net1 with %s: %+v", wantMAC, r.Records)
 	}
 	want := map[string]bool{}
 	for _, f := range r.Findings {
 		switch {
-		case f.Pod == "doctor/kept" && f.Severity != doctor.Info:
+		case f.Pod == "default/kept" && f.Severity != doctor.Info:
 			t.Errorf("finding about the healthy pod: %+v", f)
-		case f.Code == "mac-request-ignored" && f.Pod == "doctor/lost":
-			// Only when Multus put the request into libcni's cache
-			// (capabilityArgs) although no plugin declared the capability;
-			// the cluster check below does not depend on that.
-			t.Logf("the node check saw the lost request too: %s", f.Message)
-		case f.Code == "cluster-mac-not-applied" && f.Pod == "doctor/lost" && f.NAD == "doctor/doctor-plain":
+		case f.Code == "mac-request-ignored" && f.Pod == "default/lost" && f.Interface == "net1":
+			// Multus keeps the request in its cache (capabilityArgs) even
+			// though no plugin of the chain declares the capability.
+			want["node: request ignored"] = true
+		case f.Code == "cluster-mac-not-applied" && f.Pod == "default/lost" && f.NAD == "default/doctor-hostdev":
 			want["cluster: request not applied"] = true
-		case f.Code == "cluster-nad-mac-without-owner" && f.NAD == "doctor/doctor-plain":
+		case f.Code == "cluster-nad-mac-without-owner" && f.NAD == "default/doctor-hostdev":
 			want["cluster: NAD without an owner"] = true
 		case f.Section == doctor.SectionBinary && f.Severity != doctor.Info:
 			t.Errorf("binary finding: %+v (the image's plugin and macguardctl are one build)", f)
@@ -180,7 +205,7 @@ func TestDoctor(t *testing.T) {
 			t.Errorf("the doctor's RBAC does not let it look: %+v", f)
 		}
 	}
-	for _, w := range []string{"cluster: request not applied", "cluster: NAD without an owner"} {
+	for _, w := range []string{"node: request ignored", "cluster: request not applied", "cluster: NAD without an owner"} {
 		if !want[w] {
 			t.Errorf("no finding for %s; findings:\n%s", w, findingLines(r))
 		}
@@ -188,7 +213,7 @@ func TestDoctor(t *testing.T) {
 	if !r.Binary.Present || !strings.HasPrefix(r.Binary.Version, "macguard ") {
 		t.Errorf("binary %+v", r.Binary)
 	}
-	if _, err := n.cs.CoreV1().Pods("doctor").Get(ctx(t), "kept", metav1.GetOptions{}); err != nil {
+	if _, err := n.cs.CoreV1().Pods("default").Get(ctx(t), "kept", metav1.GetOptions{}); err != nil {
 		t.Errorf("the healthy pod is gone after the doctor ran: %v", err)
 	}
 }

@@ -32,8 +32,10 @@ import (
 type World struct {
 	Root                                   string
 	Conf, Bin, Data, Cache, NetnsDir, Proc string
-	Node                                   ns.NetNS
-	nextPID, nextIf                        int
+	// MultusCache is Multus' cache dir, where it caches its delegates.
+	MultusCache     string
+	Node            ns.NetNS
+	nextPID, nextIf int
 }
 
 // New creates an empty world: every directory exists, the conf dir is
@@ -62,7 +64,8 @@ func NewAt(t testing.TB, root string) *World {
 	w := &World{Root: root, Node: testutil.NewNetns(t), nextPID: 4000}
 	w.Conf, w.Bin, w.Data = filepath.Join(root, "net.d"), filepath.Join(root, "bin"), filepath.Join(root, "macguard")
 	w.Cache, w.NetnsDir, w.Proc = filepath.Join(root, "cni-cache"), filepath.Join(root, "netns"), filepath.Join(root, "proc")
-	for _, d := range []string{w.Conf, w.Bin, w.Data, filepath.Join(w.Cache, "results"), w.NetnsDir, filepath.Join(w.Proc, "1", "ns")} {
+	w.MultusCache = filepath.Join(root, "multus-cache")
+	for _, d := range []string{w.Conf, w.Bin, w.Data, filepath.Join(w.Cache, "results"), filepath.Join(w.MultusCache, "results"), w.NetnsDir, filepath.Join(w.Proc, "1", "ns")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -265,6 +268,9 @@ type Attachment struct {
 	RuntimeMAC string
 	// Netns overrides the netns path the runtime gave (default the pod's).
 	Netns string
+	// Multus: Multus made the attachment (a network it delegated to), so
+	// it is in Multus' cache, not the runtime's.
+	Multus bool
 }
 
 // CacheAttachment writes libcni's cache entry for an attachment of p, in libcni's
@@ -300,7 +306,11 @@ func (w *World) CacheAttachment(t testing.TB, p *Pod, a Attachment) {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("%s-%s-%s", a.Network, p.ContainerID, a.IfName)
-	if err := os.WriteFile(filepath.Join(w.Cache, "results", name), data, 0o600); err != nil {
+	dir := w.Cache
+	if a.Multus {
+		dir = w.MultusCache
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results", name), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -327,7 +337,7 @@ func (w *World) Records(t testing.TB) []string {
 // Args are the doctor's flags for this world.
 func (w *World) Args(extra ...string) []string {
 	return append([]string{"doctor", "--conf-dir", w.Conf, "--bin-dir", w.Bin, "--data-dir", w.Data,
-		"--cache-dir", w.Cache, "--netns-dir", w.NetnsDir, "--proc", w.Proc, "--node", "test-node", "--no-cluster"}, extra...)
+		"--cache-dir", w.Cache, "--multus-cache-dir", w.MultusCache, "--netns-dir", w.NetnsDir, "--proc", w.Proc, "--node", "test-node", "--no-cluster"}, extra...)
 }
 
 // Run runs macguardctl doctor on the world with --json and returns the
