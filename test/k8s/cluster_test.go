@@ -76,6 +76,32 @@ func hostDeviceNAD(t *testing.T, n *node, name string, withMacguard bool) string
 	return nadYAML("default", name, string(out))
 }
 
+// bareMacvlanNAD is cni-conf/multus/macvlan-mac.yaml without macguard and
+// without the "mac" capability.
+func bareMacvlanNAD(t *testing.T, n *node) string {
+	t.Helper()
+	var nad struct {
+		Spec struct {
+			Config string `json:"config"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal([]byte(shippedNAD(t, n, "macvlan-mac.yaml")), &nad); err != nil {
+		t.Fatal(err)
+	}
+	var conf map[string]any
+	if err := json.Unmarshal([]byte(nad.Spec.Config), &conf); err != nil {
+		t.Fatal(err)
+	}
+	main := conf["plugins"].([]any)[0].(map[string]any)
+	delete(main, "capabilities")
+	// A subnet of its own: the shipped NAD's leases are its own business.
+	main["ipam"] = map[string]any{"type": "host-local", "ranges": [][]map[string]string{{{"subnet": "192.168.58.0/24"}}}}
+	conf["name"] = "macvlan-bare"
+	conf["plugins"] = []any{main}
+	out, _ := json.MarshalIndent(conf, "", "  ")
+	return nadYAML("default", "macvlan-bare", string(out))
+}
+
 // testPrimaryPod: a pod on the primary network only. macguard is chained
 // with assign "zero" and nothing is requested: the MAC the bridge plugin
 // gave eth0 is kept, no record is written, and the kernel, the runtime's
@@ -124,6 +150,11 @@ func testSecondaries(t *testing.T, n *node) {
 	}{
 		{name: "MacvlanShipped", nad: func(t *testing.T) string { return shippedNAD(t, n, "macvlan-mac.yaml") },
 			network: "macvlan-mac", mac: "0a:58:c0:a8:32:0a", applied: true},
+		// The docs' claim that macvlan honours Multus' request by itself
+		// (MAC= in CNI_ARGS), even without the "mac" capability and
+		// without macguard.
+		{name: "MacvlanBare", nad: func(t *testing.T) string { return bareMacvlanNAD(t, n) },
+			network: "macvlan-bare", mac: "0a:58:c0:a8:38:0a", applied: true},
 		{name: "HostDeviceWithoutMacguard", nad: func(t *testing.T) string { return hostDeviceNAD(t, n, "host-device-plain", false) },
 			network: "host-device-plain", mac: "0a:58:c0:a8:35:0a", device: "eth3"},
 		{name: "HostDeviceWithMacguard", nad: func(t *testing.T) string { return hostDeviceNAD(t, n, "host-device-mac", true) },
