@@ -83,7 +83,10 @@ func build(name, bin, path, out string) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	// The layout is only the archive's source; a temporary directory left
+	// behind in the cache is harmless and must not fail a build that
+	// wrote its archive.
+	defer func() { _ = os.RemoveAll(dir) }()
 	p, err := layout.Write(dir, empty.Index)
 	if err != nil {
 		return fmt.Errorf("creating the layout: %w", err)
@@ -104,7 +107,9 @@ func tarDir(dir, out string) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
+	// After the rename tmp no longer exists; before it, a failure is
+	// already being returned and a stray temp file changes nothing.
+	defer func() { _ = os.Remove(tmp) }()
 	tw := tar.NewWriter(f)
 	err = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || p == dir {
