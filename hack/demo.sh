@@ -160,8 +160,10 @@ del bridge-vm "$tag-vm1-b"
 
 ###########################################################################
 say "━━ 2. A macvlan secondary with a requested MAC (Multus \"mac\", Kube-OVN style)"
-echo "Multus passes a network selection element's \"mac\" as CAP_ARGS / runtimeConfig.mac,"
-echo "but only to plugins that declare the \"mac\" capability. Here macvlan does not."
+echo "A requested MAC reaches a plugin as runtimeConfig.mac only if it declares the \"mac\""
+echo "capability; here macvlan does not. Multus also puts MAC= into CNI_ARGS, which the"
+echo "reference macvlan would apply itself (make test-k8s shows it); this CNI_ARGS has none,"
+echo "as for a main plugin that reads neither (host-device, vlan, ptp): the request is lost."
 export CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0"
 export CAP_ARGS='{"mac":"0a:58:c0:a8:3c:0a"}'
 
