@@ -168,18 +168,25 @@ func gatherNetns(w *World) error {
 			w.Netns[i].ContainerIDs = addIDs(w.Netns[i].ContainerIDs, cgroupIDs(filepath.Join(w.Dirs.Proc, strconv.Itoa(pid), "cgroup")))
 		}
 	}
-	for i := range w.Netns {
-		n := &w.Netns[i]
+	kept := w.Netns[:0]
+	for _, n := range w.Netns {
 		if len(n.Seen) > 4 {
 			n.Seen = append(n.Seen[:4:4], fmt.Sprintf("%d more", len(n.Seen)-4))
 		}
 		ifs, err := link.Inventory(n.Path)
 		if err != nil {
+			if _, serr := os.Stat(n.Path); errors.Is(serr, fs.ErrNotExist) && !slices.Contains(n.Seen, "netns-dir") {
+				// Its only process exited while we looked: a pod that is
+				// gone, not one we cannot see into.
+				continue
+			}
 			n.Err = err.Error()
-			continue
+		} else {
+			n.Interfaces = interfaces(ifs)
 		}
-		n.Interfaces = interfaces(ifs)
+		kept = append(kept, n)
 	}
+	w.Netns = kept
 	return nil
 }
 
