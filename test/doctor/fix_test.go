@@ -2,12 +2,15 @@ package doctor_test
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
@@ -148,6 +151,43 @@ func TestCannotLook(t *testing.T) {
 				t.Errorf("stderr %q does not name %s", stderr, missing)
 			}
 		})
+	}
+}
+
+// Not root: exit code 2, and it says why, before looking at anything.
+func TestNotRootCannotLook(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	// A copy nobody can reach: the checkout may be under a 0700 home.
+	dir, err := os.MkdirTemp("", "doctor-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Log(err)
+		}
+	})
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyBin := filepath.Join(dir, "macguardctl")
+	if err := os.WriteFile(copyBin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(copyBin, w.Args()...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("as nobody: %v, want exit code 2\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "must run as root") {
+		t.Errorf("output %q does not say it must run as root", out)
 	}
 }
 
