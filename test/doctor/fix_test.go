@@ -12,9 +12,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/pkg/state"
 	"github.com/macguard-cni/macguard/test/doctor/nodeworld"
 )
 
@@ -55,6 +57,50 @@ func TestFixRemovesOnlyStaleRecords(t *testing.T) {
 	r, _ = w.Run(t, bin)
 	if got := nodeworld.Problems(r); !reflect.DeepEqual(got, []nodeworld.Problem{p(doctor.Warning, "record-corrupt", "", "", "eth0@torn.json")}) {
 		t.Errorf("after --fix: %v", got)
+	}
+}
+
+// --fix takes the lock the plugin's GC takes: while someone else holds it
+// exclusively, nothing is removed; once it is released, the stale record
+// goes.
+func TestFixWaitsForTheGCLock(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	stale := w.Record(t, "gone-sandbox", "eth0", filepath.Join(w.Root, "no-such-netns"), "", otherMAC)
+	unlock, err := state.New(w.Data).Lock(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, w.Args("--fix", "--json")...)
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(700 * time.Millisecond)
+	select {
+	case err := <-done:
+		unlock()
+		t.Fatalf("doctor --fix finished (%v) while GC's lock was held", err)
+	default:
+	}
+	if _, err := os.Stat(stale); err != nil {
+		t.Errorf("the stale record went while GC's lock was held: %v", err)
+	}
+	unlock()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("doctor --fix did not finish after the lock was released")
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale record still there after --fix: %v", err)
 	}
 }
 
