@@ -172,3 +172,43 @@ func TestThroughputJudgement(t *testing.T) {
 		})
 	}
 }
+
+// TestChainOverheadTarget: the whole chain's cost over the floor is judged
+// against the tuning chain's, both from the same run's p50s.
+func TestChainOverheadTarget(t *testing.T) {
+	d := func(p50 float64) dist { return dist{N: 10, P50: p50, P95: p50, P99: p50, Max: p50} }
+	chains := func(floor, tuning, mg float64) []chainResult {
+		return []chainResult{
+			{Key: vFloorMacvlan, Latency: opDists{ADD: d(floor)}},
+			{Key: vTuning, Latency: opDists{ADD: d(tuning)}},
+			{Key: vMGEnforce, Latency: opDists{ADD: d(mg)}},
+		}
+	}
+	tests := []struct {
+		name              string
+		floor, tuning, mg float64
+		wantValue         float64
+		wantMet           bool
+	}{
+		{"a lead", 8, 18, 16, 0.8, true},
+		{"parity", 8, 18, 18, 1, false},
+		{"at the bound", 8, 28, 25, 0.85, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &results{Chains: chains(tt.floor, tt.tuning, tt.mg)}
+			var got *target
+			for _, x := range evaluate(r) {
+				if strings.HasPrefix(x.Name, "the macguard chain's ADD overhead") {
+					got = &x
+				}
+			}
+			if got == nil {
+				t.Fatal("no chain-overhead target judged")
+			}
+			if got.Value != tt.wantValue || got.Met != tt.wantMet || got.Want != "<= 0.85x" {
+				t.Errorf("value %v met %t want %q; want %v %t", got.Value, got.Met, got.Want, tt.wantValue, tt.wantMet)
+			}
+		})
+	}
+}
