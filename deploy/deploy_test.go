@@ -22,6 +22,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -95,6 +96,13 @@ type objects struct {
 	daemonSets []appsv1.DaemonSet
 	pods       []corev1.Pod
 	nads       []nad
+	roles      []rbacv1.ClusterRole
+	bindings   []rbacv1.ClusterRoleBinding
+}
+
+// count is how many objects there are, of every kind.
+func (o objects) count() int {
+	return len(o.namespaces) + len(o.accounts) + len(o.daemonSets) + len(o.pods) + len(o.nads) + len(o.roles) + len(o.bindings)
 }
 
 func decodeAll(t *testing.T, name string, data []byte) objects {
@@ -123,6 +131,14 @@ func decodeAll(t *testing.T, name string, data []byte) objects {
 			var x corev1.Pod
 			err = decodeStrict(doc, &x)
 			o.pods = append(o.pods, x)
+		case "rbac.authorization.k8s.io/v1/ClusterRole":
+			var x rbacv1.ClusterRole
+			err = decodeStrict(doc, &x)
+			o.roles = append(o.roles, x)
+		case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+			var x rbacv1.ClusterRoleBinding
+			err = decodeStrict(doc, &x)
+			o.bindings = append(o.bindings, x)
 		case "k8s.cni.cncf.io/v1/NetworkAttachmentDefinition":
 			var x nad
 			err = decodeStrict(doc, &x)
@@ -190,7 +206,7 @@ func TestEveryFileDecodesStrictly(t *testing.T) {
 				return
 			}
 			o := decodeAll(t, f, data)
-			if n := len(o.namespaces) + len(o.accounts) + len(o.daemonSets) + len(o.pods) + len(o.nads); n == 0 {
+			if o.count() == 0 {
 				t.Error("no object in the file")
 			}
 		})

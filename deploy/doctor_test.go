@@ -18,46 +18,20 @@ import (
 
 const doctorComponent = "components/doctor"
 
-// rbacList is components/doctor/rbac.json: a v1 List of the two objects.
-type rbacList struct {
-	metav1.TypeMeta `json:",inline"`
-	Items           []map[string]any `json:"items"`
-}
-
-// doctorRBAC decodes the component's RBAC strictly.
+// doctorRBAC decodes the component's RBAC strictly: one ClusterRole and
+// its binding.
 func doctorRBAC(t *testing.T) (rbacv1.ClusterRole, rbacv1.ClusterRoleBinding) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(doctorComponent, "rbac.json"))
+	name := filepath.Join(doctorComponent, "rbac.yaml")
+	data, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var l rbacList
-	if err := decodeStrict(data, &l); err != nil {
-		t.Fatalf("rbac.json: %v", err)
+	o := decodeAll(t, name, data)
+	if len(o.roles) != 1 || len(o.bindings) != 1 || o.count() != 2 {
+		t.Fatalf("%s: %d ClusterRoles, %d bindings and other objects; want one ClusterRole and its binding", name, len(o.roles), len(o.bindings))
 	}
-	if l.APIVersion != "v1" || l.Kind != "List" || len(l.Items) != 2 {
-		t.Fatalf("rbac.json is %s %s with %d items, want a v1 List of a ClusterRole and its binding", l.APIVersion, l.Kind, len(l.Items))
-	}
-	var role rbacv1.ClusterRole
-	var binding rbacv1.ClusterRoleBinding
-	for i, item := range l.Items {
-		doc, err := yaml.Marshal(item)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch item["kind"] {
-		case "ClusterRole":
-			err = decodeStrict(doc, &role)
-		case "ClusterRoleBinding":
-			err = decodeStrict(doc, &binding)
-		default:
-			t.Fatalf("rbac.json item %d is a %v", i, item["kind"])
-		}
-		if err != nil {
-			t.Fatalf("rbac.json item %d: %v", i, err)
-		}
-	}
-	return role, binding
+	return o.roles[0], o.bindings[0]
 }
 
 // The doctor reads pods, NADs and its node, and can write nothing.
