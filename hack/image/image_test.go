@@ -22,6 +22,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/macguard-cni/macguard/hack/image/ociarchive"
 )
 
 // hello builds, for arch, one tiny static program per image file that
@@ -122,8 +124,8 @@ func readArchive(t *testing.T, archive string) (v1.ImageIndex, string, map[strin
 	if len(tm.Manifests) != 1 || tm.Manifests[0].MediaType != types.OCIImageIndex {
 		t.Fatalf("index.json: want exactly one image index, got %+v", tm.Manifests)
 	}
-	tag := tm.Manifests[0].Annotations[refName]
-	if ctrd := tm.Manifests[0].Annotations[containerdName]; ctrd != tag {
+	tag := tm.Manifests[0].Annotations[ociarchive.RefName]
+	if ctrd := tm.Manifests[0].Annotations[ociarchive.ContainerdName]; ctrd != tag {
 		t.Errorf("index.json names the image %q for containerd and %q for OCI readers; want one name", ctrd, tag)
 	}
 	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
@@ -272,10 +274,10 @@ func TestBuildWritesAReadableReproducibleIndex(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := strings.TrimSuffix(out, ".tar") + ".d"
-		if err := WriteLayout(dir, idx, spec.Name()); err != nil {
+		if err := ociarchive.WriteLayout(dir, idx, spec.Name()); err != nil {
 			t.Fatal(err)
 		}
-		if err := WriteArchive(dir, out, created); err != nil {
+		if err := ociarchive.WriteArchive(dir, out, created); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,14 +16,11 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"debug/elf"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -32,10 +29,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/macguard-cni/macguard/hack/image/ociarchive"
 )
 
 // The image's fixed shape; deploy/deploy_test.go and the Dockerfile test
@@ -68,14 +65,6 @@ const (
 	LabelTitle       = "org.opencontainers.image.title"
 	LabelDescription = "org.opencontainers.image.description"
 	LabelCreated     = "org.opencontainers.image.created"
-	// refName names the index inside an OCI layout; skopeo, podman and
-	// docker take it as the image's name when it is a full reference.
-	refName = "org.opencontainers.image.ref.name"
-	// containerdName is what `ctr images import` names the image by. A
-	// plain import prefixes a tag-only ref.name with "import-<date>" and
-	// drops a full one, so without it the kubelet finds no image under the
-	// name the DaemonSet uses.
-	containerdName = "io.containerd.image.name"
 )
 
 // Spec is what to build.
@@ -127,36 +116,14 @@ func checkBinary(path, arch string) error {
 	return nil
 }
 
-// layer is a tar of the binaries in dir named by Files, owned by root, mode
-// 0755, with a fixed time so the same binaries always give the same layer
-// digest.
-func layer(dir string, mtime time.Time) (v1.Layer, error) {
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
+// layerFiles are the layer's files: each of Files, from the file of that
+// name in dir.
+func layerFiles(dir string) []ociarchive.File {
+	files := make([]ociarchive.File, 0, len(Files))
 	for _, name := range Files {
-		path := filepath.Join(dir, filepath.Base(name))
-		bin, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", path, err)
-		}
-		hdr := &tar.Header{
-			Name: strings.TrimPrefix(name, "/"), Mode: 0o755, Size: int64(len(bin)),
-			Typeflag: tar.TypeReg, ModTime: mtime, Format: tar.FormatPAX,
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(bin); err != nil {
-			return nil, err
-		}
+		files = append(files, ociarchive.File{Path: name, Source: filepath.Join(dir, filepath.Base(name))})
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	data := b.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(data)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	return files
 }
 
 func splitPlatform(s string) (*v1.Platform, error) {
@@ -204,13 +171,13 @@ func Build(s Spec) (v1.ImageIndex, error) {
 		if err != nil {
 			return nil, err
 		}
-		dir := s.Binaries[ps]
-		for _, name := range Files {
-			if err := checkBinary(filepath.Join(dir, filepath.Base(name)), plat.Architecture); err != nil {
+		files := layerFiles(s.Binaries[ps])
+		for _, f := range files {
+			if err := checkBinary(f.Source, plat.Architecture); err != nil {
 				return nil, err
 			}
 		}
-		l, err := layer(dir, s.Created)
+		l, err := ociarchive.Layer(files, s.Created)
 		if err != nil {
 			return nil, err
 		}
@@ -253,90 +220,6 @@ func (s Spec) Name() string {
 		repo = DefaultRepository
 	}
 	return repo + ":" + s.Version
-}
-
-// WriteLayout writes idx as an OCI image layout in dir (replacing it),
-// named name (a full reference such as ghcr.io/macguard-cni/macguard:v0.1.0)
-// for every reader.
-func WriteLayout(dir string, idx v1.ImageIndex, name string) error {
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return fmt.Errorf("creating the layout %s: %w", dir, err)
-	}
-	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{refName: name, containerdName: name})); err != nil {
-		return fmt.Errorf("writing the index to %s: %w", dir, err)
-	}
-	return nil
-}
-
-// WriteArchive tars the layout directory into out (written atomically),
-// entries sorted and timestamps fixed so equal layouts give equal archives.
-func WriteArchive(dir, out string, mtime time.Time) error {
-	var files []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != dir {
-			files = append(files, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("reading the layout %s: %w", dir, err)
-	}
-	sort.Strings(files)
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	// Drops the partial archive on an early return; after the rename
-	// there is nothing left to remove, so its error means nothing.
-	defer func() { _ = os.Remove(tmp.Name()) }()
-	tw := tar.NewWriter(tmp)
-	for _, p := range files {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		hdr := &tar.Header{Name: filepath.ToSlash(rel), ModTime: mtime, Format: tar.FormatPAX}
-		switch {
-		case fi.IsDir():
-			hdr.Typeflag, hdr.Mode, hdr.Name = tar.TypeDir, 0o755, hdr.Name+"/"
-		case fi.Mode().IsRegular():
-			hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, 0o644, fi.Size()
-		default:
-			return fmt.Errorf("%s: unexpected file type %s in the layout", p, fi.Mode().Type())
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if hdr.Typeflag == tar.TypeReg {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			_ = f.Close() // only read: the copy's error is the one that matters
-			if err != nil {
-				return fmt.Errorf("archiving %s: %w", p, err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), out)
 }
 
 type binFlag map[string]string
@@ -393,10 +276,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if err := WriteLayout(layoutDir, idx, s.Name()); err != nil {
+	if err := ociarchive.WriteLayout(layoutDir, idx, s.Name()); err != nil {
 		return fail(err)
 	}
-	if err := WriteArchive(layoutDir, out, t); err != nil {
+	if err := ociarchive.WriteArchive(layoutDir, out, t); err != nil {
 		return fail(fmt.Errorf("writing %s: %w", out, err))
 	}
 	d, err := idx.Digest()
