@@ -36,17 +36,13 @@ type Inventoried struct {
 // Inventory lists every interface of the network namespace at path, sorted
 // by index. Unlike Open it accepts any namespace, because it only reads.
 func Inventory(path string) ([]Inventoried, error) {
-	n, err := ns.GetNS(path)
+	n, err := getNS(path, nsWords{
+		notExist: "netns %s does not exist",
+		notNS:    "%s is not a network namespace",
+		opening:  "opening netns %s",
+	})
 	if err != nil {
-		var notExist ns.NSPathNotExistErr
-		var notNS ns.NSPathNotNSErr
-		switch {
-		case errors.As(err, &notExist):
-			return nil, fmt.Errorf("netns %s does not exist: %w", path, ErrNetns)
-		case errors.As(err, &notNS):
-			return nil, fmt.Errorf("%s is not a network namespace: %w", path, ErrNetns)
-		}
-		return nil, fmt.Errorf("opening netns %s: %w: %w", path, ErrNetns, err)
+		return nil, err
 	}
 	defer n.Close()
 	var out []Inventoried
@@ -69,6 +65,31 @@ func Inventory(path string) ([]Inventoried, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 	return out, nil
+}
+
+// nsWords are how a caller of getNS words its errors: each a format with
+// one verb, the path.
+type nsWords struct {
+	notExist, notNS, opening string
+}
+
+// getNS opens the namespace at path with the reference plugins' ns package
+// (which also verifies it is a netns), and translates its errors into
+// ErrNetns in the caller's words. Open and Inventory both use it.
+func getNS(path string, w nsWords) (ns.NetNS, error) {
+	n, err := ns.GetNS(path)
+	if err == nil {
+		return n, nil
+	}
+	var notExist ns.NSPathNotExistErr
+	var notNS ns.NSPathNotNSErr
+	switch {
+	case errors.As(err, &notExist):
+		return nil, fmt.Errorf(w.notExist+": %w", path, ErrNetns)
+	case errors.As(err, &notNS):
+		return nil, fmt.Errorf(w.notNS+": %w", path, ErrNetns)
+	}
+	return nil, fmt.Errorf(w.opening+": %w: %w", path, ErrNetns, err)
 }
 
 func inventoried(l netlink.Link, byIndex map[int]netlink.Link) Inventoried {

@@ -35,17 +35,13 @@ type kernelNetns struct {
 // Open is the real Opener: it opens the namespace at path with the
 // reference plugins' ns package (which also verifies it is a netns).
 func Open(path string) (Netns, error) {
-	n, err := ns.GetNS(path)
+	n, err := getNS(path, nsWords{
+		notExist: "CNI_NETNS %q does not exist (the sandbox may already be gone)",
+		notNS:    "CNI_NETNS %q is not a network namespace",
+		opening:  "opening CNI_NETNS %q",
+	})
 	if err != nil {
-		var notExist ns.NSPathNotExistErr
-		var notNS ns.NSPathNotNSErr
-		switch {
-		case errors.As(err, &notExist):
-			return nil, fmt.Errorf("CNI_NETNS %q does not exist (the sandbox may already be gone): %w", path, ErrNetns)
-		case errors.As(err, &notNS):
-			return nil, fmt.Errorf("CNI_NETNS %q is not a network namespace: %w", path, ErrNetns)
-		}
-		return nil, fmt.Errorf("opening CNI_NETNS %q: %w: %w", path, ErrNetns, err)
+		return nil, err
 	}
 	// skel only compares CNI_NETNS with the plugin's own namespace after
 	// ADD returned; by then the node's interface would have been changed.
