@@ -21,7 +21,6 @@ import (
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/config"
 	"github.com/macguard-cni/macguard/pkg/doctor"
-	"github.com/macguard-cni/macguard/pkg/macaddr"
 	"github.com/macguard-cni/macguard/test/doctor/nodeworld"
 )
 
@@ -48,14 +47,6 @@ func webPod(t *testing.T, w *nodeworld.World, name, mac string) *nodeworld.Pod {
 	w.CacheAttachment(t, p, nodeworld.Attachment{Network: "net", IfName: "eth0", Conflist: nodeworld.Conflist("net", bridge, macguard), ResultMAC: mac})
 	w.Record(t, p.ContainerID, "eth0", p.NetnsPath(), "", mac)
 	return p
-}
-
-func derived(t *testing.T, namespace, pod, ifName string) string {
-	prefix, err := macaddr.ParsePrefix("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return macaddr.Derive(macaddr.Input{Kind: "pod", Key: namespace + "/" + pod, IfName: ifName, Prefix: prefix}).String()
 }
 
 // pluginMessage is what the plugin itself says about a macguard entry.
@@ -134,9 +125,10 @@ func TestDoctorNamesEveryProblem(t *testing.T) {
 			name: "macvlan pod with assign always has the derived MAC",
 			build: func(t *testing.T, w *nodeworld.World) {
 				pod := w.NewPod(t, "default", "mv", true)
-				w.Macvlan(t, pod, "net1", derived(t, "default", "mv", "net1"), netlink.MACVLAN_MODE_BRIDGE)
+				mac := testutil.DerivedMAC(t, "--namespace", "default", "--pod", "mv", "--ifname", "net1")
+				w.Macvlan(t, pod, "net1", mac, netlink.MACVLAN_MODE_BRIDGE)
 				conf := nodeworld.Conflist("mvnet", `{"type":"macvlan","master":"eth0"}`, `{"type":"macguard","assign":"always"}`)
-				w.CacheAttachment(t, pod, nodeworld.Attachment{Network: "mvnet", IfName: "net1", Conflist: conf, ResultMAC: derived(t, "default", "mv", "net1")})
+				w.CacheAttachment(t, pod, nodeworld.Attachment{Network: "mvnet", IfName: "net1", Conflist: conf, ResultMAC: mac})
 			},
 			check: func(t *testing.T, w *nodeworld.World, r doctor.Report) {
 				for _, ifc := range r.Pods[0].Interfaces {
