@@ -62,6 +62,6 @@ k8s-down:
 test-k8s: build image k8s-deps k8s-images
 	$(GO) test -c -o $(K8S_CACHE)/k8s.test ./test/k8s
 	$(K8S_ENV) K8S_TEST_BIN=$(K8S_CACHE)/k8s.test K8S_RUN_TESTS='$(value K8S_RUN_TESTS)' \
-	MACGUARDCTL=$(K8S_MACGUARDCTL) REPO_ROOT=$(CURDIR) hack/k8s/test.sh
+	MACGUARDCTL_BIN=$(K8S_MACGUARDCTL) REPO_ROOT=$(CURDIR) hack/k8s/test.sh
 
 TEST_TARGETS += test-k8s

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -16,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
 )
 
 // TestCluster runs the scenarios of issue 11 in order on one node: the
@@ -228,11 +229,7 @@ func testVMRestart(t *testing.T, n *node) {
     { "type": "macguard", "assign": "always" }
   ]
 }`, n.env["NAD_MASTER"])))
-	out, err := exec.Command(os.Getenv("MACGUARDCTL"), "mac", "--namespace", "vms", "--vm", "vm1", "--ifname", "net1").Output()
-	if err != nil {
-		t.Fatalf("%s mac: %v", os.Getenv("MACGUARDCTL"), err)
-	}
-	want := strings.TrimSpace(string(out))
+	want := testutil.DerivedMAC(t, "--namespace", "vms", "--vm", "vm1", "--ifname", "net1")
 	for _, name := range []string{"virt-launcher-vm1-abcde", "virt-launcher-vm1-fghij"} {
 		p := n.podSpec("vms", name, selection("vms", "vm-net", ""))
 		n.createPod(t, p)

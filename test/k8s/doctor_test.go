@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -33,37 +32,14 @@ import (
 func (n *node) doctorOverlay(t *testing.T) string {
 	t.Helper()
 	base := n.overlay(t, "doctor-base", "overlays/secondary")
-	dir := filepath.Join(n.env["K8S_RUN"], "overlays", "doctor")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	relBase, err := filepath.Rel(dir, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	relComponent, err := filepath.Rel(dir, filepath.Join(n.repo, "deploy", "components", "doctor"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+	return n.writeOverlay(t, "doctor", func(rel func(string) string) string {
+		return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - %s
 components:
   - %s
-patches:
-  - patch: |-
-      apiVersion: apps/v1
-      kind: DaemonSet
-      metadata:
-        name: macguard
-        namespace: macguard
-      spec:
-        template:
-          spec:
-            containers:
-              - name: install
-                env:
+`+installPatch+`                env:
                   - name: KUBERNETES_SERVICE_HOST
                     value: %q
                   - name: KUBERNETES_SERVICE_PORT
@@ -83,11 +59,8 @@ patches:
                 hostPath:
                   path: %s
                   type: Directory
-`, relBase, relComponent, n.env["NODE_IP"], n.env["CNI_CONF_DIR"], filepath.Join(n.env["K8S_RUN"], "multus", "cache"))
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+`, rel(base), rel(filepath.Join(n.repo, "deploy", "components", "doctor")), n.env["NODE_IP"], n.env["CNI_CONF_DIR"], filepath.Join(n.env["K8S_RUN"], "multus", "cache"))
+	})
 }
 
 // runDoctor runs macguardctl doctor --json in the DaemonSet's pod, as the

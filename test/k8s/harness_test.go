@@ -604,3 +604,43 @@ func (n *node) ensureNamespace(t *testing.T, name string) {
 		t.Fatalf("namespace %s has no default ServiceAccount: %v", name, err)
 	}
 }
+
+// installPatch opens the patches of an overlay's kustomization: a
+// strategic-merge patch of the macguard DaemonSet, whose next lines are
+// fields of its install container (indented 16 spaces) and then the
+// pod's volumes (from 12).
+const installPatch = `patches:
+  - patch: |-
+      apiVersion: apps/v1
+      kind: DaemonSet
+      metadata:
+        name: macguard
+        namespace: macguard
+      spec:
+        template:
+          spec:
+            containers:
+              - name: install
+`
+
+// writeOverlay writes the kustomization of the overlay name, what
+// kustomization returns, into K8S_RUN/overlays/<name> and returns that
+// directory; rel gives kustomization a path relative to it.
+func (n *node) writeOverlay(t *testing.T, name string, kustomization func(rel func(path string) string) string) string {
+	t.Helper()
+	dir := filepath.Join(n.env["K8S_RUN"], "overlays", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel := func(path string) string {
+		r, err := filepath.Rel(dir, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kustomization(rel)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

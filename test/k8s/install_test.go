@@ -27,19 +27,12 @@ import (
 // (the node reaches no registry). It returns the overlay's directory.
 func (n *node) overlay(t *testing.T, name, base string) string {
 	t.Helper()
-	dir := filepath.Join(n.env["K8S_RUN"], "overlays", name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rel, err := filepath.Rel(dir, filepath.Join(n.repo, "deploy", base))
-	if err != nil {
-		t.Fatal(err)
-	}
 	repo, tag, ok := strings.Cut(n.env["MACGUARD_IMAGE"], ":")
 	if !ok {
 		t.Fatalf("MACGUARD_IMAGE %q has no tag", n.env["MACGUARD_IMAGE"])
 	}
-	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+	return n.writeOverlay(t, name, func(rel func(string) string) string {
+		k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - %s
@@ -47,34 +40,20 @@ images:
   - name: ghcr.io/macguard-cni/macguard
     newName: %s
     newTag: %s
-patches:
-  - patch: |-
-      apiVersion: apps/v1
-      kind: DaemonSet
-      metadata:
-        name: macguard
-        namespace: macguard
-      spec:
-        template:
-          spec:
-            containers:
-              - name: install
-                imagePullPolicy: Never
+`+installPatch+`                imagePullPolicy: Never
             volumes:
               - name: cni-bin
                 hostPath:
                   path: %s
-`, rel, repo, tag, n.env["CNI_BIN_DIR"])
-	if base != "overlays/secondary" && base != "base" {
-		k += fmt.Sprintf(`              - name: cni-conf
+`, rel(filepath.Join(n.repo, "deploy", base)), repo, tag, n.env["CNI_BIN_DIR"])
+		if base != "overlays/secondary" && base != "base" {
+			k += fmt.Sprintf(`              - name: cni-conf
                 hostPath:
                   path: %s
 `, n.env["CNI_CONF_DIR"])
-	}
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+		}
+		return k
+	})
 }
 
 // rollout applies an overlay and waits until the DaemonSet's pod on the
