@@ -64,22 +64,18 @@ func chainTimes(ss []sample) []time.Duration {
 	return out
 }
 
-func metaTimes(ss []sample, typ string) []time.Duration {
+// metaTimes are, of every sample that ran plugin typ, one duration of its
+// call: wallTime or cpuTime.
+func metaTimes(ss []sample, typ string, of func(call) time.Duration) []time.Duration {
 	var out []time.Duration
 	for _, s := range ss {
 		if c, ok := s.meta(typ); ok {
-			out = append(out, c.Wall)
+			out = append(out, of(c))
 		}
 	}
 	return out
 }
 
-func metaCPU(ss []sample, typ string) []time.Duration {
-	var out []time.Duration
-	for _, s := range ss {
-		if c, ok := s.meta(typ); ok {
-			out = append(out, c.CPU)
-		}
-	}
-	return out
-}
+func wallTime(c call) time.Duration { return c.Wall }
+
+func cpuTime(c call) time.Duration { return c.CPU }

@@ -147,7 +147,7 @@ func buildChains(vs []*variant, lat map[string]*opSamples) ([]chainResult, []met
 	var tuning opDists
 	for _, v := range vs {
 		if v.Meta == "tuning" {
-			tuning = dists(lat[v.Key], func(ss []sample) []time.Duration { return metaTimes(ss, "tuning") })
+			tuning = dists(lat[v.Key], func(ss []sample) []time.Duration { return metaTimes(ss, "tuning", wallTime) })
 		}
 	}
 	var metas []metaResult
@@ -156,12 +156,12 @@ func buildChains(vs []*variant, lat map[string]*opSamples) ([]chainResult, []met
 			continue
 		}
 		s := lat[v.Key]
-		wall := dists(s, func(ss []sample) []time.Duration { return metaTimes(ss, v.Meta) })
+		wall := dists(s, func(ss []sample) []time.Duration { return metaTimes(ss, v.Meta, wallTime) })
 		metas = append(metas, metaResult{
 			Variant:  v.Key,
 			Plugin:   v.Meta,
 			Wall:     wall,
-			CPU:      dists(s, func(ss []sample) []time.Duration { return metaCPU(ss, v.Meta) }),
+			CPU:      dists(s, func(ss []sample) []time.Duration { return metaTimes(ss, v.Meta, cpuTime) }),
 			VsTuning: p50Ratios(wall, tuning),
 			AddShare: ratio(wall.ADD.P50, chainD[v.Key].ADD.P50),
 		})

@@ -300,7 +300,7 @@ func runIfaces(ctx context.Context, r *runner, vs []*variant, crowd, iters int, 
 				pt.Interfaces = crowd
 			}
 			if v.Meta != "" {
-				pt.MetaADD = summarize(metaTimes(adds[k], v.Meta))
+				pt.MetaADD = summarize(metaTimes(adds[k], v.Meta, wallTime))
 			}
 			if !crowded {
 				base = pt
