@@ -367,21 +367,33 @@ func (n *node) sandboxOf(t *testing.T, p *corev1.Pod) sandbox {
 	return sandbox{ID: id, PID: pid}
 }
 
-// podLink returns a link in the pod's network namespace.
-func podLink(pid int, ifName string) (netlink.Link, error) {
+// inPod runs f with a netlink handle in the network namespace of pid.
+func inPod(pid int, f func(nl *netlink.Handle) error) error {
 	h, err := netns.GetFromPath(fmt.Sprintf("/proc/%d/ns/net", pid))
 	if err != nil {
-		return nil, fmt.Errorf("the network namespace of pid %d: %w", pid, err)
+		return fmt.Errorf("the network namespace of pid %d: %w", pid, err)
 	}
 	defer h.Close()
 	nl, err := netlink.NewHandleAt(h)
 	if err != nil {
-		return nil, fmt.Errorf("netlink in the namespace of pid %d: %w", pid, err)
+		return fmt.Errorf("netlink in the namespace of pid %d: %w", pid, err)
 	}
 	defer nl.Close()
-	l, err := nl.LinkByName(ifName)
+	return f(nl)
+}
+
+// podLink returns a link in the pod's network namespace.
+func podLink(pid int, ifName string) (netlink.Link, error) {
+	var l netlink.Link
+	err := inPod(pid, func(nl *netlink.Handle) error {
+		var err error
+		if l, err = nl.LinkByName(ifName); err != nil {
+			return fmt.Errorf("%s in the namespace of pid %d: %w", ifName, pid, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%s in the namespace of pid %d: %w", ifName, pid, err)
+		return nil, err
 	}
 	return l, nil
 }
@@ -399,17 +411,12 @@ func podMAC(t *testing.T, sb sandbox, ifName string) string {
 // podLinks lists the link names in the sandbox's network namespace.
 func podLinks(t *testing.T, sb sandbox) []string {
 	t.Helper()
-	h, err := netns.GetFromPath(fmt.Sprintf("/proc/%d/ns/net", sb.PID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nl, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nl.Close()
-	ls, err := nl.LinkList()
+	var ls []netlink.Link
+	err := inPod(sb.PID, func(nl *netlink.Handle) error {
+		var err error
+		ls, err = nl.LinkList()
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
