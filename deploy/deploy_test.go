@@ -28,6 +28,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/macguard-cni/macguard/pkg/install"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
 )
 
 const imageRepo = "ghcr.io/macguard-cni/macguard"
@@ -169,19 +171,6 @@ func manifestFiles(t *testing.T) []string {
 	return files
 }
 
-func makefileVersion(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("../Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^VERSION\s*\?=\s*(\S+)\s*$`).FindSubmatch(b)
-	if m == nil {
-		t.Fatal("no `VERSION ?= ...` line in the Makefile")
-	}
-	return string(m[1])
-}
-
 func TestEveryFileDecodesStrictly(t *testing.T) {
 	files := manifestFiles(t)
 	if len(files) < 10 {
@@ -216,7 +205,7 @@ func TestEveryFileDecodesStrictly(t *testing.T) {
 // TestImageTagIsTheMakefileVersion checks every place deploy/ names the
 // image: `make manifests` writes the Makefile's VERSION into them.
 func TestImageTagIsTheMakefileVersion(t *testing.T) {
-	v := makefileVersion(t)
+	v := testutil.MakefileVersion(t)
 	data, err := os.ReadFile("base/kustomization.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +296,7 @@ func entrypoint(t *testing.T) []string {
 }
 
 func TestRenderedVariants(t *testing.T) {
-	version := makefileVersion(t)
+	version := testutil.MakefileVersion(t)
 	for _, v := range variants {
 		t.Run(v.dir, func(t *testing.T) {
 			o := render(t, v.dir)

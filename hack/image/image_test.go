@@ -24,6 +24,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/macguard-cni/macguard/hack/image/ociarchive"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
 )
 
 // hello builds, for arch, one tiny static program per image file that
@@ -407,20 +409,6 @@ func TestCLI(t *testing.T) {
 	}
 }
 
-// makefileVersion reads VERSION from the top-level Makefile.
-func makefileVersion(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("../../Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^VERSION\s*\?=\s*(\S+)\s*$`).FindSubmatch(b)
-	if m == nil {
-		t.Fatal("no `VERSION ?= ...` line in the Makefile")
-	}
-	return string(m[1])
-}
-
 // TestImageArchive checks the archive `make image` built (make test-deploy
 // passes its path): platforms, entrypoint, labels, the binary inside runs,
 // and, with skopeo installed, that an independent reader agrees.
@@ -431,7 +419,7 @@ func TestImageArchive(t *testing.T) {
 	}
 	version := os.Getenv("MACGUARD_IMAGE_VERSION")
 	if version == "" {
-		version = makefileVersion(t)
+		version = testutil.MakefileVersion(t)
 	}
 	idx, name, imgs := readArchive(t, archive)
 	if want := DefaultRepository + ":" + version; name != want {
@@ -586,7 +574,7 @@ func TestDockerfileBuildsTheSameImage(t *testing.T) {
 	if labels[LabelVersion] != "${VERSION}" || labels[LabelSource] != DefaultSource {
 		t.Errorf("labels %v: want %s=${VERSION}, %s=%s", labels, LabelVersion, LabelSource, DefaultSource)
 	}
-	if v := makefileVersion(t); args["VERSION"] != v {
+	if v := testutil.MakefileVersion(t); args["VERSION"] != v {
 		t.Errorf("ARG VERSION=%s, want the Makefile's %s (run `make manifests`)", args["VERSION"], v)
 	}
 	for _, f := range Files {

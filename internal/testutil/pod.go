@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -355,4 +356,23 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// MakefileVersion is the VERSION the top-level Makefile builds (`VERSION ?=`),
+// which the manifests, the Dockerfile and the image must carry.
+func MakefileVersion(t testing.TB) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^VERSION\s*\?=\s*(\S+)\s*$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("no `VERSION ?= ...` line in the Makefile")
+	}
+	return string(m[1])
 }
