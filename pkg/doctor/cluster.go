@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/macguard-cni/macguard/pkg/identity"
 	"github.com/macguard-cni/macguard/pkg/link"
@@ -36,39 +35,52 @@ var appliesMAC = map[string]bool{"macvlan": true, "bridge": true, "tap": true}
 // dynamic client so no generated clientset is needed.
 var NADResource = schema.GroupVersionResource{Group: "k8s.cni.cncf.io", Version: "v1", Resource: "network-attachment-definitions"}
 
+// The core resources the cluster checks read, also through the dynamic
+// client: the typed clientset (k8s.io/client-go/kubernetes) registers every
+// API group at init, which would cost macguardctl's agent mode, running on
+// every node, about 10 MB of memory (TestNoTypedClientset).
+var (
+	podResource  = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	nodeResource = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
+)
+
 // GatherCluster reads what the cluster checks need: the node, every pod's
 // Multus annotations and every NetworkAttachmentDefinition. A failure to
 // list pods means the cluster could not be looked at; a failure to list
 // NADs (no CRD, no RBAC) is kept in the result.
-func GatherCluster(ctx context.Context, kc kubernetes.Interface, dc dynamic.Interface, node string) (*Cluster, error) {
+func GatherCluster(ctx context.Context, dc dynamic.Interface, node string) (*Cluster, error) {
 	c := &Cluster{Node: node, Pods: []ClusterPod{}, NADs: []NAD{}}
 	if node != "" {
-		if _, err := kc.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}); err != nil {
+		if _, err := dc.Resource(nodeResource).Get(ctx, node, metav1.GetOptions{}); err != nil {
 			c.NodeErr = err.Error()
 		}
 	}
-	pods, err := kc.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	pods, err := dc.Resource(podResource).Namespace("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing pods: %w", err)
 	}
-	for _, p := range pods.Items {
-		cp := ClusterPod{Namespace: p.Namespace, Name: p.Name, Node: p.Spec.NodeName,
-			Networks: p.Annotations[annotationNetworks], NetworkStatus: p.Annotations[annotationNetworkStatus]}
-		cp.Launcher = p.Labels[labelKubeVirt] == "virt-launcher" || identity.VMName(p.Name) != ""
+	for i := range pods.Items {
+		// Only these fields of a pod are read, straight from the object:
+		// converting every pod of the cluster to a corev1.Pod would build
+		// specs nothing looks at.
+		p := &pods.Items[i]
+		nodeName, _, _ := unstructured.NestedString(p.Object, "spec", "nodeName")
+		annotations := p.GetAnnotations()
+		cp := ClusterPod{Namespace: p.GetNamespace(), Name: p.GetName(), Node: nodeName,
+			Networks: annotations[annotationNetworks], NetworkStatus: annotations[annotationNetworkStatus]}
+		cp.Launcher = p.GetLabels()[labelKubeVirt] == "virt-launcher" || identity.VMName(cp.Name) != ""
 		if cp.Networks == "" && !cp.Launcher {
 			continue
 		}
 		c.Pods = append(c.Pods, cp)
 	}
-	if dc != nil {
-		list, err := dc.Resource(NADResource).Namespace("").List(ctx, metav1.ListOptions{})
-		if err != nil {
-			c.NADErr = err.Error()
-		} else {
-			for _, u := range list.Items {
-				cfg, _, _ := unstructured.NestedString(u.Object, "spec", "config")
-				c.NADs = append(c.NADs, NAD{Namespace: u.GetNamespace(), Name: u.GetName(), Config: cfg})
-			}
+	list, err := dc.Resource(NADResource).Namespace("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		c.NADErr = err.Error()
+	} else {
+		for _, u := range list.Items {
+			cfg, _, _ := unstructured.NestedString(u.Object, "spec", "config")
+			c.NADs = append(c.NADs, NAD{Namespace: u.GetNamespace(), Name: u.GetName(), Config: cfg})
 		}
 	}
 	sort.Slice(c.Pods, func(i, j int) bool {

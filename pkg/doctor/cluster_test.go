@@ -12,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
-	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -31,13 +30,19 @@ func nadObject(ns, name, config string) *unstructured.Unstructured {
 	return u
 }
 
-// dynamicClient serves NADs under their real resource name; the fake's
-// constructor would guess "networkattachmentdefinitions" from the kind, so
-// the objects go through the tracker with the resource given.
-func dynamicClient(t *testing.T, objects ...*unstructured.Unstructured) *dynamicfake.FakeDynamicClient {
-	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
-		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList"})
-	for _, o := range objects {
+// dynamicClient serves the core objects (pods, nodes) as the API server
+// would, through the dynamic client GatherCluster reads them with, and NADs
+// under their real resource name; the fake's constructor would guess
+// "networkattachmentdefinitions" from the kind, so the NADs go through the
+// tracker with the resource given.
+func dynamicClient(t *testing.T, core []runtime.Object, nads ...*unstructured.Unstructured) *dynamicfake.FakeDynamicClient {
+	scheme := runtime.NewScheme()
+	if err := corev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
+		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList"}, core...)
+	for _, o := range nads {
 		if err := dc.Tracker().Create(NADResource, o, o.GetNamespace()); err != nil {
 			t.Fatal(err)
 		}
@@ -50,11 +55,11 @@ const (
 	statusKey = "k8s.v1.cni.cncf.io/network-status"
 )
 
-// The cluster checks on what client-go returns: requested MACs against
+// The cluster checks on what client-go's dynamic client returns: requested MACs against
 // network-status, NADs with macguard validated, NADs asked for MACs without
 // an owner, launcher pods on this node without a MAC.
 func TestClusterChecks(t *testing.T) {
-	kc := fake.NewSimpleClientset(
+	core := []runtime.Object{
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}},
 		pod("default", "applied", "node-2", nil, map[string]string{
 			netsKey:   `[{"name":"mg","mac":"0a:58:0a:00:00:51","interface":"net1"}]`,
@@ -75,14 +80,14 @@ func TestClusterChecks(t *testing.T) {
 		pod("vms", "virt-launcher-vm2-abcde", "node-2", map[string]string{"kubevirt.io": "virt-launcher"}, map[string]string{
 			statusKey: `[{"name":"cilium","interface":"eth0","default":true}]`}),
 		pod("default", "plain", "node-1", nil, nil),
-	)
-	dc := dynamicClient(t,
+	}
+	dc := dynamicClient(t, core,
 		nadObject("default", "mg", conflist("mg", `{"type":"macvlan"}`, mgEntry)),
 		nadObject("infra", "vlan", conflist("vlan", `{"type":"vlan","vlanId":5}`)),
 		nadObject("infra", "mvplain", conflist("mvplain", `{"type":"macvlan"}`)),
 		nadObject("default", "mg-bad", conflist("mg-bad", `{"type":"macvlan"}`, `{"type":"macguard","identity":"vm"}`)),
 	)
-	c, err := GatherCluster(context.Background(), kc, dc, "node-1")
+	c, err := GatherCluster(context.Background(), dc, "node-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,12 +134,11 @@ func TestClusterChecks(t *testing.T) {
 // A node the API server does not know and NADs it cannot list are findings;
 // pods it cannot list mean the doctor could not look.
 func TestClusterFailures(t *testing.T) {
-	kc := fake.NewSimpleClientset()
-	dc := dynamicClient(t)
+	dc := dynamicClient(t, nil)
 	dc.PrependReactor("list", "network-attachment-definitions", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New(`the server could not find the requested resource`)
 	})
-	c, err := GatherCluster(context.Background(), kc, dc, "node-x")
+	c, err := GatherCluster(context.Background(), dc, "node-x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,10 +151,10 @@ func TestClusterFailures(t *testing.T) {
 		t.Errorf("findings %v, want %v", got, want)
 	}
 
-	kc.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+	dc.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("forbidden")
 	})
-	if _, err := GatherCluster(context.Background(), kc, dc, "node-x"); err == nil {
+	if _, err := GatherCluster(context.Background(), dc, "node-x"); err == nil {
 		t.Error("GatherCluster succeeded although pods cannot be listed")
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -104,13 +103,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	if !*noCluster {
-		kc, dc, err := clients(*kubeconfig)
+		dc, err := client(*kubeconfig)
 		if err != nil {
 			return fail(err)
 		}
-		if kc != nil {
+		if dc != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-			c, err := GatherCluster(ctx, kc, dc, *node)
+			c, err := GatherCluster(ctx, dc, *node)
 			cancel()
 			if err != nil {
 				return fail(fmt.Errorf("cluster checks: %w", err))
@@ -137,35 +136,33 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return ExitHealthy
 }
 
-// clients builds the API clients: from kubeconfig when given, else from
-// in-cluster credentials when the pod has them; (nil, nil, nil) when there
-// are none, and the cluster checks are skipped.
-func clients(kubeconfig string) (kubernetes.Interface, dynamic.Interface, error) {
+// client builds the API client: from kubeconfig when given, else from
+// in-cluster credentials when the pod has them; (nil, nil) when there are
+// none, and the cluster checks are skipped. It is the dynamic client only,
+// for pods and the node as well as NADs: the typed clientset would cost the
+// agent mode of this binary its memory (see podResource).
+func client(kubeconfig string) (dynamic.Interface, error) {
 	var cfg *rest.Config
 	var err error
 	switch {
 	case kubeconfig != "":
 		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
 		if err != nil {
-			return nil, nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+			return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 		}
 	default:
 		cfg, err = rest.InClusterConfig()
 		if err != nil {
 			// Not in a pod, or no service account token mounted (the base
 			// DaemonSet mounts none; the doctor component does).
-			return nil, nil, nil
+			return nil, nil
 		}
 	}
 	cfg.UserAgent = "macguardctl-doctor/" + buildinfo.Version
 	cfg.Timeout = clusterTimeout
-	kc, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster client: %w", err)
-	}
 	dc, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cluster client: %w", err)
+		return nil, fmt.Errorf("cluster client: %w", err)
 	}
-	return kc, dc, nil
+	return dc, nil
 }
