@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/macguard-cni/macguard/pkg/identity"
-	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
 )
 
 // Annotation keys Multus reads and writes.
@@ -217,12 +217,23 @@ func (a *analysis) cluster() {
 					continue
 				}
 				remedy := "give the VM interface an explicit macAddress, or attach it through a device that carries a MAC (macvlan, bridge; on Cilium, bpf.datapathMode=netkit-l2, Cilium >= 1.17.3)"
-				if ifc := a.nodeInterface(p.Namespace, p.Name, st.Interface); ifc != nil {
-					if why := cannotCarry(*ifc); why != "" {
-						remedy = why
-					}
-				} else if strings.HasPrefix(st.Interface, "eth") || st.Default {
-					remedy = link.NetkitL3Remedy(st.Interface)
+				ifc := a.nodeInterface(p.Namespace, p.Name, st.Interface)
+				if ifc == nil {
+					// Not seen on this node (the doctor cannot enter the
+					// pod's netns, or the pod is not named in libcni's
+					// cache): report what is known, not a guess at the
+					// device.
+					add(Finding{Severity: Info, Code: "cluster-vm-mac-unknown", Pod: key, Interface: st.Interface, NAD: st.Name,
+						Message: fmt.Sprintf("virt-launcher pod on this node: network-status reports no MAC on %s (network %s), and the doctor cannot see that interface on this node, so it cannot tell whether the VM can start", st.Interface, st.Name),
+						Remedy:  "run the doctor as root on the node (or in the DaemonSet's pod with the doctor component) so that it sees the pod's interfaces; if the VM does not start with unable to parse mac address '', " + remedy})
+					continue
+				}
+				if why := cannotCarry(*ifc); why != "" {
+					remedy = why
+				} else if !macaddr.IsZero(parseMAC(ifc.MAC)) {
+					// The node sees a device that carries a MAC and has
+					// one: network-status just does not report it.
+					continue
 				}
 				add(Finding{Severity: Error, Code: "cluster-vm-cannot-start", Pod: key, Interface: st.Interface, NAD: st.Name,
 					Message: fmt.Sprintf("virt-launcher pod on this node: network-status reports no MAC on %s (network %s), so the VM will not start (KubeVirt: unable to parse mac address '')", st.Interface, st.Name),

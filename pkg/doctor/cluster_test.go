@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/macguard-cni/macguard/pkg/link"
 )
 
 func pod(ns, name, node string, labels, annotations map[string]string) *corev1.Pod {
@@ -113,7 +116,8 @@ func TestClusterChecks(t *testing.T) {
 		{Error, "cluster-mac-not-applied", "default/ignored", "net1"},
 		{Warning, "cluster-nad-mac-without-owner", "", ""},
 		{Warning, "cluster-networks-invalid", "default/broken", ""},
-		{Error, "cluster-vm-cannot-start", "vms/virt-launcher-vm1-abcde", "eth0"},
+		// healthyWorld has no such pod: the doctor cannot tell.
+		{Info, "cluster-vm-mac-unknown", "vms/virt-launcher-vm1-abcde", "eth0"},
 		{Info, "conf-no-mac-capability", "", ""},
 		{Error, "conf-entry-invalid", "", ""},
 	}
@@ -156,5 +160,53 @@ func TestClusterFailures(t *testing.T) {
 	})
 	if _, err := GatherCluster(context.Background(), dc, "node-x"); err == nil {
 		t.Error("GatherCluster succeeded although pods cannot be listed")
+	}
+}
+
+// A launcher pod on this node whose network-status has no MAC is a VM that
+// will not start only when the node sees an interface that cannot carry
+// one, or has none (what the node saw, never a guess from the name); a veth with a MAC is not a finding, and an interface
+// the node cannot see is said to be unknown, not guessed at.
+func TestClusterLauncher(t *testing.T) {
+	const name = "virt-launcher-vm1-abcde"
+	tests := []struct {
+		name string
+		ifc  *Interface // the pod's eth0 on the node; nil: not seen
+		want []codeAt
+	}{
+		{"veth with a MAC", &Interface{Name: "eth0", Kind: "veth", Encap: "ether", MAC: "0a:58:0a:00:00:05", Up: true}, nil},
+		{"netkit L2 with a MAC", &Interface{Name: "eth0", Kind: link.KindNetkit, NetkitMode: link.NetkitL2, Encap: "ether", MAC: "0a:58:0a:00:00:05", Up: true}, nil},
+		// The node's own finding says it; the cluster's does not repeat it.
+		{"netkit L3", &Interface{Name: "eth0", Kind: link.KindNetkit, NetkitMode: link.NetkitL3, Encap: "none", Up: true},
+			[]codeAt{{Error, "vm-cannot-start", "default/" + name, "eth0"}}},
+		{"ipvlan", &Interface{Name: "eth0", Kind: link.KindIPVlan, Encap: "ether", MAC: "52:54:00:12:34:56", Up: true},
+			[]codeAt{{Error, "vm-cannot-start", "default/" + name, "eth0"}}},
+		{"veth without a MAC", &Interface{Name: "eth0", Kind: "veth", Encap: "ether", MAC: "00:00:00:00:00:00", Up: true},
+			[]codeAt{{Error, "cluster-vm-cannot-start", "default/" + name, "eth0"}}},
+		{"not seen on the node", nil, []codeAt{{Info, "cluster-vm-mac-unknown", "default/" + name, "eth0"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := healthyWorld()
+			// The node's findings about the pod are not what is tested.
+			w.Cache[0].Result, w.Records = nil, nil
+			w.Cache[0].Args["K8S_POD_NAME"] = name
+			if tc.ifc != nil {
+				w.Netns[0].Interfaces[1] = *tc.ifc
+			} else {
+				w.Cache[0].Args["K8S_POD_NAME"] = "elsewhere"
+			}
+			w.Cluster = &Cluster{Node: "node-1", NADs: []NAD{}, Pods: []ClusterPod{{Namespace: "default", Name: name, Node: "node-1", Launcher: true,
+				NetworkStatus: `[{"name":"cilium","interface":"eth0","default":true}]`}}}
+			var got []codeAt
+			for _, c := range codes(Analyze(w), true) {
+				if strings.Contains(c.Code, "vm-") {
+					got = append(got, c)
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("cluster findings %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
