@@ -180,7 +180,8 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		return err
 	}
 	defer at.close()
-	var out outcome
+	// Named in the failure line even when entering the namespace fails.
+	out := outcome{attrs: []any{"container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName}}
 	err = at.netns.Do(func() error {
 		var err error
 		out, err = p.add(at)
@@ -222,10 +223,11 @@ func (p *Plugin) add(at *attached) (outcome, error) {
 		var attrs []any
 		tx, attrs, err = p.change(at, obs, d)
 		out.attrs = append(out.attrs, attrs...)
+		var refused refusedError
 		switch {
-		case errors.Is(err, link.ErrNotSupported) && at.cfg.OnUnsupported == config.UnsupportedSkip && tx == nil:
+		case errors.As(err, &refused):
 			out.level, out.msg = slog.LevelWarn, "MAC not applied: kernel refused it on this device; passing the result through (onUnsupported=skip)"
-			out.attrs = append(out.attrs, "error", err)
+			out.attrs = append(out.attrs, "error", refused.err)
 		case err != nil:
 			return out, err
 		default:
@@ -279,6 +281,12 @@ func (p *Plugin) print(out json.RawMessage) error {
 	}
 	return nil
 }
+
+// refusedError is a kernel refusal of the MAC, fully rolled back, that
+// onUnsupported=skip turns into a pass-through.
+type refusedError struct{ err error }
+
+func (r refusedError) Error() string { return r.err.Error() }
 
 // announceMode is how peers learn of a changed MAC; the log line reports it.
 type announceMode int
@@ -370,7 +378,14 @@ func (p *Plugin) change(at *attached, obs link.Observed, d policy.Decision) (*tr
 	}
 
 	if err := netns.SetMAC(args.IfName, d.MAC); err != nil {
-		return fail(err)
+		// onUnsupported=skip passes the result through only when the
+		// device itself refused the MAC and everything done before was
+		// put back: an undo that failed leaves something to report.
+		skip := errors.Is(err, link.ErrNotSupported) && cfg.OnUnsupported == config.UnsupportedSkip
+		if _, attrs, rerr := fail(err); !skip || rerr != err {
+			return nil, attrs, rerr
+		}
+		return nil, attrs, refusedError{err}
 	}
 	if !macaddr.IsZero(obs.MAC) {
 		tx.done("restoring MAC "+obs.MAC.String()+" (the interface may still have "+d.MAC.String()+")",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -629,23 +630,23 @@ func TestOneEntryIntoTheNamespace(t *testing.T) {
 			if err := h.run(h.p.Add, "c1", h.conf(tt.fields, tt.prev), ""); err != nil {
 				t.Fatal(err)
 			}
-			if h.fake.Entered != 1 {
-				t.Errorf("ADD entered the namespace %d times, want 1 (calls %v)", h.fake.Entered, h.fake.Calls)
+			if h.fake.Entered != 1 || h.fake.Outside != 0 {
+				t.Errorf("ADD entered the namespace %d times and made %d link calls outside it, want 1 and 0 (calls %v)", h.fake.Entered, h.fake.Outside, h.fake.Calls)
 			}
 			result := strings.TrimSpace(h.stdout.String())
 			h.fake.Entered = 0
 			if err := h.run(h.p.Check, "c1", h.conf(tt.fields, result), ""); err != nil {
 				t.Fatal(err)
 			}
-			if h.fake.Entered != 1 {
-				t.Errorf("CHECK entered the namespace %d times, want 1", h.fake.Entered)
+			if h.fake.Entered != 1 || h.fake.Outside != 0 {
+				t.Errorf("CHECK entered the namespace %d times and made %d link calls outside it, want 1 and 0", h.fake.Entered, h.fake.Outside)
 			}
 			h.fake.Entered = 0
 			if err := h.run(h.p.Del, "c1", h.conf(tt.fields, result), ""); err != nil {
 				t.Fatal(err)
 			}
-			if h.fake.Entered != tt.delEntries {
-				t.Errorf("DEL entered the namespace %d times, want %d", h.fake.Entered, tt.delEntries)
+			if h.fake.Entered != tt.delEntries || h.fake.Outside != 0 {
+				t.Errorf("DEL entered the namespace %d times and made %d link calls outside it, want %d and 0", h.fake.Entered, h.fake.Outside, tt.delEntries)
 			}
 			if got := h.fake.MAC("eth0"); got != orig {
 				t.Errorf("MAC %s after DEL, want %s back", got, orig)
@@ -730,5 +731,50 @@ func TestAddOverCorruptRecord(t *testing.T) {
 				t.Fatalf("state left behind: %v", files)
 			}
 		})
+	}
+}
+
+// secondSetFails is a link layer whose SetMAC works once and then reports
+// that the device refuses MAC changes, the way a rollback can meet it.
+type secondSetFails struct {
+	link.Netns
+	sets int
+}
+
+func (s *secondSetFails) SetMAC(ifName string, mac net.HardwareAddr) error {
+	if s.sets++; s.sets > 1 {
+		return fmt.Errorf("injected: %w", link.ErrNotSupported)
+	}
+	return s.Netns.SetMAC(ifName, mac)
+}
+
+// TestSkipOnlyForTheChangeItself: onUnsupported=skip passes the result
+// through when the device refused the MAC and nothing is left to undo. An
+// ErrNotSupported met while undoing a later failure is not that: the MAC is
+// still changed, so ADD must fail and say so rather than report success.
+func TestSkipOnlyForTheChangeItself(t *testing.T) {
+	const orig = "52:54:00:12:34:56"
+	h := newHarness(t, veth(orig))
+	h.fake.SwapErr = errors.New("injected: address add failed")
+	open := h.p.Open
+	h.p.Open = func(path string) (link.Netns, error) {
+		n, err := open(path)
+		if err != nil {
+			return nil, err
+		}
+		return &secondSetFails{Netns: n}, nil
+	}
+	err := h.run(h.p.Add, "c1", h.conf(`"assign":"always","onUnsupported":"skip"`, prevResult(orig)), "")
+	if err == nil {
+		t.Fatalf("ADD succeeded with the MAC left at %s and result %s", h.fake.MAC("eth0"), h.stdout.String())
+	}
+	_, msg := cniCode(t, err)
+	for _, want := range []string{"address add failed", "rolling back", "restoring MAC " + orig} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+	if h.stdout.Len() != 0 {
+		t.Fatalf("a failed ADD printed a result: %s", h.stdout.String())
 	}
 }

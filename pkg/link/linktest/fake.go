@@ -41,6 +41,10 @@ type Fake struct {
 	IgnoreSet bool
 	// Entered counts the calls of Do, the entries into the namespace.
 	Entered int
+	// Outside counts method calls made while no Do is running: on the
+	// kernel each would enter the namespace once more.
+	Outside int
+	inside  bool
 	// Calls records method calls in order, e.g. "SetMAC eth0 0a:58:...".
 	Calls []string
 }
@@ -82,14 +86,29 @@ func (f *Fake) Close() error { return nil }
 func (f *Fake) Do(fn func() error) error {
 	f.mu.Lock()
 	f.Entered++
+	nested := f.inside
+	f.inside = true
 	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.inside = nested
+		f.mu.Unlock()
+	}()
 	return fn()
+}
+
+// enter notes a method call; f.mu is held.
+func (f *Fake) enter() {
+	if !f.inside {
+		f.Outside++
+	}
 }
 
 // Inspect implements link.Netns.
 func (f *Fake) Inspect(ifName string) (link.Observed, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.enter()
 	l, ok := f.Links[ifName]
 	if !ok {
 		var names []string
@@ -112,6 +131,7 @@ func (f *Fake) Inspect(ifName string) (link.Observed, error) {
 func (f *Fake) Identify(o *link.Observed) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.enter()
 	if l, ok := f.Links[o.Name]; ok {
 		o.Driver, o.PermMAC = l.Driver, l.PermMAC
 	}
@@ -122,6 +142,7 @@ func (f *Fake) Identify(o *link.Observed) {
 func (f *Fake) AnnounceOnChange(ifName string) (func() error, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.enter()
 	f.record("AnnounceOnChange %s", ifName)
 	if f.NotifyErr != nil {
 		return nil, f.NotifyErr
@@ -133,6 +154,7 @@ func (f *Fake) AnnounceOnChange(ifName string) (func() error, error) {
 	return func() error {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		f.enter()
 		f.record("RestoreAnnounce %s", ifName)
 		delete(f.notify, ifName)
 		return f.RestoreErr
@@ -143,6 +165,7 @@ func (f *Fake) AnnounceOnChange(ifName string) (func() error, error) {
 func (f *Fake) SetMAC(ifName string, mac net.HardwareAddr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.enter()
 	f.record("SetMAC %s %s", ifName, mac)
 	if f.SetErr != nil {
 		return f.SetErr
@@ -172,6 +195,7 @@ func (f *Fake) SetMAC(ifName string, mac net.HardwareAddr) error {
 func (f *Fake) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.enter()
 	f.record("SwapLinkLocal %s %s %s", ifName, from, to)
 	if f.SwapErr != nil {
 		return false, f.SwapErr
@@ -190,6 +214,7 @@ func (f *Fake) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (bool, er
 func (f *Fake) Announce(ifName string, mac net.HardwareAddr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.enter()
 	f.record("Announce %s %s", ifName, mac)
 	return f.AnnounceErr
 }
