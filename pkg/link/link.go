@@ -87,10 +87,11 @@ func (o Observed) Describe() string {
 type Netns interface {
 	// Path is the namespace path, as given by the runtime.
 	Path() string
-	// Do runs f inside the namespace. Every method called while f runs
-	// uses that one entry instead of entering again, so a command that
-	// does all its link work in one Do switches namespaces twice (in and
-	// out) however many steps it takes.
+	// Do runs f inside the namespace. Every method f calls (from its own
+	// goroutine) uses that one entry instead of entering again, so a
+	// command that does all its link work in one Do switches namespaces
+	// twice (in and out) however many steps it takes. A Netns is not for
+	// concurrent use.
 	Do(f func() error) error
 	// Inspect reads the interface; ErrNotFound names the interfaces that
 	// do exist. It leaves Driver and PermMAC empty (see Identify) and reads

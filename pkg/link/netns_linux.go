@@ -24,11 +24,15 @@ import (
 type kernelNetns struct {
 	path string
 	ns   ns.NetNS
-	// inside is set while Do's function runs, on the locked OS thread that
-	// is in the namespace; methods called then run directly, over nl.
-	inside bool
+	// tid is the locked OS thread Do's function runs on, inside the
+	// namespace, 0 outside Do: a method called from that thread runs
+	// directly, over nl; from any other (a goroutine f started), it enters
+	// the namespace itself.
+	tid int
 	// nl is one netlink socket in the namespace for the whole Do, instead
-	// of one per request as netlink's package-level functions open.
+	// of one per link request as netlink's package-level functions open
+	// (the address dumps keep netlinksafe.AddrList, which retries an
+	// interrupted dump, and its own socket).
 	nl netlinksafe.Handle
 }
 
@@ -58,9 +62,10 @@ func (k *kernelNetns) Close() error { return k.ns.Close() }
 
 // Do enters the namespace once for f. ns.Do runs f on a goroutine of its
 // own, locked to a thread that is in the namespace, so the methods f calls
-// (on that goroutine) find inside set and need no entry of their own.
+// on that goroutine find their thread recorded and need no entry of their
+// own. A kernelNetns is not for concurrent use: one Do at a time.
 func (k *kernelNetns) Do(f func() error) error {
-	if k.inside {
+	if k.tid != 0 && k.tid == unix.Gettid() {
 		return f()
 	}
 	return k.ns.Do(func(ns.NetNS) error {
@@ -68,20 +73,18 @@ func (k *kernelNetns) Do(f func() error) error {
 		if err != nil {
 			return fmt.Errorf("opening a netlink socket in netns %s: %w", k.path, err)
 		}
-		k.inside, k.nl = true, h
+		k.tid, k.nl = unix.Gettid(), h
 		defer func() {
 			h.Close()
-			k.inside, k.nl = false, netlinksafe.Handle{}
+			k.tid, k.nl = 0, netlinksafe.Handle{}
 		}()
 		return f()
 	})
 }
 
-func (k *kernelNetns) do(f func() error) error { return k.Do(f) }
-
 func (k *kernelNetns) Inspect(ifName string) (Observed, error) {
 	var o Observed
-	err := k.do(func() error {
+	err := k.Do(func() error {
 		l, err := k.nl.LinkByName(ifName)
 		if err != nil {
 			var notFound netlink.LinkNotFoundError
@@ -99,7 +102,7 @@ func (k *kernelNetns) Inspect(ifName string) (Observed, error) {
 // Identify is best effort: virtual devices often lack a permanent address,
 // and the names only improve messages.
 func (k *kernelNetns) Identify(o *Observed) {
-	_ = k.do(func() error {
+	_ = k.Do(func() error {
 		et, err := ethtool.NewEthtool()
 		if err != nil {
 			return err
@@ -154,9 +157,9 @@ func observe(l netlink.Link) Observed {
 }
 
 // announceable are an interface's addresses worth announcing after a
-// change, link-local ones separately.
+// change; v6 includes the link-local ones.
 type announceable struct {
-	v4, v6, linkLocal []net.IP
+	v4, v6 []net.IP
 }
 
 func (k *kernelNetns) addresses(l netlink.Link) (announceable, error) {
@@ -170,9 +173,7 @@ func (k *kernelNetns) addresses(l netlink.Link) (announceable, error) {
 		switch {
 		case ip.To4() != nil:
 			a.v4 = append(a.v4, ip.To4())
-		case ip.IsLinkLocalUnicast():
-			a.linkLocal = append(a.linkLocal, ip)
-		case addr.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0:
+		case ip.IsLinkLocalUnicast(), addr.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0:
 			a.v6 = append(a.v6, ip)
 		}
 	}
@@ -180,7 +181,7 @@ func (k *kernelNetns) addresses(l netlink.Link) (announceable, error) {
 }
 
 func (k *kernelNetns) SetMAC(ifName string, mac net.HardwareAddr) error {
-	return k.do(func() error {
+	return k.Do(func() error {
 		l, err := k.nl.LinkByName(ifName)
 		if err != nil {
 			// Inspect found it moments ago: it went away in between.
@@ -234,7 +235,7 @@ func (k *kernelNetns) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (b
 		return false, nil
 	}
 	changed := false
-	err := k.do(func() error {
+	err := k.Do(func() error {
 		l, err := k.nl.LinkByName(ifName)
 		if err != nil {
 			return fmt.Errorf("reading %q in netns %s: %w", ifName, k.path, err)
@@ -305,9 +306,10 @@ func (k *kernelNetns) AnnounceOnChange(ifName string) (func() error, error) {
 	}
 	var changed []saved
 	// /proc/sys/net resolves to the namespace of the thread that opens a
-	// file, so restoring must enter the namespace again.
+	// file, so restoring runs in the namespace too (in the same Do when
+	// called from it).
 	restore := func() error {
-		return k.do(func() error {
+		return k.Do(func() error {
 			var errs []error
 			for i := len(changed) - 1; i >= 0; i-- {
 				if err := os.WriteFile(changed[i].path, changed[i].old, 0); err != nil {
@@ -317,7 +319,7 @@ func (k *kernelNetns) AnnounceOnChange(ifName string) (func() error, error) {
 			return errors.Join(errs...)
 		})
 	}
-	err := k.do(func() error {
+	err := k.Do(func() error {
 		for _, s := range notifySysctls {
 			path := fmt.Sprintf(s.format, ifName)
 			old, err := os.ReadFile(path)
@@ -347,7 +349,7 @@ func (k *kernelNetns) AnnounceOnChange(ifName string) (func() error, error) {
 }
 
 func (k *kernelNetns) Announce(ifName string, mac net.HardwareAddr) error {
-	return k.do(func() error {
+	return k.Do(func() error {
 		l, err := k.nl.LinkByName(ifName)
 		if err != nil {
 			return fmt.Errorf("reading %q in netns %s: %w", ifName, k.path, err)
@@ -364,8 +366,7 @@ func (k *kernelNetns) Announce(ifName string, mac net.HardwareAddr) error {
 		if !o.NoARP {
 			v4 = a.v4
 		}
-		v6 := append(a.v6, a.linkLocal...)
-		if err := announce.Send(o.Index, mac, v4, v6); err != nil {
+		if err := announce.Send(o.Index, mac, v4, a.v6); err != nil {
 			return fmt.Errorf("announcing %s on %q in netns %s: %w", mac, ifName, k.path, err)
 		}
 		return nil
