@@ -30,7 +30,7 @@ import (
 
 // exampleDirs are the directories of examples for users; each of their
 // conflists must chain macguard. Other directories (installer/ holds the
-// primary agents' own conflists as test fixtures for `macguard install`)
+// primary agents' own conflists as test fixtures for `macguardctl install`)
 // are parsed too, but need not contain macguard.
 var exampleDirs = []string{"chained", "local", "multus"}
 

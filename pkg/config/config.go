@@ -63,9 +63,10 @@ type NetConf struct {
 	Name         string          `json:"name,omitempty"`
 	Type         string          `json:"type,omitempty"`
 	Capabilities map[string]bool `json:"capabilities,omitempty"`
-	// IPAM and DNS are the spec's; a meta-plugin has no use for them.
-	IPAM             json.RawMessage      `json:"ipam,omitempty"`
-	DNS              json.RawMessage      `json:"dns,omitempty"`
+	// IPAM and DNS are the spec's; a meta-plugin has no use for them, but
+	// a wrongly typed one is still a config error, as libcni's types make it.
+	IPAM             *types.IPAM          `json:"ipam,omitempty"`
+	DNS              *types.DNS           `json:"dns,omitempty"`
 	PrevResult       json.RawMessage      `json:"prevResult,omitempty"`
 	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
 
@@ -198,7 +199,7 @@ func friendlyType(goType string) string {
 		return "a string"
 	case goType == "bool":
 		return "a boolean"
-	case strings.HasPrefix(goType, "map[") || strings.HasPrefix(goType, "struct"):
+	case strings.HasPrefix(goType, "map[") || strings.HasPrefix(goType, "struct") || strings.HasPrefix(goType, "types."):
 		return "an object"
 	case strings.HasPrefix(goType, "[]"):
 		return "an array"

@@ -59,7 +59,9 @@ func TestParseErrors(t *testing.T) {
 		{"assign type", string(conf(`"assign":1`)), "", types.ErrInvalidNetworkConfig, []string{`"assign"`, "a string"}},
 		{"announce type", string(conf(`"announce":"yes"`)), "", types.ErrInvalidNetworkConfig, []string{`"announce"`, "a boolean"}},
 		// Fields are named as they are spelled in the config.
-		{"PluginConf field type", string(conf(`"cni.dev/valid-attachments":"all"`)), "", types.ErrInvalidNetworkConfig, []string{`field "cni.dev/valid-attachments" must be an array`}},
+		{"ipam type", string(conf(`"ipam":1`)), "", types.ErrInvalidNetworkConfig, []string{`field "ipam" must be an object`}},
+		{"dns field type", string(conf(`"dns":{"nameservers":"x"}`)), "", types.ErrInvalidNetworkConfig, []string{`field "dns.nameservers" must be an array`}},
+		{"spec field type", string(conf(`"cni.dev/valid-attachments":"all"`)), "", types.ErrInvalidNetworkConfig, []string{`field "cni.dev/valid-attachments" must be an array`}},
 		{"nested field type", string(conf(`"runtimeConfig":{"mac":1}`)), "", types.ErrInvalidNetworkConfig, []string{`field "runtimeConfig.mac" must be a string`}},
 		{"identity", string(conf(`"identity":"vm"`)), "", types.ErrInvalidNetworkConfig, []string{`"identity"`, `"pod"`}},
 		{"onUnsupported", string(conf(`"onUnsupported":"ignore"`)), "", types.ErrInvalidNetworkConfig, []string{`"onUnsupported"`, `"skip"`}},
