@@ -22,7 +22,7 @@ The operator's commands live in macguardctl:
 // plugins print by hand, plus a pointer to macguardctl. It returns the exit
 // code: 0 for no arguments, version or help, 2 for anything else.
 func Manual(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 1 {
+	if len(args) > 0 {
 		switch args[0] {
 		case "version", "--version", "-v":
 			fmt.Fprintln(stdout, buildinfo.String())
