@@ -48,10 +48,12 @@ var ErrBusy = errors.New("state directory busy")
 
 // ErrCorrupt marks a record file that exists but holds no record: empty, cut
 // short, not JSON, or the record of another attachment. Load returns it with
-// found false. Since an intact record is only ever replaced by rename, such a
-// file is what a machine crash left (see Durability), the record of a network
-// namespace that is gone: ADD may treat it as absent and write its own record
-// over it, and DEL may drop it.
+// found false. An intact record is only ever replaced by rename, so an empty
+// or cut-short file is what a machine crash left (see Durability), the
+// record of a network namespace that is gone; a foreign record was not
+// written by macguard for this attachment at all. Either way nothing in it
+// can be acted on: ADD may treat it as absent and write its own record over
+// it, and DEL may drop it.
 var ErrCorrupt = errors.New("corrupt")
 
 // staleTempAge is how old a temporary file must be before GC removes it:
