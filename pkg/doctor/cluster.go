@@ -130,13 +130,23 @@ func selections(s, podNamespace string) ([]nadv1.NetworkSelectionElement, error)
 }
 
 func (a *analysis) cluster() {
-	c := a.w.Cluster
-	if c == nil {
-		return
-	}
 	add := func(f Finding) {
 		f.Section = SectionCluster
 		a.add(f)
+	}
+	if a.w.ClusterErr != "" {
+		add(Finding{Severity: Warning, Code: "cluster-unavailable",
+			Message: fmt.Sprintf("the cluster checks failed, so only the node was checked: %s", a.w.ClusterErr),
+			Remedy:  "check that the API server is reachable from here and that the doctor's service account (or the kubeconfig's user) may list pods and NetworkAttachmentDefinitions and get nodes (the ClusterRole of deploy/components/doctor); --no-cluster checks the node alone"})
+	}
+	if a.w.ClusterNotChecked != "" {
+		add(Finding{Severity: Info, Code: "cluster-not-checked",
+			Message: fmt.Sprintf("the cluster was not checked: %s", a.w.ClusterNotChecked),
+			Remedy:  "pass --kubeconfig FILE (or set $KUBECONFIG), or run the doctor in the DaemonSet's pod deployed with deploy/components/doctor; --no-cluster checks the node alone without this finding"})
+	}
+	c := a.w.Cluster
+	if c == nil {
+		return
 	}
 	if c.NodeErr != "" {
 		add(Finding{Severity: Warning, Code: "cluster-node-unknown",

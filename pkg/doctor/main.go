@@ -60,7 +60,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&d.Proc, "proc", d.Proc, "procfs, to find namespaces only processes hold")
 	jsonOut := fs.Bool("json", false, "print the report as JSON (schema: docs/doctor.md)")
 	fix := fs.Bool("fix", false, "remove stale records (under the lock the plugin's GC takes); nothing else is changed")
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for the cluster checks (default: in-cluster credentials when present)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for the cluster checks (default: $KUBECONFIG when set, else in-cluster credentials when present)")
 	node := fs.String("node", os.Getenv("NODE_NAME"), "this node's Kubernetes name (default $NODE_NAME, else the hostname)")
 	noCluster := fs.Bool("no-cluster", false, "skip the cluster checks even with credentials")
 	var confs stringList
@@ -103,18 +103,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	if !*noCluster {
-		dc, err := client(*kubeconfig)
-		if err != nil {
+		if err := gatherClusterInto(w, *kubeconfig, *node); err != nil {
 			return fail(err)
-		}
-		if dc != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-			c, err := GatherCluster(ctx, dc, *node)
-			cancel()
-			if err != nil {
-				return fail(fmt.Errorf("cluster checks: %w", err))
-			}
-			w.Cluster = c
 		}
 	}
 	r := Analyze(w)
@@ -136,33 +126,66 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return ExitHealthy
 }
 
-// client builds the API client: from kubeconfig when given, else from
-// in-cluster credentials when the pod has them; (nil, nil) when there are
-// none, and the cluster checks are skipped. It is the dynamic client only,
-// for pods and the node as well as NADs: the typed clientset would cost the
-// agent mode of this binary its memory (see podResource).
-func client(kubeconfig string) (dynamic.Interface, error) {
+// gatherClusterInto runs the cluster checks' reads into w. Credentials
+// named explicitly (--kubeconfig, $KUBECONFIG) that cannot be loaded are an
+// error: the doctor could not look where it was told to. No credentials at
+// all is w.ClusterNotChecked; a cluster that fails to answer (unreachable,
+// forbidden) is w.ClusterErr: the node report stands either way.
+func gatherClusterInto(w *World, kubeconfig, node string) error {
+	dc, none, err := client(kubeconfig)
+	switch {
+	case err != nil:
+		return err
+	case none != "":
+		w.ClusterNotChecked = none
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	c, err := GatherCluster(ctx, dc, node)
+	if err != nil {
+		w.ClusterErr = err.Error()
+		return nil
+	}
+	w.Cluster = c
+	return nil
+}
+
+// client builds the API client: from --kubeconfig when given, else from
+// $KUBECONFIG when set (through clientcmd's default loading rules, as
+// kubectl reads it: a list of files, merged), else from in-cluster
+// credentials when the pod has them. Without any it returns why, and the
+// cluster checks are skipped. It is the dynamic client only, for pods and
+// the node as well as NADs: the typed clientset would cost the agent mode
+// of this binary its memory (see podResource).
+func client(kubeconfig string) (dynamic.Interface, string, error) {
 	var cfg *rest.Config
 	var err error
-	switch {
+	switch env := os.Getenv("KUBECONFIG"); {
 	case kubeconfig != "":
 		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
 		if err != nil {
-			return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+			return nil, "", fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+		}
+	case env != "":
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+		if err != nil {
+			return nil, "", fmt.Errorf("kubeconfig from $KUBECONFIG (%s): %w", env, err)
 		}
 	default:
 		cfg, err = rest.InClusterConfig()
 		if err != nil {
 			// Not in a pod, or no service account token mounted (the base
 			// DaemonSet mounts none; the doctor component does).
-			return nil, nil
+			return nil, "no in-cluster service account token, no --kubeconfig and no $KUBECONFIG", nil
 		}
 	}
 	cfg.UserAgent = "macguardctl-doctor/" + buildinfo.Version
 	cfg.Timeout = clusterTimeout
 	dc, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cluster client: %w", err)
+		return nil, "", fmt.Errorf("cluster client: %w", err)
 	}
-	return dc, nil
+	return dc, "", nil
 }

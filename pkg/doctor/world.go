@@ -46,6 +46,12 @@ type World struct {
 	Binary Binary     `json:"binary"`
 	// Cluster is nil when the cluster was not asked about.
 	Cluster *Cluster `json:"cluster,omitempty"`
+	// ClusterErr is why the cluster checks failed (API server unreachable,
+	// pods forbidden): the node report stands, with a warning.
+	ClusterErr string `json:"clusterErr,omitempty"`
+	// ClusterNotChecked says why the cluster was not looked at although
+	// --no-cluster was not given (no credentials found).
+	ClusterNotChecked string `json:"clusterNotChecked,omitempty"`
 	// Missing lists default directories that do not exist (not an error:
 	// a node where no pod was started yet has no netns dir or cache).
 	Missing []string `json:"missing,omitempty"`
