@@ -159,8 +159,10 @@ func (a *analysis) cluster() {
 			Remedy:  "without Multus' CRD there are none; otherwise give the doctor the RBAC of deploy/components/doctor"})
 	}
 	chains := map[string]*chain{}
+	noConfig := map[string]bool{}
 	for _, n := range c.NADs {
 		key := n.Namespace + "/" + n.Name
+		noConfig[key] = strings.TrimSpace(n.Config) == ""
 		cf := ConfFile{Path: "NAD " + key, NAD: key, Content: n.Config}
 		ch, _ := parseChain([]byte(n.Config), false)
 		chains[key] = ch
@@ -203,7 +205,7 @@ func (a *analysis) cluster() {
 			nad := s.Namespace + "/" + s.Name
 			requestedOn[nad] = append(requestedOn[nad], key)
 			st := matchStatus(statuses, nad, s.InterfaceRequest, s.MacRequest)
-			remedy := nadRemedy(chains, nad)
+			remedy := nadRemedy(chains, noConfig, nad)
 			switch {
 			case p.NetworkStatus == "":
 				// Not started yet, or Multus did not report: nothing to compare.
@@ -311,11 +313,13 @@ func matchStatus(statuses []nadv1.NetworkStatus, nad, ifc, mac string) *nadv1.Ne
 	return found
 }
 
-func nadRemedy(chains map[string]*chain, nad string) string {
+func nadRemedy(chains map[string]*chain, noConfig map[string]bool, nad string) string {
 	ch, ok := chains[nad]
 	switch {
 	case !ok:
 		return fmt.Sprintf("check that NetworkAttachmentDefinition %s exists", nad)
+	case ch == nil && noConfig[nad]:
+		return fmt.Sprintf("NetworkAttachmentDefinition %s has no spec.config: chain macguard, with \"capabilities\": {\"mac\": true}, in the file of Multus' conf dir that holds its configuration", nad)
 	case ch == nil:
 		return fmt.Sprintf("fix the config of NetworkAttachmentDefinition %s", nad)
 	case ch.hasType(pluginType):

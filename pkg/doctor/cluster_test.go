@@ -210,3 +210,45 @@ func TestClusterLauncher(t *testing.T) {
 		})
 	}
 }
+
+// A NAD without spec.config is valid (Multus reads the network's
+// configuration from its conf dir): an info finding that says so, not
+// conf-invalid, from the cluster and from --conf alike; a MAC requested on
+// it gets the remedy that points there.
+func TestNADWithoutConfig(t *testing.T) {
+	u := nadObject("infra", "fromfile", "")
+	unstructured.RemoveNestedField(u.Object, "spec")
+	dc := dynamicClient(t, []runtime.Object{
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}},
+		pod("default", "asks", "node-2", nil, map[string]string{
+			netsKey:   `[{"name":"fromfile","namespace":"infra","mac":"0a:58:0a:00:00:52"}]`,
+			statusKey: `[{"name":"infra/fromfile","interface":"net1","mac":"52:54:00:00:00:01"}]`}),
+	}, u)
+	c, err := GatherCluster(context.Background(), dc, "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := healthyWorld()
+	w.Cluster = c
+	w.Extra = []ConfFile{{Path: "nad.yaml", NAD: "vms/fromfile2"}}
+	r := Analyze(w)
+	got := codes(r, true)
+	want := []codeAt{{Info, "conf-nad-no-config", "", ""}, {Info, "conf-nad-no-config", "", ""}, {Error, "cluster-mac-not-applied", "default/asks", "net1"}}
+	sortCodes(want)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("findings %v, want %v\n%+v", got, want, r.Findings)
+	}
+	for _, f := range r.Findings {
+		if f.Code == "conf-nad-no-config" && !strings.Contains(f.Message, "Multus reads the configuration") {
+			t.Errorf("message %q does not say where Multus takes the config from", f.Message)
+		}
+		if f.Code == "cluster-mac-not-applied" && !strings.Contains(f.Remedy, "Multus' conf dir") {
+			t.Errorf("remedy %q does not point at Multus' conf dir", f.Remedy)
+		}
+	}
+	for _, st := range r.Configs {
+		if st.NAD != "" && (!st.NoConfig || !st.Valid) {
+			t.Errorf("config state %+v, want valid and noConfig", st)
+		}
+	}
+}

@@ -157,6 +157,14 @@ func checkConf(cf ConfFile, section Section) (ConfigState, *chain, []Finding) {
 	if cf.Err != "" {
 		return st, nil, []Finding{f(Error, "conf-unreadable", "make the file readable by root", "cannot read: %s", cf.Err)}
 	}
+	if cf.NAD != "" && strings.TrimSpace(cf.Content) == "" {
+		// Valid: Multus then reads the network's configuration from the
+		// file of its conf dir whose "name" is the NAD's name.
+		st.Valid, st.NoConfig = true, true
+		return st, nil, []Finding{f(Info, "conf-nad-no-config",
+			fmt.Sprintf("to check that configuration, run macguardctl doctor --conf FILE on a node with the file of Multus' conf dir whose \"name\" is %q", nadName(cf.NAD)),
+			"has no spec.config: Multus reads the configuration of network %q from its conf dir (the file whose \"name\" is %q in Multus' confDir, /etc/cni/multus/net.d by default), which the doctor does not check", nadName(cf.NAD), nadName(cf.NAD))}
+	}
 	ch, err := parseChain([]byte(cf.Content), cf.NAD == "" && asList(cf.Path))
 	if err != nil {
 		remedy := "fix the JSON: a runtime skips (containerd, CRI-O) or fails on a configuration it cannot load"
@@ -226,6 +234,12 @@ func checkConf(cf ConfFile, section Section) (ConfigState, *chain, []Finding) {
 			"macguard's entry in network %q does not declare the mac capability: a MAC requested in a pod's network selection (or runtimeConfig.mac) never reaches it", ch.name))
 	}
 	return st, ch, out
+}
+
+// nadName is the name part of "namespace/name".
+func nadName(key string) string {
+	_, name, _ := strings.Cut(key, "/")
+	return name
 }
 
 // isMultus reports whether a chain is Multus itself, which delegates the

@@ -122,6 +122,8 @@ func RenderText(w io.Writer, r Report) error {
 			notes = append(notes, "loaded by the runtime")
 		}
 		switch {
+		case c.NoConfig:
+			notes = append(notes, "no spec.config: Multus reads it from its conf dir")
 		case !c.Valid && len(c.Plugins) == 0:
 			notes = append(notes, "invalid")
 		case c.Macguard && c.After != "":
@@ -153,7 +155,11 @@ func RenderText(w io.Writer, r Report) error {
 		b.WriteString("\nCluster\n")
 		for _, c := range r.Configs {
 			if c.Source == "cluster" {
-				fmt.Fprintf(&b, "  NAD %s: %s\n", c.NAD, orDash(strings.Join(c.Plugins, " -> ")))
+				plugins := orDash(strings.Join(c.Plugins, " -> "))
+				if c.NoConfig {
+					plugins = "no spec.config (Multus' conf dir)"
+				}
+				fmt.Fprintf(&b, "  NAD %s: %s\n", c.NAD, plugins)
 			}
 		}
 		writeFindings(&b, cl, "  ")

@@ -129,4 +129,7 @@ type ConfigState struct {
 	Macguard bool   `json:"macguard,omitempty"`
 	After    string `json:"after,omitempty"`
 	Valid    bool   `json:"valid"`
+	// NoConfig is true for a NAD without spec.config: Multus reads its
+	// configuration from its own conf dir, which is not checked.
+	NoConfig bool `json:"noConfig,omitempty"`
 }
