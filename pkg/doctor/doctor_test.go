@@ -381,6 +381,24 @@ spec:
 		{"NAD manifest", "nads.yaml", manifest, []string{"vms/mv", "default/plain"}, false},
 		{"NAD as JSON", "nad.json", `{"kind":"NetworkAttachmentDefinition","metadata":{"name":"j","namespace":"n"},"spec":{"config":"{}"}}`, []string{"n/j"}, false},
 		{"no NAD in a manifest", "ns.yaml", "kind: Namespace\nmetadata:\n  name: x\n", nil, true},
+		// A typo is the configuration's error to report (conf-invalid), not
+		// "neither a CNI configuration nor a manifest".
+		{"conflist with a JSON typo", "typo.conflist", `{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge"},]}`, []string{""}, false},
+		{"starts with { but is not JSON", "typo.txt", `{"cniVersion":"1.0.0",`, []string{""}, false},
+		{"kubectl get -o yaml", "list.yaml", `apiVersion: v1
+kind: List
+items:
+- apiVersion: k8s.cni.cncf.io/v1
+  kind: NetworkAttachmentDefinition
+  metadata: {name: a, namespace: vms}
+  spec: {config: '{"cniVersion":"1.0.0","name":"a","type":"bridge"}'}
+- apiVersion: k8s.cni.cncf.io/v1
+  kind: NetworkAttachmentDefinition
+  metadata: {name: b, namespace: infra}
+  spec: {config: '{}'}
+metadata: {resourceVersion: ""}
+`, []string{"vms/a", "infra/b"}, false},
+		{"kubectl get -o json", "list.json", `{"apiVersion":"k8s.cni.cncf.io/v1","kind":"NetworkAttachmentDefinitionList","items":[{"kind":"NetworkAttachmentDefinition","metadata":{"name":"c","namespace":"n"},"spec":{"config":"{}"}}]}`, []string{"n/c"}, false},
 		{"not YAML", "bad.yaml", "a: [", nil, true},
 	}
 	for _, tc := range tests {
@@ -436,5 +454,23 @@ func TestEveryProblemHasARemedy(t *testing.T) {
 		if f.Severity != Info && f.Remedy == "" {
 			t.Errorf("%s %s has no remedy: %s", f.Severity, f.Code, f.Message)
 		}
+	}
+}
+
+// A --conf conflist with a JSON typo is reported as conf-invalid with the
+// JSON error, like a file of the conf dir.
+func TestExtraConfTypoIsConfInvalid(t *testing.T) {
+	cfs, err := ExtraConfs("typo.conflist", []byte(`{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge"},]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := healthyWorld()
+	w.Extra = cfs
+	r := Analyze(w)
+	if got, want := codes(r, true), []codeAt{{Error, "conf-invalid", "", ""}}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("findings %v, want %v", got, want)
+	}
+	if f := r.Findings[0]; f.File != "typo.conflist" || !strings.Contains(f.Message, "invalid character ']'") {
+		t.Errorf("finding %+v does not carry the JSON error", f)
 	}
 }

@@ -416,10 +416,15 @@ func gatherConfs(w *World, extra []string) error {
 
 // ExtraConfs turns a file given with --conf into the configurations to
 // check: a conflist or plugin config as it is, or the config of every
-// NetworkAttachmentDefinition in a (multi-document) YAML or JSON manifest.
+// NetworkAttachmentDefinition in a (multi-document) YAML or JSON manifest,
+// including the items of a List (kubectl get net-attach-def -o yaml). A file
+// that starts with "{" or is named like a CNI configuration (.conf,
+// .conflist, .json) but is not valid JSON is passed on as a configuration,
+// so that the check reports its JSON error (conf-invalid).
 func ExtraConfs(path string, data []byte) ([]ConfFile, error) {
 	trimmed := bytes.TrimSpace(data)
-	if json.Valid(trimmed) {
+	switch {
+	case json.Valid(trimmed):
 		var probe struct {
 			Kind string `json:"kind"`
 		}
@@ -427,6 +432,8 @@ func ExtraConfs(path string, data []byte) ([]ConfFile, error) {
 		if probe.Kind == "" {
 			return []ConfFile{{Path: path, Content: string(data)}}, nil
 		}
+	case bytes.HasPrefix(trimmed, []byte("{")) || slices.Contains([]string{".conf", ".conflist", ".json"}, filepath.Ext(path)):
+		return []ConfFile{{Path: path, Content: string(data)}}, nil
 	}
 	var out []ConfFile
 	docs := splitYAML(data)
@@ -435,32 +442,54 @@ func ExtraConfs(path string, data []byte) ([]ConfFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("document %d is not YAML: %w", i+1, err)
 		}
-		var m struct {
-			Kind     string `json:"kind"`
-			Metadata struct {
-				Name      string `json:"name"`
-				Namespace string `json:"namespace"`
-			} `json:"metadata"`
-			Spec struct {
-				Config string `json:"config"`
-			} `json:"spec"`
-		}
-		if err := json.Unmarshal(j, &m); err != nil {
+		cfs, err := manifestNADs(path, j)
+		if err != nil {
 			return nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
-		if m.Kind != "NetworkAttachmentDefinition" {
-			continue
-		}
-		ns := m.Metadata.Namespace
-		if ns == "" {
-			ns = "default"
-		}
-		out = append(out, ConfFile{Path: path, NAD: ns + "/" + m.Metadata.Name, Content: m.Spec.Config})
+		out = append(out, cfs...)
 	}
 	if len(out) == 0 {
 		return nil, errors.New("neither a CNI configuration nor a manifest with a NetworkAttachmentDefinition")
 	}
 	return out, nil
+}
+
+// manifestNADs returns the configs of the NetworkAttachmentDefinitions in
+// one manifest object: the object itself, or the items of a List.
+func manifestNADs(path string, j []byte) ([]ConfFile, error) {
+	var m struct {
+		Kind     string `json:"kind"`
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+		Spec struct {
+			Config string `json:"config"`
+		} `json:"spec"`
+		Items []json.RawMessage `json:"items"`
+	}
+	if err := json.Unmarshal(j, &m); err != nil {
+		return nil, err
+	}
+	switch {
+	case m.Kind == "List" || (strings.HasSuffix(m.Kind, "List") && m.Items != nil):
+		var out []ConfFile
+		for i, item := range m.Items {
+			cfs, err := manifestNADs(path, item)
+			if err != nil {
+				return nil, fmt.Errorf("item %d: %w", i+1, err)
+			}
+			out = append(out, cfs...)
+		}
+		return out, nil
+	case m.Kind != "NetworkAttachmentDefinition":
+		return nil, nil
+	}
+	ns := m.Metadata.Namespace
+	if ns == "" {
+		ns = "default"
+	}
+	return []ConfFile{{Path: path, NAD: ns + "/" + m.Metadata.Name, Content: m.Spec.Config}}, nil
 }
 
 func splitYAML(data []byte) [][]byte {
