@@ -207,26 +207,18 @@ func checkConf(cf ConfFile, section Section) (ConfigState, *chain, []Finding) {
 			"macguard is listed %d times in network %q; every one of them runs on each ADD", count, ch.name))
 	}
 	mg := ch.macguardEntry()
-	// Other plugins of the chain that set the MAC: tuning's "mac", a main
-	// plugin's "mac", or anyone declaring the mac capability (libcni then
-	// hands it the same runtimeConfig.mac macguard gets).
+	// Other plugins of the chain that set the MAC from a literal "mac" of
+	// their own (tuning's, a main plugin's). One that only declares the
+	// mac capability is no second owner: libcni hands it the same
+	// runtimeConfig.mac it hands macguard, so both set the same MAC.
 	for _, e := range ch.entries {
-		if e.typ == pluginType {
+		if e.typ == pluginType || e.mac == "" {
 			continue
 		}
-		var how []string
-		if e.mac != "" {
-			how = append(how, fmt.Sprintf("\"mac\": %q", e.mac))
-		}
-		if e.macCapability {
-			how = append(how, `"capabilities": {"mac": true}`)
-		}
-		if len(how) == 0 {
-			continue
-		}
+		how := fmt.Sprintf("\"mac\": %q", e.mac)
 		out = append(out, f(Warning, "conf-two-owners",
-			fmt.Sprintf("let one plugin own the MAC: remove %s from %s's entry and give macguard the MAC (its \"mac\" field, or \"capabilities\": {\"mac\": true})", strings.Join(how, " and "), e.typ),
-			"%s also sets the MAC in network %q (%s): two owners of one MAC; whichever runs last wins, and macguard's CHECK reports the other's as wrong", e.typ, ch.name, strings.Join(how, ", ")))
+			fmt.Sprintf("let one plugin own the MAC: remove %s from %s's entry and give macguard the MAC (its \"mac\" field, or \"capabilities\": {\"mac\": true})", how, e.typ),
+			"%s also sets the MAC in network %q (%s): two owners of one MAC; whichever runs last wins, and macguard's CHECK reports the other's as wrong", e.typ, ch.name, how))
 	}
 	if !mg.macCapability && mg.mac == "" {
 		out = append(out, f(Info, "conf-no-mac-capability",

@@ -276,8 +276,15 @@ func TestRules(t *testing.T) {
 		{name: "Multus first", change: func(w *World) {
 			w.Confs = append([]ConfFile{{Path: confDir + "/00-multus.conf", Content: `{"cniVersion":"1.0.0","name":"multus-cni-network","type":"multus"}`}}, w.Confs...)
 		}},
-		{name: "mac capability on another plugin", change: func(w *World) {
+		// It gets the same runtimeConfig.mac as macguard: no conflict.
+		{name: "mac capability on another plugin is no second owner", change: func(w *World) {
 			w.Confs[0].Content = conflist("net", `{"type":"macvlan","capabilities":{"mac":true}}`, mgEntry)
+		}},
+		{name: "tuning with a literal mac is a second owner", change: func(w *World) {
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"tuning","mac":"0a:58:0a:00:00:42","capabilities":{"mac":true}}`, mgEntry)
+		}, want: []codeAt{{Warning, "conf-two-owners", "", ""}}},
+		{name: "a main plugin with a literal mac is a second owner", change: func(w *World) {
+			w.Confs[0].Content = conflist("net", `{"type":"macvlan","master":"eth0","mac":"0a:58:0a:00:00:42"}`, mgEntry)
 		}, want: []codeAt{{Warning, "conf-two-owners", "", ""}}},
 		{name: "macguard listed twice", change: func(w *World) {
 			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, mgEntry, mgEntry)
