@@ -362,7 +362,12 @@ func (a *analysis) iface(p *Pod, n *Netns, ifc Interface, at *attachment, rec *R
 		if reqMAC != "" {
 			if rm := parseMAC(reqMAC); rm != nil && !macaddr.Equal(rm, mac) {
 				remedy := "recreate the pod; if it happens again, look for a second owner of the MAC in the chain"
-				if !chained && (at.chain == nil || !at.chain.hasType("tuning")) {
+				switch {
+				case chained && at.req == nil && reqSource == config.SourceRuntimeConfig && !at.chain.macguardEntry().macCapability:
+					// libcni hands runtimeConfig.mac only to plugins that
+					// declare the capability: macguard never saw it.
+					remedy = fmt.Sprintf("add \"capabilities\": {\"mac\": true} to macguard's entry in network %q, so that the requested MAC (runtimeConfig.mac) reaches it", at.entry.Network)
+				case !chained && (at.chain == nil || !at.chain.hasType("tuning")):
 					remedy = fmt.Sprintf("chain macguard with \"capabilities\": {\"mac\": true} into network %q: its main plugin ignores a requested MAC", at.entry.Network)
 				}
 				add(Error, "mac-request-ignored", remedy,

@@ -481,3 +481,30 @@ func TestExtraConfTypoIsConfInvalid(t *testing.T) {
 		t.Errorf("finding %+v does not carry the JSON error", f)
 	}
 }
+
+// A MAC requested through runtimeConfig.mac on a chain whose macguard entry
+// lacks the mac capability never reached macguard: the remedy is to declare
+// it, not to look for a second owner.
+func TestRequestIgnoredWithoutTheCapability(t *testing.T) {
+	remedyOf := func(w *World) string {
+		for _, f := range Analyze(w).Findings {
+			if f.Code == "mac-request-ignored" {
+				return f.Remedy
+			}
+		}
+		t.Fatal("no mac-request-ignored")
+		return ""
+	}
+	w := healthyWorld()
+	w.Cache[0].Config = json.RawMessage(conflist("net", `{"type":"bridge"}`, `{"type":"macguard"}`))
+	w.Cache[0].RuntimeMAC = "0a:58:0a:00:00:42"
+	if got := remedyOf(w); !strings.Contains(got, `add "capabilities": {"mac": true} to macguard's entry in network "net"`) {
+		t.Errorf("remedy %q, want the capability added", got)
+	}
+	// With the capability, macguard got the request: something else undid it.
+	w = healthyWorld()
+	w.Cache[0].RuntimeMAC = "0a:58:0a:00:00:42"
+	if got := remedyOf(w); !strings.Contains(got, "second owner") {
+		t.Errorf("remedy %q, want a second owner looked for", got)
+	}
+}
