@@ -508,3 +508,20 @@ func TestRequestIgnoredWithoutTheCapability(t *testing.T) {
 		t.Errorf("remedy %q, want a second owner looked for", got)
 	}
 }
+
+// A missing directory is named by its full path, whatever its section:
+// "macguard: does not exist" would read like the plugin binary.
+func TestMissingDirIsNamedInFull(t *testing.T) {
+	w := healthyWorld()
+	w.Records = nil
+	w.Missing = []string{w.Dirs.Data, w.Dirs.Cache}
+	var b bytes.Buffer
+	if err := RenderText(&b, Analyze(w)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range w.Missing {
+		if !strings.Contains(b.String(), "info    "+d+": does not exist") {
+			t.Errorf("report does not name %s in full:\n%s", d, b.String())
+		}
+	}
+}

@@ -206,6 +206,10 @@ func writeFindings(b *strings.Builder, fs []Finding, indent string) {
 		switch {
 		case f.NAD != "":
 			subject = append(subject, "NAD "+f.NAD)
+		case f.File != "" && f.Code == "dir-missing":
+			// A directory: its base name ("macguard") would read like the
+			// plugin binary.
+			subject = append(subject, f.File)
 		case f.File != "" && (f.Section == SectionRecords || f.Section == SectionConfig):
 			// Their directory is in the section's heading.
 			subject = append(subject, filepath.Base(f.File))
