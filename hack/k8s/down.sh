@@ -13,10 +13,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 node_lock
 
-[ -d "$K8S_RUN" ] || [ -e "/run/netns/$NODE_NETNS" ] || exit 0
+[ -d "$K8S_RUN" ] || [ -e "/run/netns/$NODE_NETNS" ] || [ -f "$SYSCTLS_SAVED" ] || exit 0
 
 # The kubelet first, so that nothing restarts what is stopped next.
 stop kubelet 15
+# Then the global sysctls it set go back to the machine's values.
+restore_sysctls
 
 # Container processes, from containerd's own pidfiles.
 # init.pid is a container's first process; it is PID 1 of its own PID

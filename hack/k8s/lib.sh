@@ -49,6 +49,16 @@ HOST_BINDS=(
 	"/var/log/pods:$K8S_RUN/host/var-log-pods"
 )
 
+# The global sysctls the kubelet sets at start when protectKernelDefaults
+# is false (setupKernelTunables in pkg/kubelet/cm/container_manager_linux.go
+# of v1.34): they are the machine's, not the node's network namespace's.
+# up.sh saves them before the kubelet first starts; down.sh writes them
+# back once the kubelet is stopped. The file is outside $K8S_RUN, which a
+# purge deletes, so that a killed run's values are restored by the next
+# k8s-up or k8s-down of this checkout.
+KUBELET_SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
+SYSCTLS_SAVED=$K8S_CACHE/$NODE_NETNS.sysctls
+
 log() { printf 'k8s: %s\n' "$*" >&2; }
 
 # node_lock: one user of the node at a time. make k8s-up, k8s-down and
@@ -150,4 +160,49 @@ stop() {
 		stop_pid "$p" "$1" "${2:-10}"
 	fi
 	rm -f "$PIDS/$1.pid" "$PIDS/$1.start"
+}
+
+# sysctl_file NAME: the /proc/sys file of sysctl NAME.
+sysctl_file() { printf '/proc/sys/%s' "${1//.//}"; }
+
+# save_sysctls: note the machine's values of $KUBELET_SYSCTLS, unless a
+# node of this checkout saved them already and they were not restored yet
+# (then the values there are the machine's own, and the live ones may be
+# the kubelet's).
+save_sysctls() {
+	local s
+	if [ -f "$SYSCTLS_SAVED" ]; then
+		log "the machine's sysctls are saved already ($SYSCTLS_SAVED); keeping those"
+		return 0
+	fi
+	{
+		echo "boot_id $(cat /proc/sys/kernel/random/boot_id)"
+		for s in $KUBELET_SYSCTLS; do
+			echo "$s $(cat "$(sysctl_file "$s")")"
+		done
+	} >"$SYSCTLS_SAVED.tmp"
+	mv "$SYSCTLS_SAVED.tmp" "$SYSCTLS_SAVED"
+}
+
+# restore_sysctls: write the saved values back (the kubelet must be
+# stopped) and remove the file. Values saved in an earlier boot are not
+# written: the reboot reset them.
+restore_sysctls() {
+	local k v cur
+	[ -f "$SYSCTLS_SAVED" ] || return 0
+	if [ "$(awk '$1 == "boot_id" {print $2}' "$SYSCTLS_SAVED")" = "$(cat /proc/sys/kernel/random/boot_id)" ]; then
+		while read -r k v; do
+			case " $KUBELET_SYSCTLS " in
+			*" $k "*) ;;
+			*) continue ;;
+			esac
+			cur=$(cat "$(sysctl_file "$k")")
+			[ "$cur" = "$v" ] && continue
+			echo "$v" >"$(sysctl_file "$k")" || die "cannot restore $k to $v (the kubelet set $cur)"
+			log "restored $k = $v (the kubelet had set $cur)"
+		done <"$SYSCTLS_SAVED"
+	else
+		log "$SYSCTLS_SAVED is from an earlier boot; not restoring it"
+	fi
+	rm -f "$SYSCTLS_SAVED"
 }

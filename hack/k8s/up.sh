@@ -286,6 +286,9 @@ EOF
 cat >"$K8S_RUN/kubelet.kubeconfig" <<EOF
 $(kubeconfig)
 EOF
+# The kubelet sets global sysctls (lib.sh KUBELET_SYSCTLS); k8s-down
+# writes these values back.
+save_sysctls
 start kubelet "$KUBE_BIN/kubelet" --config "$K8S_RUN/kubelet-config.yaml" \
 	--kubeconfig "$K8S_RUN/kubelet.kubeconfig" --root-dir /var/lib/kubelet \
 	--cert-dir "$K8S_RUN/kubelet/pki" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
