@@ -60,6 +60,8 @@ const versionTimeout = 5 * time.Second
 func Gather(opts Options, self Build) (*World, error) {
 	w := &World{Node: opts.Node, Dirs: opts.Dirs, Self: self, Netns: []Netns{}, Cache: []CacheEntry{}, Records: []Record{}, Confs: []ConfFile{}}
 	d := opts.Dirs
+	flags := map[string]string{d.Conf: "--conf-dir", d.Bin: "--bin-dir", d.Data: "--data-dir", d.Cache: "--cache-dir",
+		d.Netns: "--netns-dir", d.Proc: "--proc", d.MultusCache: "--multus-cache-dir"}
 	for _, dir := range []string{d.Conf, d.Bin, d.Data, d.Cache, d.Netns, d.Proc, d.MultusCache} {
 		if dir == d.MultusCache && !opts.Required[dir] {
 			// Only nodes with Multus have it: not worth a finding.
@@ -71,6 +73,8 @@ func Gather(opts Options, self Build) (*World, error) {
 			return nil, fmt.Errorf("%s is not a directory", dir)
 		case errors.Is(err, fs.ErrNotExist) && !opts.Required[dir]:
 			w.Missing = append(w.Missing, dir)
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, missingDir(dir, flags[dir])
 		case err != nil:
 			return nil, err
 		}
@@ -90,6 +94,18 @@ func Gather(opts Options, self Build) (*World, error) {
 	}
 	w.Binary = gatherBinary(filepath.Join(d.Bin, pluginType))
 	return w, nil
+}
+
+// missingDir is the error for a directory the doctor must look at that
+// does not exist: which flag names it and, in a pod, what mounts it.
+func missingDir(dir, flag string) error {
+	msg := fmt.Sprintf("%s does not exist: pass %s with this node's directory", dir, flag)
+	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		// In a pod (the DaemonSet's): the base DaemonSet does not mount
+		// what the doctor reads.
+		msg += "; in the DaemonSet's pod, deploy it with the doctor component (deploy/components/doctor), which mounts the node's directories at their own paths"
+	}
+	return errors.New(msg)
 }
 
 // nsInode returns the inode of the network namespace at path, following

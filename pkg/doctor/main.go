@@ -72,20 +72,26 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ExitCannot
 	}
 	if fs.NArg() > 0 {
+		// A usage error, like an unknown flag: no JSON either.
 		fmt.Fprintf(stderr, "macguardctl doctor: unexpected argument %q\n", fs.Arg(0))
 		return ExitCannot
-	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "macguardctl doctor: could not look: %v\n", err)
-		return ExitCannot
-	}
-	if isNotRoot() {
-		return fail(errors.New("must run as root: it enters every pod's network namespace (CAP_SYS_ADMIN) and reads root-only directories"))
 	}
 	if *node == "" {
 		if h, err := os.Hostname(); err == nil {
 			*node = h
 		}
+	}
+	self := Build{Version: buildinfo.Version, Commit: buildinfo.Commit}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "macguardctl doctor: could not look: %v\n", err)
+		if *jsonOut {
+			// Monitoring gets something parseable (docs/doctor.md).
+			_ = renderCannotLook(stdout, CannotLook{SchemaVersion: SchemaVersion, Node: *node, Macguardctl: self, Error: err.Error()})
+		}
+		return ExitCannot
+	}
+	if isNotRoot() {
+		return fail(errors.New("must run as root: it enters every pod's network namespace (CAP_SYS_ADMIN) and reads root-only directories"))
 	}
 	// The conf dir, bin dir and procfs exist on every CNI node, and a
 	// directory named on the command line must exist: otherwise the report
@@ -93,11 +99,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	required := map[string]bool{d.Conf: true, d.Bin: true, d.Proc: true}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "conf-dir", "bin-dir", "data-dir", "cache-dir", "multus-cache-dir", "netns-dir", "proc":
+		// Not --data-dir: the plugin creates its dataDir on the first MAC
+		// it changes, so an absent one is the info finding dir-missing,
+		// given or not.
+		case "conf-dir", "bin-dir", "cache-dir", "multus-cache-dir", "netns-dir", "proc":
 			required[f.Value.String()] = true
 		}
 	})
-	self := Build{Version: buildinfo.Version, Commit: buildinfo.Commit}
 	w, err := Gather(Options{Dirs: d, Required: required, Confs: confs, Node: *node}, self)
 	if err != nil {
 		return fail(err)
@@ -118,7 +126,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = RenderText(stdout, r)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("writing the report: %w", err))
+		fmt.Fprintf(stderr, "macguardctl doctor: writing the report: %v\n", err)
+		return ExitCannot
 	}
 	if r.Summary.Status != "healthy" {
 		return ExitProblems

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -94,5 +95,42 @@ func TestNoCredentialsIsSaid(t *testing.T) {
 	}
 	if r.Summary.Status != "healthy" || !strings.Contains(r.Findings[0].Remedy, "--kubeconfig") {
 		t.Errorf("status %q, finding %+v", r.Summary.Status, r.Findings[0])
+	}
+}
+
+// Could not look with --json: still one JSON object on stdout, with the
+// error; a missing conf dir names the flag to pass.
+func TestCannotLookJSON(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	missing := filepath.Join(t.TempDir(), "no-such-dir")
+	var stdout, stderr strings.Builder
+	code := Main([]string{"--json", "--no-cluster", "--node", "n1", "--conf-dir", missing}, &stdout, &stderr)
+	if code != ExitCannot {
+		t.Fatalf("exit code %d, want %d", code, ExitCannot)
+	}
+	var got CannotLook
+	dec := json.NewDecoder(strings.NewReader(stdout.String()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&got); err != nil {
+		t.Fatalf("stdout %q is not the JSON of docs/doctor.md: %v", stdout.String(), err)
+	}
+	if got.SchemaVersion != SchemaVersion || got.Node != "n1" || got.Error == "" || !strings.Contains(stderr.String(), got.Error) {
+		t.Errorf("got %+v, stderr %q", got, stderr.String())
+	}
+	if !isNotRoot() && !strings.Contains(got.Error, missing+" does not exist: pass --conf-dir") {
+		t.Errorf("error %q does not say which flag to pass", got.Error)
+	}
+}
+
+// A directory that must exist names the flag, and in a pod the component
+// that mounts it.
+func TestMissingDirSaysWhatToDo(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	if got := missingDir("/opt/cni/bin", "--bin-dir").Error(); got != "/opt/cni/bin does not exist: pass --bin-dir with this node's directory" {
+		t.Errorf("on a node: %q", got)
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+	if got := missingDir("/etc/cni/net.d", "--conf-dir").Error(); !strings.Contains(got, "pass --conf-dir") || !strings.Contains(got, "deploy/components/doctor") {
+		t.Errorf("in a pod: %q", got)
 	}
 }

@@ -16,6 +16,13 @@ func RenderJSON(w io.Writer, r Report) error {
 	return enc.Encode(r)
 }
 
+// renderCannotLook writes the --json answer of a doctor that could not look.
+func renderCannotLook(w io.Writer, c CannotLook) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(c)
+}
+
 // describeKind is the device column: kind, mode and master.
 func describeKind(ifc Interface) string {
 	d := ifc.Kind

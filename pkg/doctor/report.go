@@ -133,3 +133,13 @@ type ConfigState struct {
 	// configuration from its own conf dir, which is not checked.
 	NoConfig bool `json:"noConfig,omitempty"`
 }
+
+// CannotLook is what --json prints when the doctor could not look (exit
+// code 2): no report, only why.
+type CannotLook struct {
+	SchemaVersion int    `json:"schemaVersion"`
+	Node          string `json:"node"`
+	Macguardctl   Build  `json:"macguardctl"`
+	// Error is what stopped it (the same words as on stderr).
+	Error string `json:"error"`
+}

@@ -1,7 +1,9 @@
 package doctor_test
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -180,12 +182,14 @@ func TestCannotLook(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
+		// want is what stderr must say besides the path.
+		want string
 	}{
-		{"data dir given and missing", []string{"--data-dir", missing}},
-		{"cache dir given and missing", []string{"--cache-dir", missing}},
-		{"conf dir missing", []string{"--conf-dir", missing}},
-		{"--conf file missing", []string{"--conf", missing}},
-		{"unknown flag", []string{"--no-such-flag"}},
+		{"cache dir given and missing", []string{"--cache-dir", missing}, "pass --cache-dir"},
+		{"conf dir missing", []string{"--conf-dir", missing}, "pass --conf-dir"},
+		{"bin dir missing", []string{"--bin-dir", missing}, "pass --bin-dir"},
+		{"--conf file missing", []string{"--conf", missing}, ""},
+		{"unknown flag", []string{"--no-such-flag"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -196,7 +200,37 @@ func TestCannotLook(t *testing.T) {
 			if tc.name != "unknown flag" && !strings.Contains(stderr, missing) {
 				t.Errorf("stderr %q does not name %s", stderr, missing)
 			}
+			if !strings.Contains(stderr, tc.want) {
+				t.Errorf("stderr %q does not say %q", stderr, tc.want)
+			}
+			if tc.name == "unknown flag" {
+				return
+			}
+			// --json: one object with the error, for monitoring.
+			out, _, code = w.RunRaw(t, bin, append([]string{"--json"}, tc.args...)...)
+			var got doctor.CannotLook
+			dec := json.NewDecoder(bytes.NewReader(out))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&got); err != nil || code != 2 || !strings.Contains(got.Error, missing) {
+				t.Errorf("--json: exit %d, %+v (%v), want exit 2 and the error naming %s\n%s", code, got, err, missing, out)
+			}
 		})
+	}
+}
+
+// The plugin creates its dataDir on the first MAC it changes: one that does
+// not exist yet is the info finding dir-missing, given explicitly or not.
+func TestDataDirNotCreatedYet(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	missing := filepath.Join(w.Root, "no-such-dir")
+	r, code := w.Run(t, bin, "--data-dir", missing)
+	if code != 0 || nodeworld.Find(r, "dir-missing", "") == nil || r.Summary.Status != "healthy" {
+		t.Errorf("exit code %d, findings %+v: want 0 and dir-missing", code, r.Findings)
+	}
+	out, _, _ := w.RunRaw(t, bin, "--data-dir", missing)
+	if !strings.Contains(string(out), "info    "+missing+": does not exist") {
+		t.Errorf("the text report does not name %s in full:\n%s", missing, out)
 	}
 }
 
