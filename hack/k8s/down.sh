@@ -105,10 +105,12 @@ fi
 if [ -e "/run/netns/$NODE_NETNS" ]; then
 	ip netns del "$NODE_NETNS" || die "cannot delete the network namespace $NODE_NETNS"
 fi
+# Before the node made its mount points in overlays of its own, k8s-up
+# created missing ones on the machine and listed them here. They are not
+# removed: rmdir of a mount point of another mount namespace detaches that
+# mount there (another checkout's node may be using them).
 if [ -f "$K8S_RUN/created-dirs" ]; then
-	while IFS= read -r d; do
-		rmdir "$d" 2>/dev/null || log "left $d: not empty"
-	done <"$K8S_RUN/created-dirs"
+	log "not removing what an older k8s-up created on the machine (another node may mount it): $(tr '\n' ' ' <"$K8S_RUN/created-dirs")"
 	rm -f "$K8S_RUN/created-dirs"
 fi
 rm -f "${K8S_ENV_FILE:-$K8S_CACHE/env}"

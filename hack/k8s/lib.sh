@@ -12,7 +12,14 @@
 #     /var/lib/kubelet, /var/lib/cni, /run/cni, /run/containerd,
 #     /var/log/containers) exists only in that mount namespace and
 #     disappears with its last process: nothing outlives `k8s-down`, and
-#     nothing ever lands in the machine's own directories.
+#     nothing ever lands in the machine's own directories: not even a
+#     mount point. The parents of those paths ($NS_OVERLAYS) are overlays
+#     there, the machine's directory below and a tmpfs of the node's above,
+#     so that the mount points are made in the tmpfs. (A mount point made
+#     on the machine would have to be removed again, and since Linux 3.18
+#     rmdir of a directory that is a mount point in another mount
+#     namespace succeeds and detaches that mount there: one checkout's
+#     k8s-down would break another checkout's running node.)
 # Processes are tracked by pidfiles (ours, and containerd's shim.pid and
 # init.pid) and stopped by PID only.
 
@@ -37,9 +44,10 @@ CNI_CONF=$K8S_RUN/cni/net.d
 CTRD=$K8S_RUN/containerd
 CTRD_SOCK=$CTRD/containerd.sock
 KUBECONFIG_FILE=$K8S_RUN/admin.kubeconfig
-# The bind mounts of the node's mount namespace: machine path -> our
-# directory. Created on the machine only when missing, and then removed
-# again by k8s-down (recorded in $K8S_RUN/created-dirs).
+# The bind mounts of the node's mount namespace: path there -> our
+# directory. Each path is under one of $NS_OVERLAYS, so that a missing one
+# is made in the node's overlay, never on the machine.
+NS_OVERLAYS="/run /var/lib /var/log"
 HOST_BINDS=(
 	"/var/lib/kubelet:$K8S_RUN/host/var-lib-kubelet"
 	"/var/lib/cni:$K8S_RUN/host/var-lib-cni"

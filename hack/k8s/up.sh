@@ -70,22 +70,36 @@ done
 nip link set "$NAD_MASTER" up
 
 # --- the node's mount namespace ----------------------------------------
-: >"$K8S_RUN/created-dirs"
-binds=""
+# Built by the anchor, inside its own mount namespace only: a tmpfs (under
+# $K8S_RUN, which exists already) holds the upper layers of an overlay on
+# each of $NS_OVERLAYS, so that the mount points below are made there and
+# the machine's directories stay as they are (lib.sh).
+ovl=$K8S_RUN/ns-overlays
+mkdir -p "$ovl"
+ns="set -e; mount -t tmpfs -o mode=755 mgk8s-overlays '$ovl'; "
+for p in $NS_OVERLAYS; do
+	[ -d "$p" ] && [ ! -L "$p" ] || die "$p is not a directory on this machine; the node's mount namespace overlays it"
+	n=${p#/}
+	n=${n//\//-}
+	ns+="mkdir -p '$ovl/$n/upper' '$ovl/$n/work'; "
+	ns+="mount -t overlay -o 'lowerdir=$p,upperdir=$ovl/$n/upper,workdir=$ovl/$n/work' mgk8s-$n '$p'; "
+done
+ns+="mkdir -p /run/netns; mount -t tmpfs -o mode=755 netns /run/netns; "
 for b in "${HOST_BINDS[@]}"; do
 	target=${b%%:*} src=${b#*:}
+	under=0
+	for p in $NS_OVERLAYS; do
+		case $target in "$p"/*) under=1 ;; esac
+	done
+	[ $under = 1 ] || die "HOST_BINDS: $target is under none of $NS_OVERLAYS"
 	mkdir -p "$src"
-	if [ ! -d "$target" ]; then
-		mkdir -p "$target"
-		echo "$target" >>"$K8S_RUN/created-dirs"
-	fi
-	binds+="mount --bind '$src' '$target'; "
+	ns+="mkdir -p '$target'; mount --bind '$src' '$target'; "
 done
 # The anchor holds the mount namespace open; every daemon enters it. Its
 # mounts are private: none propagates to the machine.
 mkdir -p "$PIDS"
 setsid bash -c 'echo $$ >"$1"; exec unshare --mount --propagation private -- bash -c "$2"' _ \
-	"$PIDS/anchor.pid" "set -e; mount -t tmpfs -o mode=755 netns /run/netns; $binds exec sleep infinity" \
+	"$PIDS/anchor.pid" "$ns exec sleep infinity" \
 	</dev/null >"$LOGS/anchor.log" 2>&1 9>&- &
 for i in $(seq 50); do
 	if [ -s "$PIDS/anchor.pid" ] && [ "$(readlink "/proc/$(cat "$PIDS/anchor.pid")/exe" 2>/dev/null)" = "$(readlink -f "$(command -v sleep)")" ]; then
