@@ -19,6 +19,37 @@ node_up() {
 	[ -f "$K8S_ENV_FILE" ] && pid_of anchor >/dev/null && pid_of kube-apiserver >/dev/null &&
 		pid_of kubelet >/dev/null && pid_of containerd >/dev/null
 }
+# teardown: take down the node this run brought up, and check that it is
+# gone: its network namespace, and every process of its pidfiles (ours and
+# containerd's), as they were just before. A failed or incomplete teardown
+# fails the run.
+teardown() {
+	local rc=$? f p st recorded=() left=()
+	for f in "$PIDS"/*.pid $(find "$CTRD/state/io.containerd.runtime.v2.task" -name '*.pid' 2>/dev/null); do
+		[ -f "$f" ] || continue
+		p=$(cat "$f" 2>/dev/null) || continue
+		st=$(starttime "$p") || continue
+		[ -n "$st" ] && recorded+=("$p:$st")
+	done
+	if ! "$here/down.sh"; then
+		log "FAILED: k8s-down failed"
+		rc=1
+	fi
+	if [ -e "/run/netns/$NODE_NETNS" ]; then
+		log "FAILED: the network namespace $NODE_NETNS is still there after k8s-down"
+		rc=1
+	fi
+	for p in ${recorded[@]+"${recorded[@]}"}; do
+		# A zombie (not reaped yet by whoever inherited it) is gone.
+		[ "$(starttime "${p%%:*}")" = "${p#*:}" ] &&
+			[ "$(awk '{print $3}' "/proc/${p%%:*}/stat" 2>/dev/null)" != Z ] && left+=("${p%%:*}")
+	done
+	if [ ${#left[@]} != 0 ]; then
+		log "FAILED: still running after k8s-down: $(for p in "${left[@]}"; do printf '%s(%s) ' "$p" "$(cat "/proc/$p/comm" 2>/dev/null)"; done)"
+		rc=1
+	fi
+	exit $rc
+}
 started=0
 if node_up; then
 	log "using the running node ($K8S_ENV_FILE); it stays up"
@@ -28,7 +59,7 @@ if node_up; then
 	ctr --address "$CTRD_SOCK" -n k8s.io images import "$MACGUARD_IMAGE_ARCHIVE" >/dev/null
 else
 	started=1
-	trap '"$here/down.sh"' EXIT
+	trap teardown EXIT
 	"$here/up.sh"
 fi
 t0=$(date +%s)
