@@ -44,6 +44,8 @@ CNI_CONF=$K8S_RUN/cni/net.d
 CTRD=$K8S_RUN/containerd
 CTRD_SOCK=$CTRD/containerd.sock
 KUBECONFIG_FILE=$K8S_RUN/admin.kubeconfig
+# kubectl's discovery and HTTP cache, which would be ~/.kube/cache.
+export KUBECACHEDIR=$K8S_RUN/kubectl-cache
 # The bind mounts of the node's mount namespace: path there -> our
 # directory. Each path is under one of $NS_OVERLAYS, so that a missing one
 # is made in the node's overlay, never on the machine.

@@ -149,7 +149,7 @@ EOF
 }
 kubeconfig >"$KUBECONFIG_FILE"
 chmod 600 "$KUBECONFIG_FILE"
-kc() { in_node "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+kc() { in_node "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --cache-dir "$KUBECACHEDIR" "$@"; }
 
 # wait_for WHAT SECONDS CMD...: poll CMD until it succeeds.
 wait_for() {
@@ -322,6 +322,8 @@ cat >"$K8S_ENV_FILE" <<EOF
 # Written by make k8s-up ($(date -u +%FT%TZ)). The API server listens in the
 # node's network namespace: run kubectl there.
 KUBECONFIG=$KUBECONFIG_FILE
+# kubectl's cache, instead of ~/.kube/cache.
+KUBECACHEDIR=$KUBECACHEDIR
 KUBECTL=$KUBECTL
 NODE_NAME=$NODE_NAME
 NODE_NETNS=$NODE_NETNS
@@ -339,7 +341,7 @@ IPAM_DATA_DIR=$K8S_RUN/host/var-lib-cni/networks
 MACGUARD_IMAGE=$MACGUARD_IMAGE
 PAUSE_IMAGE=$PAUSE_IMAGE
 MACGUARD_IMAGE_ARCHIVE=$MACGUARD_IMAGE_ARCHIVE
-export KUBECONFIG
+export KUBECONFIG KUBECACHEDIR
 EOF
 trap - EXIT
 log "node $NODE_NAME is Ready ($(($(date +%s) - t0))s). Use it with:"

@@ -79,7 +79,7 @@ func connect() (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range []string{"KUBECONFIG", "KUBECTL", "NODE_NAME", "NODE_NETNS", "NAD_MASTER", "CNI_BIN_DIR",
+	for _, k := range []string{"KUBECONFIG", "KUBECACHEDIR", "KUBECTL", "NODE_NAME", "NODE_NETNS", "NAD_MASTER", "CNI_BIN_DIR",
 		"PRIMARY_CONFLIST", "CONTAINERD_STATE", "MACGUARD_DATA_DIR", "IPAM_DATA_DIR", "MACGUARD_IMAGE", "MACGUARD_IMAGE_ARCHIVE"} {
 		if env[k] == "" {
 			return nil, fmt.Errorf("%s sets no %s", f, k)
@@ -142,7 +142,7 @@ func (n *node) kubectl(t *testing.T, stdin string, args ...string) string {
 }
 
 func (n *node) kubectlErr(stdin string, args ...string) (string, error) {
-	cmd := exec.Command(n.env["KUBECTL"], append([]string{"--kubeconfig", n.env["KUBECONFIG"]}, args...)...)
+	cmd := exec.Command(n.env["KUBECTL"], append([]string{"--kubeconfig", n.env["KUBECONFIG"], "--cache-dir", n.env["KUBECACHEDIR"]}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
