@@ -22,18 +22,31 @@ restore_sysctls
 
 # Container processes, from containerd's own pidfiles.
 # init.pid is a container's first process; it is PID 1 of its own PID
-# namespace, so killing it ends every process of the container. A PID from
-# a file is only killed while it is in a PID namespace other than ours:
-# after a reboot the files are stale and their PIDs may belong to anything.
+# namespace, so killing it ends every process of the container. The files
+# outlive a reboot, and a PID in them may then belong to anything: a PID is
+# only taken for the container's while the boot is the one that made the
+# node ($PIDS/boot_id) and the process is in that container's cgroup (runc
+# names it after the container's ID, the directory of the init.pid).
 tasks=$CTRD/state/io.containerd.runtime.v2.task
-ownpidns=$(readlink /proc/self/ns/pid)
+same_boot=0
+if [ -f "$PIDS/boot_id" ] && [ "$(cat "$PIDS/boot_id")" = "$(cat /proc/sys/kernel/random/boot_id)" ]; then
+	same_boot=1
+fi
+# container_pid INIT_PID_FILE: the live PID of that container's first
+# process, if it is the container's.
+container_pid() {
+	local p id
+	[ $same_boot = 1 ] || return 1
+	p=$(cat "$1" 2>/dev/null) || return 1
+	[ -n "$p" ] && [ -d "/proc/$p" ] || return 1
+	[ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] || return 1
+	id=$(basename "$(dirname "$1")")
+	grep -qE "/$id\$" "/proc/$p/cgroup" 2>/dev/null || return 1
+	echo "$p"
+}
 if [ -d "$tasks" ]; then
 	while IFS= read -r f; do
-		p=$(cat "$f" 2>/dev/null) || continue
-		[ -n "$p" ] && [ -d "/proc/$p" ] || continue
-		case $f in
-		*/init.pid) [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" != "$ownpidns" ] || continue ;;
-		esac
+		p=$(container_pid "$f") || continue
 		kill -KILL "$p" 2>/dev/null || true
 	done < <(find "$tasks" -name init.pid)
 fi
@@ -46,10 +59,7 @@ if [ -d "$tasks" ]; then
 	for i in $(seq 50); do
 		alive=0
 		while IFS= read -r f; do
-			p=$(cat "$f" 2>/dev/null) || continue
-			if [ -n "$p" ] && [ -d "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ]; then
-				alive=1
-			fi
+			container_pid "$f" >/dev/null && alive=1
 		done < <(find "$tasks" -name init.pid)
 		[ $alive = 0 ] && break
 		sleep 0.1
