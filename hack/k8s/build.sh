@@ -88,22 +88,48 @@ build_etcd() {
 	finish "$tmp" "$out"
 }
 
-# containerd and runc from Debian, and the tools the node's scripts use
-# (openssl, iproute2, util-linux's nsenter/unshare/setsid), where missing.
-# The containerd package ships a systemd unit; on a machine without
-# systemd nothing is started, and where a service did start it is stopped
-# and disabled: the node runs its own containerd.
+# containerd and runc from Debian at the versions hack/mk/k8s.mk pins, and
+# the tools the node's scripts use (openssl, iproute2, util-linux's
+# nsenter/unshare/setsid), where missing. The node runs its own containerd
+# with its own config; the package's service must not start: during the
+# install a policy-rc.d forbids starting any service (one already there is
+# used only if it forbids it too), and a containerd service this install
+# brought onto a systemd machine is disabled. No service that was there
+# before is stopped, disabled or restarted.
+deb_version() { dpkg-query -W -f '${db:Status-Status} ${Version}' "$1" 2>/dev/null | awk '$1 == "installed" {print $2}'; }
 build_containerd() {
-	local need=() c
-	for c in containerd:containerd runc:runc ctr:containerd openssl:openssl ip:iproute2 nsenter:util-linux unshare:util-linux setsid:util-linux; do
+	: "${CONTAINERD_DEB_VERSION:?}" "${RUNC_DEB_VERSION:?}"
+	local need=() c had_containerd policy=/usr/sbin/policy-rc.d rc made_policy=0
+	had_containerd=$(deb_version containerd)
+	[ "$had_containerd" = "$CONTAINERD_DEB_VERSION" ] || need+=("containerd=$CONTAINERD_DEB_VERSION")
+	[ "$(deb_version runc)" = "$RUNC_DEB_VERSION" ] || need+=("runc=$RUNC_DEB_VERSION")
+	for c in openssl:openssl ip:iproute2 nsenter:util-linux unshare:util-linux setsid:util-linux; do
 		command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
 	done
 	[ ${#need[@]} = 0 ] && return 0
 	log "installing from Debian: ${need[*]}"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-		systemctl disable --now containerd.service >/dev/null 2>&1 || true
+	if [ -e "$policy" ]; then
+		rc=0
+		"$policy" containerd start >/dev/null 2>&1 || rc=$?
+		[ $rc = 101 ] || {
+			log "FAILED: $policy allows starting services (it exits $rc for 'containerd start'): installing ${need[*]} could start one on this machine; install them by hand"
+			exit 1
+		}
+	else
+		printf '#!/bin/sh\n# hack/k8s/build.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		made_policy=1
+		# Also when the install fails or is interrupted.
+		trap 'if grep -q "hack/k8s/build.sh" "'"$policy"'" 2>/dev/null; then rm -f "'"$policy"'"; fi' EXIT
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades "${need[@]}" >/dev/null
+	if [ $made_policy = 1 ]; then
+		rm -f "$policy"
+		trap - EXIT
+	fi
+	if [ -z "$had_containerd" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+		systemctl disable containerd.service >/dev/null 2>&1 || true
 	fi
 }
 

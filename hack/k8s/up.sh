@@ -26,6 +26,20 @@ done
 for c in containerd containerd-shim-runc-v2 runc ctr nsenter unshare setsid openssl ip; do
 	command -v "$c" >/dev/null || die "$c is not installed (hack/k8s/build.sh containerd)"
 done
+# containerd and runc: Debian's, at the pinned versions, and the ones on
+# PATH (containerd finds its shim and runc there).
+: "${CONTAINERD_DEB_VERSION:?}" "${RUNC_DEB_VERSION:?}"
+for pv in "containerd $CONTAINERD_DEB_VERSION containerd containerd-shim-runc-v2 ctr" "runc $RUNC_DEB_VERSION runc"; do
+	read -r pkg want cmds <<<"$pv"
+	have=$(dpkg-query -W -f '${db:Status-Status} ${Version}' "$pkg" 2>/dev/null | awk '$1 == "installed" {print $2}' || true)
+	[ "$have" = "$want" ] ||
+		die "Debian's $pkg is ${have:+at $have}${have:-not installed}; the node needs $pkg $want (hack/mk/k8s.mk; make k8s-deps installs it)"
+	for c in $cmds; do
+		p=$(readlink -f "$(command -v "$c")")
+		dpkg -S "$p" 2>/dev/null | grep -q "^$pkg: " ||
+			die "$c on PATH is $p, not the one of Debian's $pkg $want"
+	done
+done
 
 t0=$(date +%s)
 K8S_PURGE=1 "$here/down.sh"

@@ -22,6 +22,10 @@ K8S_CNI_PLUGINS      := main/loopback main/bridge main/macvlan main/host-device 
 # Debian bookworm's etcd-server, unpacked (not installed): its version is
 # part of the cache key and what apt-get download asks for.
 K8S_ETCD_DEB_VERSION := 3.4.23-4+b4
+# Debian bookworm's containerd and runc, installed (hack/k8s/build.sh) and
+# checked by hack/k8s/up.sh.
+K8S_CONTAINERD_DEB_VERSION := 1.6.20~ds1-1+deb12u3
+K8S_RUNC_DEB_VERSION       := 1.1.5+ds1-1+deb12u1
 K8S_CACHE            := $(CURDIR)/$(CACHE_DIR)/k8s
 K8S_ENV_FILE         := $(K8S_CACHE)/env
 K8S_PAUSE_IMAGE      := localhost/macguard-k8s/pause:v1
@@ -34,6 +38,7 @@ K8S_MACGUARDCTL       = $(CURDIR)/$(BIN_DIR)/$(if $(wildcard cmd/macguardctl),ma
 K8S_ENV = K8S_CACHE=$(K8S_CACHE) K8S_VERSION=$(K8S_VERSION) MULTUS_VERSION=$(K8S_MULTUS_VERSION) \
 	CNI_PLUGINS_VERSION=$(K8S_CNI_VERSION) K8S_CNI_PLUGINS='$(K8S_CNI_PLUGINS)' \
 	ETCD_DEB_VERSION=$(K8S_ETCD_DEB_VERSION) GO=$(GO) \
+	CONTAINERD_DEB_VERSION='$(K8S_CONTAINERD_DEB_VERSION)' RUNC_DEB_VERSION='$(K8S_RUNC_DEB_VERSION)' \
 	K8S_CNI_PLUGIN_DIR=$(K8S_CACHE)/bin/cni-plugins-$(K8S_CNI_VERSION)-$(shell echo '$(K8S_CNI_PLUGINS)' | cksum | cut -d' ' -f1) \
 	PAUSE_IMAGE=$(K8S_PAUSE_IMAGE) PAUSE_ARCHIVE=$(K8S_PAUSE_ARCHIVE) \
 	MACGUARD_IMAGE=$(IMAGE_REPO):$(VERSION) MACGUARD_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) \
