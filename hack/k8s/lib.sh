@@ -49,8 +49,13 @@ export KUBECACHEDIR=$K8S_RUN/kubectl-cache
 # The bind mounts of the node's mount namespace: path there -> our
 # directory. Each path is under one of $NS_OVERLAYS, so that a missing one
 # is made in the node's overlay, never on the machine.
-NS_OVERLAYS="/run /var/lib /var/log"
+# /opt/cni/bin and /etc/cni/net.d are the node's CNI dirs there: a shipped
+# overlay (hostPath /opt/cni/bin, /etc/cni/net.d) applied to this node
+# installs into the node, never into the machine's /opt/cni or /etc/cni.
+NS_OVERLAYS="/run /var/lib /var/log /opt /etc"
 HOST_BINDS=(
+	"/opt/cni/bin:$CNI_BIN"
+	"/etc/cni/net.d:$CNI_CONF"
 	"/var/lib/kubelet:$K8S_RUN/host/var-lib-kubelet"
 	"/var/lib/cni:$K8S_RUN/host/var-lib-cni"
 	"/run/cni:$K8S_RUN/host/run-cni"
