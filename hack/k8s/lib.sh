@@ -137,12 +137,17 @@ start() {
 	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDS/$name.pid" \
 		nsenter --mount="/proc/$a/ns/mnt" --net="/run/netns/$NODE_NETNS" -- "$@" \
 		</dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
-	local i
-	for i in $(seq 50); do
+	local i st
+	# On a loaded machine the fork and exec can take a while; a pidfile
+	# that never comes means the start failed.
+	for i in $(seq 300); do
 		[ -s "$PIDS/$name.pid" ] && break
 		sleep 0.1
 	done
-	starttime "$(cat "$PIDS/$name.pid")" >"$PIDS/$name.start"
+	[ -s "$PIDS/$name.pid" ] || die "$name did not write its pidfile $PIDS/$name.pid within 30 s (log $LOGS/$name.log)"
+	st=$(starttime "$(cat "$PIDS/$name.pid")")
+	[ -n "$st" ] || die "$name (pid $(cat "$PIDS/$name.pid")) exited at once (log $LOGS/$name.log)"
+	echo "$st" >"$PIDS/$name.start"
 	log "started $name (pid $(cat "$PIDS/$name.pid"), log $LOGS/$name.log)"
 }
 

@@ -115,14 +115,16 @@ mkdir -p "$PIDS"
 setsid bash -c 'echo $$ >"$1"; exec unshare --mount --propagation private -- bash -c "$2"' _ \
 	"$PIDS/anchor.pid" "$ns exec sleep infinity" \
 	</dev/null >"$LOGS/anchor.log" 2>&1 9>&- &
-for i in $(seq 50); do
+for i in $(seq 300); do
 	if [ -s "$PIDS/anchor.pid" ] && [ "$(readlink "/proc/$(cat "$PIDS/anchor.pid")/exe" 2>/dev/null)" = "$(readlink -f "$(command -v sleep)")" ]; then
 		break
 	fi
-	[ "$i" = 50 ] && die "the mount namespace did not come up: $(cat "$LOGS/anchor.log")"
+	[ "$i" = 300 ] && die "the mount namespace did not come up within 30 s: $(cat "$LOGS/anchor.log")"
 	sleep 0.1
 done
-starttime "$(cat "$PIDS/anchor.pid")" >"$PIDS/anchor.start"
+st=$(starttime "$(cat "$PIDS/anchor.pid")")
+[ -n "$st" ] || die "the anchor exited at once: $(cat "$LOGS/anchor.log")"
+echo "$st" >"$PIDS/anchor.start"
 # The mount namespace and the boot it belongs to: k8s-down finds what is
 # left in it (containerd's shims write no pidfile) even if the anchor died.
 stat -L -c %i "/proc/$(cat "$PIDS/anchor.pid")/ns/mnt" >"$PIDS/mntns"
