@@ -41,6 +41,13 @@ for pv in "containerd $CONTAINERD_DEB_VERSION containerd containerd-shim-runc-v2
 	done
 done
 
+# A unix socket's path is at most 107 bytes, and containerd also listens on
+# its address + ".ttrpc": in a deep checkout the socket under $K8S_RUN
+# would not fit.
+if [ $((${#CTRD_SOCK} + 6)) -gt 107 ]; then
+	die "containerd's socket $CTRD_SOCK.ttrpc would be $((${#CTRD_SOCK} + 6)) bytes, over the 107 of a unix socket path: use a checkout with a shorter path, or point K8S_RUN at a shorter directory"
+fi
+
 t0=$(date +%s)
 K8S_PURGE=1 "$here/down.sh"
 
