@@ -20,8 +20,9 @@
 #     rmdir of a directory that is a mount point in another mount
 #     namespace succeeds and detaches that mount there: one checkout's
 #     k8s-down would break another checkout's running node.)
-# Processes are tracked by pidfiles (ours, and containerd's shim.pid and
-# init.pid) and stopped by PID only.
+# Processes are tracked by pidfiles (ours, and containerd's init.pid; its
+# shims write none and are found by the node's mount namespace) and
+# stopped by PID only.
 
 : "${K8S_CACHE:?}"
 K8S_RUN=${K8S_RUN:-$K8S_CACHE/run}
