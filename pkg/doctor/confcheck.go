@@ -118,7 +118,7 @@ func (c *chain) hasType(typ string) bool {
 func asList(path string) bool { return filepath.Ext(path) == ".conflist" }
 
 // checkEntry validates macguard's entry exactly as the plugin does on ADD:
-// config.Parse then ResolveRequested, and returns the plugin's own message.
+// config.Parse then Requested, and returns the plugin's own message.
 func checkEntry(raw []byte) (*config.Config, string) {
 	cfg, err := config.Parse(raw, "")
 	if err == nil {
