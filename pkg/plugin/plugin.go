@@ -181,7 +181,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	defer at.close()
 	// Named in the failure line even when entering the namespace fails.
-	out := outcome{attrs: []any{"container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName}}
+	out := outcome{attrs: at.attachmentAttrs()}
 	err = at.netns.Do(func() error {
 		var err error
 		out, err = p.add(at)
@@ -201,7 +201,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 func (p *Plugin) add(at *attached) (outcome, error) {
 	obs, d, err := at.inspect()
 	if err != nil {
-		return outcome{attrs: []any{"container", at.args.ContainerID, "netns", at.args.Netns, "ifname", at.args.IfName}}, err
+		return outcome{attrs: at.attachmentAttrs()}, err
 	}
 	if d.Action != policy.Keep {
 		// The driver (a VF's, netkit) names the device in the line that
@@ -261,12 +261,16 @@ func (at *attached) corrected(final net.HardwareAddr) (json.RawMessage, error) {
 	return at.prev.WithMAC(at.args.IfName, at.args.Netns, at.inSandbox, macaddr.String(final))
 }
 
+// attachmentAttrs name the attachment in every log line of a command.
+func (inv *invocation) attachmentAttrs() []any {
+	return []any{"container", inv.args.ContainerID, "netns", inv.args.Netns, "ifname", inv.args.IfName}
+}
+
 func (inv *invocation) logAttrs(obs link.Observed, d policy.Decision) []any {
-	attrs := []any{
-		"container", inv.args.ContainerID, "netns", inv.args.Netns, "ifname", inv.args.IfName,
+	attrs := append(inv.attachmentAttrs(),
 		"device", obs.Describe(), "old", macaddr.String(obs.MAC), "new", macaddr.String(d.MAC),
 		"action", d.Action.String(), "reason", d.Reason,
-	}
+	)
 	if len(obs.PermMAC) > 0 {
 		// A VF or NIC's burned-in address tells an operator which
 		// hardware the pod got, whatever MAC it carries now.
@@ -522,8 +526,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 // the runtime retrying a teardown that cannot get better.
 func (p *Plugin) restore(inv *invocation, rec state.Record) {
 	args := inv.args
-	attrs := []any{"container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName,
-		"applied", rec.AppliedMAC, "original", rec.OriginalMAC}
+	attrs := append(inv.attachmentAttrs(), "applied", rec.AppliedMAC, "original", rec.OriginalMAC)
 	original, err := macaddr.Parse(rec.OriginalMAC)
 	if err != nil || macaddr.IsZero(original) {
 		inv.log.Info("DEL: no original MAC to restore", attrs...)
