@@ -96,7 +96,10 @@ build_etcd() {
 # used only if it forbids it too), and a containerd service this install
 # brought onto a systemd machine is disabled. No service that was there
 # before is stopped, disabled or restarted.
-deb_version() { dpkg-query -W -f '${db:Status-Status} ${Version}' "$1" 2>/dev/null | awk '$1 == "installed" {print $2}'; }
+# deb_version PKG: the installed version, or nothing. dpkg-query exits 1 for
+# a package dpkg has never heard of (a fresh machine): that is "not
+# installed", not a failure, so it must not end the script under pipefail.
+deb_version() { { dpkg-query -W -f '${db:Status-Status} ${Version}' "$1" 2>/dev/null || true; } | awk '$1 == "installed" {print $2}'; }
 build_containerd() {
 	: "${CONTAINERD_DEB_VERSION:?}" "${RUNC_DEB_VERSION:?}"
 	local need=() c had_containerd policy=/usr/sbin/policy-rc.d rc made_policy=0
