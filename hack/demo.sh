@@ -7,6 +7,8 @@
 # tools first. Everything is removed on exit, also on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/errexit.sh
+. hack/lib/errexit.sh
 
 MACGUARD=${MACGUARD_BIN:-$PWD/bin/macguard}
 MACGUARDCTL=${MACGUARDCTL_BIN:-$(dirname "$MACGUARD")/macguardctl}
@@ -30,6 +32,8 @@ cleanup() {
 	# namespaces (their devices go with them) and the files.
 	local a
 	for a in ${attached[@]+"${attached[@]}"}; do
+		# $a is "network netns": split into cni's two arguments on purpose.
+		# shellcheck disable=SC2086
 		cni del $a >/dev/null 2>&1 || true
 	done
 	for n in ${namespaces[@]+"${namespaces[@]}"}; do
@@ -90,6 +94,8 @@ field() { sed -n -E "s/.* $1=(\"([^\"\\\\]|\\\\.)*\"|[^ ]*).*/\1/p" <<<" $2" | s
 # shows only the result's entry for the pod interface.
 run_cni() {
 	local out rc=0 line
+	# $CAP_ARGS does expand (the single quotes are literal, inside "").
+	# shellcheck disable=SC2016
 	cmd "${CAP_ARGS:+CAP_ARGS='$CAP_ARGS' }cnitool $1 $2 /run/netns/$3"
 	out=$(cni "$@" 2>"$work/stderr") || rc=$?
 	while IFS= read -r line; do
@@ -174,6 +180,7 @@ cat >"$work/net.d/31-macvlan-alone.conflist" <<EOF
                  "ipam": { "type": "static", "addresses": [ { "address": "192.168.60.11/24" } ] } } ] }
 EOF
 newns "$tag-db-plain"
+# shellcheck disable=SC2016 # $CAP_ARGS does expand, as above
 cmd "${CAP_ARGS:+CAP_ARGS='$CAP_ARGS' }cnitool add macvlan-alone /run/netns/$tag-db-plain"
 cni add macvlan-alone "$tag-db-plain" >/dev/null
 attached+=("macvlan-alone $tag-db-plain")

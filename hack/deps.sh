@@ -2,15 +2,14 @@
 # deps.sh: everything a fresh machine needs before the suites run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/errexit.sh
+. hack/lib/errexit.sh
+# shellcheck source=lib/deb.sh
+. hack/lib/deb.sh
 go mod download
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
-	if [ "$(id -u)" = 0 ]; then
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-	else
-		echo "missing packages: ${need[*]} (run as root to install them)" >&2
-		exit 1
-	fi
+	echo "deps: installing from Debian: ${need[*]}" >&2
+	deb_install "${need[@]}"
 fi

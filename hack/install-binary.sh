@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # install-binary.sh SRC DST: copy atomically so a kubelet never runs a half-written file.
 set -euo pipefail
+# shellcheck source=lib/errexit.sh
+. "$(dirname "$0")/lib/errexit.sh"
 src=$1 dst=$2
 dir=$(dirname "$dst")
 mkdir -p "$dir"

@@ -9,8 +9,11 @@
 #
 # Versions come from the environment (hack/mk/k8s.mk sets them).
 set -euo pipefail
-
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/errexit.sh
+. "$here/../lib/errexit.sh"
+# shellcheck source=../lib/deb.sh
+. "$here/../lib/deb.sh"
 : "${K8S_CACHE:?}" "${K8S_VERSION:?}" "${MULTUS_VERSION:?}" "${CNI_PLUGINS_VERSION:?}" "${ETCD_DEB_VERSION:?}"
 GO=${GO:-go}
 K8S_CNI_PLUGINS=${K8S_CNI_PLUGINS:-main/loopback main/bridge main/macvlan main/host-device ipam/host-local}
@@ -67,7 +70,7 @@ build_plugins() {
 	for p in $K8S_CNI_PLUGINS; do pkgs+=("github.com/containernetworking/plugins/plugins/$p@$CNI_PLUGINS_VERSION"); done
 	rm -rf "$tmp"; mkdir -p "$tmp"
 	# `go install pkg@version` builds exactly that tag, outside any module.
-	(cd / && GOBIN="$tmp" GOFLAGS= CGO_ENABLED=0 "$GO" install -trimpath -ldflags '-s -w' "${pkgs[@]}")
+	(cd / && GOBIN="$tmp" GOFLAGS='' CGO_ENABLED=0 "$GO" install -trimpath -ldflags '-s -w' "${pkgs[@]}")
 	finish "$tmp" "$out"
 }
 
@@ -95,14 +98,12 @@ build_etcd() {
 # install a policy-rc.d forbids starting any service (one already there is
 # used only if it forbids it too), and a containerd service this install
 # brought onto a systemd machine is disabled. No service that was there
-# before is stopped, disabled or restarted.
-# deb_version PKG: the installed version, or nothing. dpkg-query exits 1 for
-# a package dpkg has never heard of (a fresh machine): that is "not
-# installed", not a failure, so it must not end the script under pipefail.
-deb_version() { { dpkg-query -W -f '${db:Status-Status} ${Version}' "$1" 2>/dev/null || true; } | awk '$1 == "installed" {print $2}'; }
+# before is stopped, disabled or restarted. POLICY_RC_D names another
+# policy file (test/freshmachine runs this step against a directory of its
+# own).
 build_containerd() {
 	: "${CONTAINERD_DEB_VERSION:?}" "${RUNC_DEB_VERSION:?}"
-	local need=() c had_containerd policy=/usr/sbin/policy-rc.d rc made_policy=0
+	local need=() c had_containerd policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d} rc made_policy=0
 	had_containerd=$(deb_version containerd)
 	[ "$had_containerd" = "$CONTAINERD_DEB_VERSION" ] || need+=("containerd=$CONTAINERD_DEB_VERSION")
 	[ "$(deb_version runc)" = "$RUNC_DEB_VERSION" ] || need+=("runc=$RUNC_DEB_VERSION")
@@ -111,7 +112,6 @@ build_containerd() {
 	done
 	[ ${#need[@]} = 0 ] && return 0
 	log "installing from Debian: ${need[*]}"
-	apt-get update -qq
 	if [ -e "$policy" ]; then
 		rc=0
 		"$policy" containerd start >/dev/null 2>&1 || rc=$?
@@ -126,7 +126,7 @@ build_containerd() {
 		# Also when the install fails or is interrupted.
 		trap 'if grep -q "hack/k8s/build.sh" "'"$policy"'" 2>/dev/null; then rm -f "'"$policy"'"; fi' EXIT
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades "${need[@]}" >/dev/null
+	deb_install "${need[@]}"
 	if [ $made_policy = 1 ]; then
 		rm -f "$policy"
 		trap - EXIT

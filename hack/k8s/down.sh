@@ -9,6 +9,8 @@
 # K8S_PURGE=1 also deletes $K8S_RUN (etcd's data, images, logs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/errexit.sh
+. "$here/../lib/errexit.sh"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 node_lock
@@ -56,7 +58,7 @@ done
 # Containers exit on SIGKILL at once; wait for them, so that what is left
 # below is only what never had a pidfile.
 if [ -d "$tasks" ]; then
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		alive=0
 		while IFS= read -r f; do
 			container_pid "$f" >/dev/null && alive=1
@@ -75,13 +77,13 @@ if [ -f "$PIDS/mntns" ] && [ "$(cat "$PIDS/boot_id" 2>/dev/null)" = "$(cat /proc
 	mntns=$(cat "$PIDS/mntns")
 	run=$(realpath "$K8S_RUN")
 	anchor=$(pid_of anchor || true)
-	for i in 1 2 3; do
+	for _ in 1 2 3; do
 		left=()
 		for d in /proc/[0-9]*; do
 			p=${d#/proc/}
 			[ "$p" != "$anchor" ] || continue
 			[ "$(stat -L -c %i "$d/ns/mnt" 2>/dev/null)" = "$mntns" ] || continue
-			if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF "$run" ||
+			if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -F "$run" >/dev/null ||
 				[[ $(readlink "$d/exe" 2>/dev/null) == "$run"/* ]]; then
 				left+=("$p")
 			fi
@@ -97,11 +99,11 @@ stop anchor 5
 # runc leaves the cgroups of containers it never deleted: remove those of
 # our containers (named by their IDs), deepest first.
 if [ -d "$tasks" ]; then
-	for id in $(find "$tasks" -mindepth 2 -maxdepth 2 -type d -printf '%f\n'); do
+	while IFS= read -r id; do
 		find /sys/fs/cgroup -mindepth 1 -maxdepth 4 -type d -name "$id" 2>/dev/null | sort -r | while IFS= read -r c; do
 			rmdir "$c" 2>/dev/null || true
 		done
-	done
+	done < <(find "$tasks" -mindepth 2 -maxdepth 2 -type d -printf '%f\n')
 	# containerd's state dir describes running tasks; none runs any more.
 	rm -rf "$tasks"
 fi

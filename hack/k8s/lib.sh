@@ -1,3 +1,6 @@
+# shellcheck shell=bash
+# The variables below are for the scripts that source this file.
+# shellcheck disable=SC2034
 # Shared by hack/k8s/{up,down,node}.sh: where the one-node cluster keeps
 # its state and how its processes are entered, started and stopped.
 #
@@ -135,6 +138,8 @@ start() {
 	# The command, for hack/k8s/node.sh restart.
 	printf '%q ' "$@" >"$PIDS/$name.cmd"
 	rm -f "$PIDS/$name.pid"
+	# $$ and "$@" are the inner bash's, hence the single quotes.
+	# shellcheck disable=SC2016
 	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDS/$name.pid" \
 		nsenter --mount="/proc/$a/ns/mnt" --net="/run/netns/$NODE_NETNS" -- "$@" \
 		</dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
@@ -166,7 +171,7 @@ stop_pid() {
 	done
 	log "$what (pid $p) did not stop on TERM; killing it"
 	kill -KILL "$p" 2>/dev/null || true
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		[ -d "/proc/$p" ] || return 0
 		[ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] && return 0
 		sleep 0.1

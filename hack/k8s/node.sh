@@ -8,6 +8,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 K8S_CACHE=${K8S_CACHE:-$(cd "$here/../.." && pwd)/.cache/k8s}
+# shellcheck source=../lib/errexit.sh
+. "$here/../lib/errexit.sh"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 

@@ -8,6 +8,8 @@
 # and each pod's network namespace through /proc/<pid>/ns/net).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/errexit.sh
+. "$here/../lib/errexit.sh"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 node_lock
@@ -22,7 +24,8 @@ node_up() {
 # teardown: take down the node this run brought up, and check that it is
 # gone: its network namespace, and every process of its pidfiles (ours and
 # containerd's), as they were just before. A failed or incomplete teardown
-# fails the run.
+# fails the run. (Run by the EXIT trap, which shellcheck does not follow.)
+# shellcheck disable=SC2317
 teardown() {
 	local rc=$? f p st recorded=() left=()
 	for f in "$PIDS"/*.pid $(find "$CTRD/state/io.containerd.runtime.v2.task" -name '*.pid' 2>/dev/null); do
@@ -48,9 +51,8 @@ teardown() {
 		log "FAILED: still running after k8s-down: $(for p in "${left[@]}"; do printf '%s(%s) ' "$p" "$(cat "/proc/$p/comm" 2>/dev/null)"; done)"
 		rc=1
 	fi
-	exit $rc
+	exit "$rc"
 }
-started=0
 if node_up; then
 	log "using the running node ($K8S_ENV_FILE); it stays up"
 	# make image may have rebuilt the archive since the node imported it:
@@ -58,7 +60,6 @@ if node_up; then
 	# the image the test compares with.
 	ctr --address "$CTRD_SOCK" -n k8s.io images import "$MACGUARD_IMAGE_ARCHIVE" >/dev/null
 else
-	started=1
 	trap teardown EXIT
 	"$here/up.sh"
 fi

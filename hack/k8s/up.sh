@@ -8,6 +8,10 @@
 # first. On failure the node is taken down again unless K8S_KEEP_FAILED=1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=../lib/errexit.sh
+. "$here/../lib/errexit.sh"
+# shellcheck source=../lib/deb.sh
+. "$here/../lib/deb.sh"
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 node_lock
@@ -31,12 +35,12 @@ done
 : "${CONTAINERD_DEB_VERSION:?}" "${RUNC_DEB_VERSION:?}"
 for pv in "containerd $CONTAINERD_DEB_VERSION containerd containerd-shim-runc-v2 ctr" "runc $RUNC_DEB_VERSION runc"; do
 	read -r pkg want cmds <<<"$pv"
-	have=$(dpkg-query -W -f '${db:Status-Status} ${Version}' "$pkg" 2>/dev/null | awk '$1 == "installed" {print $2}' || true)
+	have=$(deb_version "$pkg")
 	[ "$have" = "$want" ] ||
 		die "Debian's $pkg is ${have:+at $have}${have:-not installed}; the node needs $pkg $want (hack/mk/k8s.mk; make k8s-deps installs it)"
 	for c in $cmds; do
 		p=$(readlink -f "$(command -v "$c")")
-		dpkg -S "$p" 2>/dev/null | grep -q "^$pkg: " ||
+		dpkg -S "$p" 2>/dev/null | grep "^$pkg: " >/dev/null ||
 			die "$c on PATH is $p, not the one of Debian's $pkg $want"
 	done
 done
@@ -99,7 +103,7 @@ ovl=$K8S_RUN/ns-overlays
 mkdir -p "$ovl"
 ns="set -e; mount -t tmpfs -o mode=755 mgk8s-overlays '$ovl'; "
 for p in $NS_OVERLAYS; do
-	[ -d "$p" ] && [ ! -L "$p" ] || die "$p is not a directory on this machine; the node's mount namespace overlays it"
+	if [ ! -d "$p" ] || [ -L "$p" ]; then die "$p is not a directory on this machine; the node's mount namespace overlays it"; fi
 	n=${p#/}
 	n=${n//\//-}
 	ns+="mkdir -p '$ovl/$n/upper' '$ovl/$n/work'; "
@@ -119,6 +123,8 @@ done
 # The anchor holds the mount namespace open; every daemon enters it. Its
 # mounts are private: none propagates to the machine.
 mkdir -p "$PIDS"
+# $$ and "$2" are the inner bash's, hence the single quotes.
+# shellcheck disable=SC2016
 setsid bash -c 'echo $$ >"$1"; exec unshare --mount --propagation private -- bash -c "$2"' _ \
 	"$PIDS/anchor.pid" "$ns exec sleep infinity" \
 	</dev/null >"$LOGS/anchor.log" 2>&1 9>&- &
@@ -330,7 +336,7 @@ start kubelet "$KUBE_BIN/kubelet" --config "$K8S_RUN/kubelet-config.yaml" \
 	--kubeconfig "$K8S_RUN/kubelet.kubeconfig" --root-dir /var/lib/kubelet \
 	--cert-dir "$K8S_RUN/kubelet/pki" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
 node_ready() {
-	kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -qx True
+	kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -x True >/dev/null
 }
 wait_for "node $NODE_NAME" 180 node_ready
 

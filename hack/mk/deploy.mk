@@ -51,12 +51,12 @@ $(KUSTOMIZE):
 	cd / && GOBIN=$(dir $@) GOFLAGS= $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 
 # skopeo reads the archive independently of go-containerregistry; installed
-# from Debian when missing (as root), otherwise that part of the test is
-# skipped with a note.
+# from Debian when missing (as root, hack/lib/deb.sh), otherwise that part
+# of the test is skipped with a note.
 deploy-deps: $(KUSTOMIZE)
 	@if ! command -v skopeo >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo >/dev/null; \
+			bash -c '. hack/lib/errexit.sh; . hack/lib/deb.sh; deb_install skopeo' deploy-deps; \
 		else \
 			echo "skopeo not installed and not root: the image test skips its independent read"; \
 		fi; \

@@ -11,6 +11,8 @@
 #     vm      build kernel + initramfs, boot, run both suites; nothing may skip
 #     tools   only build the binaries the suite needs into $VMTEST_CACHE/bin
 #     kernel  only resolve, download and unpack the kernel
+#     packages  only install the Debian packages the VM run needs (QEMU,
+#             busybox, the decompressors, kmod) where missing
 #
 # Environment (all optional):
 #   VMTEST_KERNEL_DEB   path to a linux-image .deb to boot instead of the newest
@@ -24,8 +26,11 @@
 #   MACGUARD_BIN        plugin binary to test (default: `make build`, bin/macguard)
 #   MACGUARDCTL_BIN     macguardctl to test (default: the one next to MACGUARD_BIN)
 set -euo pipefail
-
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../lib/errexit.sh
+. "$ROOT/hack/lib/errexit.sh"
+# shellcheck source=../lib/deb.sh
+. "$ROOT/hack/lib/deb.sh"
 CACHE=${VMTEST_CACHE:-$ROOT/.cache/vmtest}
 BIN=$CACHE/bin
 TIMEOUT=${VMTEST_TIMEOUT:-300}
@@ -65,8 +70,6 @@ fi
 
 # ---------------------------------------------------------------- packages
 
-pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
-
 # apt_update refreshes the package lists unless they were refreshed in the
 # last hour: the newest kernel can only be found with fresh lists, but
 # paying for an update on every run is not needed.
@@ -84,13 +87,13 @@ ensure_packages() {
 	# zstd: kernels that ship .ko.zst modules (add_module) need it; Debian's
 	# 6.12 uses .ko.xz, but VMTEST_KERNEL_DEB may name any kernel.
 	local want=(qemu-system-x86 busybox-static xz-utils zstd kmod) missing=() p
-	for p in "${want[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+	for p in "${want[@]}"; do deb_installed "$p" || missing+=("$p"); done
 	[ ${#missing[@]} -eq 0 ] && return 0
-	[ "$(id -u)" = 0 ] || die "missing Debian packages: ${missing[*]} (run as root to install them)"
 	log "installing ${missing[*]}"
-	# Force the update: the lists may be fresh but predate these packages.
-	apt-get update -qq && touch "$CACHE/apt-updated"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# deb_install updates the lists first: they may be fresh but predate
+	# these packages.
+	deb_install "${missing[@]}"
+	touch "$CACHE/apt-updated"
 }
 
 # ---------------------------------------------------------------- kernel
@@ -109,23 +112,24 @@ resolve_kernel_deb() {
 		log "could not refresh the package lists; trying the cache"
 	fi
 	if [ -z "$pkg" ]; then
-		pkg=$(apt-cache search --names-only "$KERNEL_PATTERN" | awk '{print $1}' | sort -V | tail -1)
+		# A failing apt-cache is the offline case below, not a stop.
+		pkg=$( { apt-cache search --names-only "$KERNEL_PATTERN" || true; } | awk '{print $1}' | sort -V | tail -1)
 	fi
 	if [ -z "$pkg" ]; then
 		# Offline, or the archive moved on: a cached kernel still tests.
-		cached=$(ls "$debs"/linux-image-6.12.*+deb12-cloud-amd64-unsigned_*.deb 2>/dev/null | sort -V | tail -1 || true)
+		cached=$(find "$debs" -maxdepth 1 -name 'linux-image-6.12.*+deb12-cloud-amd64-unsigned_*.deb' | sort -V | tail -1)
 		[ -n "$cached" ] || die "no package matches $KERNEL_PATTERN (apt-get update?) and none is cached in $debs"
 		log "no kernel package found by apt; using cached $(basename "$cached")"
 		echo "$cached"
 		return
 	fi
-	cached=$(ls "$debs/${pkg}"_*.deb 2>/dev/null | sort -V | tail -1 || true)
+	cached=$(find "$debs" -maxdepth 1 -name "${pkg}_*.deb" | sort -V | tail -1)
 	if [ -z "$cached" ]; then
 		log "downloading $pkg"
 		# apt-get download drops privileges to _apt, which cannot write
 		# the cache; the warning about downloading as root is expected.
-		(cd "$debs" && apt-get download -q "$pkg" 2>&1 | grep -v 'unsandboxed as root' >&2 || true)
-		cached=$(ls "$debs/${pkg}"_*.deb 2>/dev/null | sort -V | tail -1 || true)
+		(cd "$debs" && { apt-get download -q "$pkg" 2>&1 | grep -v 'unsandboxed as root' >&2 || true; })
+		cached=$(find "$debs" -maxdepth 1 -name "${pkg}_*.deb" | sort -V | tail -1)
 		[ -n "$cached" ] || die "apt-get download $pkg produced no .deb in $debs"
 		# Keep one kernel: older ones leave the archive anyway.
 		find "$debs" -maxdepth 1 -name 'linux-image-*.deb' ! -name "$(basename "$cached")" -delete
@@ -166,7 +170,7 @@ add_module() {
 # $CACHE/kernel/<deb>/ with vmlinuz, modules/*.ko and modules/load.order,
 # and sets KDIR.
 prepare_kernel() {
-	local deb=$1 tmp mods rel
+	local deb=$1 tmp mods rel found
 	KDIR=$CACHE/kernel/$(basename "$deb" .deb)
 	# Keep one unpacked kernel, like one .deb.
 	find "$CACHE/kernel" -mindepth 1 -maxdepth 1 ! -path "$KDIR" -exec rm -rf {} + 2>/dev/null || true
@@ -177,8 +181,12 @@ prepare_kernel() {
 	rm -rf "$KDIR" && mkdir -p "$KDIR/modules"
 	tmp=$(mktemp -d "$CACHE/unpack.XXXXXX")
 	dpkg-deb -x "$deb" "$tmp"
-	cp "$(ls "$tmp"/boot/vmlinuz-* | head -1)" "$KDIR/vmlinuz" || die "no boot/vmlinuz-* in $deb"
-	mods=$(ls -d "$tmp"/lib/modules/* | head -1)
+	found=("$tmp"/boot/vmlinuz-*)
+	[ -f "${found[0]}" ] || die "no boot/vmlinuz-* in $deb"
+	cp "${found[0]}" "$KDIR/vmlinuz"
+	found=("$tmp"/lib/modules/*)
+	[ -d "${found[0]}" ] || die "no lib/modules/* in $deb"
+	mods=${found[0]}
 	rel=$(basename "$mods")
 	echo "$rel" >"$KDIR/release"
 	grep -q '^CONFIG_NETKIT=y' "$tmp/boot/config-$rel" ||
@@ -253,6 +261,9 @@ build_initramfs() {
 	# the markers instead of being killed silently; each suite gets an
 	# equal share, so a hang in the first leaves the second its time.
 	budget=$(( TIMEOUT > 90 ? TIMEOUT - 30 : TIMEOUT * 2 / 3 ))
+	# sed quotes VMTEST_RUN for the guest's sh; ${VMTEST_RUN//...} would
+	# need the same escapes inside this here-document, less readably.
+	# shellcheck disable=SC2001
 	cat >"$stage/vmtest/env" <<-EOF
 		export MACGUARD_VM=1
 		export MACGUARD_BIN=/opt/cni/bin/macguard
@@ -371,6 +382,7 @@ main() {
 		run_vm
 		;;
 	tools) build_tools ;;
+	packages) ensure_packages ;;
 	kernel)
 		local deb
 		ensure_packages
@@ -378,7 +390,7 @@ main() {
 		prepare_kernel "$deb"
 		log "kernel $(cat "$KDIR/release") in $KDIR"
 		;;
-	*) die "unknown command $what (want all, host, vm, tools or kernel)" ;;
+	*) die "unknown command $what (want all, host, vm, tools, kernel or packages)" ;;
 	esac
 	log "$what took $((SECONDS - start))s"
 }
