@@ -31,7 +31,7 @@ help:
 	@echo "make build      build bin/macguard (the CNI plugin) and bin/macguardctl (the operator's tool), static"
 	@echo "make install    install bin/macguard into CNI_BIN_DIR ($(CNI_BIN_DIR)) and bin/macguardctl into INSTALL_BIN_DIR ($(INSTALL_BIN_DIR)), atomically"
 	@echo "make test       every test suite (installs what it needs; run as root)"
-	@echo "make lint       gofmt, go vet and golangci-lint $(GOLANGCI_LINT_VERSION) (.golangci.yml)"
+	@echo "make lint       gofmt, go vet, golangci-lint $(GOLANGCI_LINT_VERSION) (.golangci.yml) and shellcheck $(SHELLCHECK_DEB_VERSION) (Debian's; installed as root if missing)"
 
 build: $(BIN_DIR)/macguard $(BIN_DIR)/macguardctl
 
@@ -64,6 +64,11 @@ $(GOLANGCI_LINT):
 	@mkdir -p $(dir $@)
 	cd / && GOBIN=$(dir $@) GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
+# shellcheck from Debian (bookworm's), pinned: hack/lint-shell.sh installs
+# it when missing or at another version (root), checks the binary, and runs
+# it over every shell script git knows, new ones included.
+SHELLCHECK_DEB_VERSION := 0.9.0-1
+
 # gofmt over every Go file git knows (tracked or not ignored) first: it
 # names the files to fix, faster than the linter.
 lint: $(GOLANGCI_LINT)
@@ -71,6 +76,7 @@ lint: $(GOLANGCI_LINT)
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
+	SHELLCHECK_DEB_VERSION=$(SHELLCHECK_DEB_VERSION) hack/lint-shell.sh
 
 test: deps lint build
 	@for t in $(TEST_TARGETS); do echo "=== make $$t"; $(MAKE) --no-print-directory $$t; done
