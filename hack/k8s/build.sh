@@ -108,7 +108,7 @@ build_containerd() {
 	[ "$had_containerd" = "$CONTAINERD_DEB_VERSION" ] || need+=("containerd=$CONTAINERD_DEB_VERSION")
 	[ "$(deb_version runc)" = "$RUNC_DEB_VERSION" ] || need+=("runc=$RUNC_DEB_VERSION")
 	for c in openssl:openssl ip:iproute2 nsenter:util-linux unshare:util-linux setsid:util-linux; do
-		command -v "${c%%:*}" >/dev/null || need+=("${c#*:}")
+		command -v "${c%%:*}" >/dev/null || [[ " ${need[*]} " == *" ${c#*:} "* ]] || need+=("${c#*:}")
 	done
 	[ ${#need[@]} = 0 ] && return 0
 	log "installing from Debian: ${need[*]}"
