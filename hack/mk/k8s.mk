@@ -31,9 +31,8 @@ K8S_ENV_FILE         := $(K8S_CACHE)/env
 K8S_PAUSE_IMAGE      := localhost/macguard-k8s/pause:v1
 K8S_PAUSE_ARCHIVE    := $(K8S_CACHE)/images/pause.oci.tar
 K8S_RUN_TESTS        ?=
-# The operator tool: bin/macguardctl once the plugin and its tool are split,
-# bin/macguard (which has the same `mac` command) before.
-K8S_MACGUARDCTL       = $(CURDIR)/$(BIN_DIR)/$(if $(wildcard cmd/macguardctl),macguardctl,macguard)
+# The operator's tool (the suite predicts MACs with its `mac` command).
+K8S_MACGUARDCTL       = $(CURDIR)/$(BIN_DIR)/macguardctl
 
 K8S_ENV = K8S_CACHE=$(K8S_CACHE) K8S_VERSION=$(K8S_VERSION) MULTUS_VERSION=$(K8S_MULTUS_VERSION) \
 	CNI_PLUGINS_VERSION=$(K8S_CNI_VERSION) K8S_CNI_PLUGINS='$(K8S_CNI_PLUGINS)' \

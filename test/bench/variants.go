@@ -38,7 +38,7 @@ type expectation int
 const (
 	expectAny       expectation = iota // whatever the main plugin chose
 	expectRequested                    // the MAC in runtimeConfig.mac
-	expectDerived                      // macguard's derived MAC (checked against `macguard mac`)
+	expectDerived                      // macguard's derived MAC (pkg/macaddr, what `macguardctl mac` prints)
 	// expectUnchanged: the MAC the main plugin reported, i.e. the chained
 	// plugin changed nothing. A pass-through that rewrote the MAC would
 	// pass expectAny and be timed as if it had done nothing.
