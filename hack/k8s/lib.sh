@@ -102,8 +102,10 @@ die() {
 
 # starttime PID: the process's start time (in clock ticks since boot),
 # which together with the PID names one process: a PID reused by another
-# process after a crash or a reboot does not match.
-starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+# process after a crash or a reboot does not match. Nothing (and success)
+# for a process that is gone: callers test for the empty string, which an
+# assignment failing under set -e would never let them do.
+starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null || true; }
 
 # pid_of NAME: the PID in our pidfile NAME, if that very process is alive.
 pid_of() {

@@ -138,10 +138,12 @@ resolve_kernel_deb() {
 }
 
 # module_file finds a module's file by name; module names and file names
-# may differ in '-' versus '_'.
+# may differ in '-' versus '_'. Nothing when there is none (the caller
+# says so): neither find nor a find that head -1 cut short (SIGPIPE under
+# pipefail) may end the script first.
 module_file() {
 	local mods=$1 name=$2
-	find "$mods" -name "${name}.ko*" -o -name "${name//_/-}.ko*" -o -name "${name//-/_}.ko*" | head -1
+	{ find "$mods" -name "${name}.ko*" -o -name "${name//_/-}.ko*" -o -name "${name//-/_}.ko*" || true; } | head -1 || true
 }
 
 # add_module appends name and, first, its dependencies (modinfo depends) to
