@@ -5,7 +5,8 @@
 # a sh/bash shebang (.ci/run, hack/vmtest/init). New scripts are picked up
 # without being listed. Installs or re-pins the package first when needed
 # (root). An exception is a `# shellcheck disable=SCxxxx` in place, with
-# its reason on the line above.
+# its reason on the line above. Then every script that turns on errexit
+# must source hack/lib/errexit.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/errexit.sh
@@ -38,3 +39,17 @@ done < <(git ls-files -z -co --exclude-standard)
 echo "shellcheck $got: ${#scripts[@]} scripts" >&2
 # -x -P SCRIPTDIR: follow `source=` directives, relative to each script.
 shellcheck -x -P SCRIPTDIR "${scripts[@]}"
+
+# A script that turns errexit on must say why it stops: it sources
+# hack/lib/errexit.sh (its ERR trap names the file, line and command).
+silent=()
+for f in "${scripts[@]}"; do
+	[ "$f" = hack/lib/errexit.sh ] && continue
+	if grep -Eq '^[[:space:]]*set -[a-zA-Z]*e' "$f" && ! grep -Eq '^[[:space:]]*(\.|source) .*lib/errexit\.sh' "$f"; then
+		silent+=("$f")
+	fi
+done
+if [ ${#silent[@]} != 0 ]; then
+	printf 'lint-shell: %s uses set -e but does not source hack/lib/errexit.sh, so a stop would say nothing\n' "${silent[@]}" >&2
+	exit 1
+fi
