@@ -56,16 +56,5 @@ func (f *Files) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 
 // Run reloads every interval until ctx ends.
 func (f *Files) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := f.Load(); err != nil {
-				f.Log.Error("reloading the serving certificate failed; serving the last good one", "err", err)
-			}
-		}
-	}
+	every(ctx, interval, f.Log, "reloading the serving certificate failed; serving the last good one", func(context.Context) error { return f.Load() })
 }

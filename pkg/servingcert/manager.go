@@ -109,6 +109,11 @@ func (m *Manager) Sync(ctx context.Context) error {
 // Run syncs every interval until ctx ends, logging failures (the last good
 // certificate keeps serving).
 func (m *Manager) Run(ctx context.Context, interval time.Duration) {
+	every(ctx, interval, m.Log, "certificate sync failed; serving the last good certificate", m.Sync)
+}
+
+// every calls f every interval until ctx ends and logs its errors.
+func every(ctx context.Context, interval time.Duration, log *slog.Logger, msg string, f func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -116,8 +121,8 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := m.Sync(ctx); err != nil {
-				m.Log.Error("certificate sync failed; serving the last good certificate", "err", err)
+			if err := f(ctx); err != nil {
+				log.Error(msg, "err", err)
 			}
 		}
 	}

@@ -11,32 +11,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 
 	"github.com/macguard-cni/macguard/pkg/servingcert"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRunCertDir runs the command as cert-manager's component deploys it
 // (--cert-dir) on loopback, sends a review over TLS verified against the
@@ -60,10 +43,10 @@ func TestRunCertDir(t *testing.T) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr syncBuffer
+	var stderr testutil.LockedBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"--cert-dir", dir, "--listen", addr, "--salt", "cluster-a"}, &syncBuffer{}, &stderr)
+		done <- run(ctx, []string{"--cert-dir", dir, "--listen", addr, "--salt", "cluster-a"}, &testutil.LockedBuffer{}, &stderr)
 	}()
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(st.Bundle())
