@@ -31,6 +31,13 @@ Certificates: by default macguardctl keeps a CA and serving certificate in
 it serves tls.crt/tls.key from a directory kept by someone else (cert-manager).
 `
 
+// The names deploy/components/webhook uses (deploy's tests hold them
+// together).
+const (
+	DefaultSecretName = "macguard-webhook-cert"
+	DefaultConfigName = "macguard-webhook"
+)
+
 // Main runs "macguardctl webhook" until SIGTERM or SIGINT.
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -48,7 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	exclude := fs.String("exclude-namespaces", "kube-system", "comma-separated namespaces never mutated (behind the configuration's namespaceSelector)")
 	secret := fs.String("cert-secret", "", "NAMESPACE/NAME of the Secret holding the CA and serving certificate (default: $POD_NAMESPACE/macguard-webhook-cert)")
 	certDir := fs.String("cert-dir", "", "serve tls.crt and tls.key from this directory instead (cert-manager)")
-	webhookConfig := fs.String("webhook-config", "macguard-webhook", "MutatingWebhookConfiguration to write the caBundle into (self-managed certificates only)")
+	webhookConfig := fs.String("webhook-config", DefaultConfigName, "MutatingWebhookConfiguration to write the caBundle into (self-managed certificates only)")
 	service := fs.String("service", "", "the Service's DNS name in the certificate (default: macguard-webhook.$POD_NAMESPACE.svc)")
 	certValidity := fs.Duration("cert-validity", 365*24*time.Hour, "serving certificate lifetime (renewed with a third left)")
 	caValidity := fs.Duration("ca-validity", 10*365*24*time.Hour, "CA lifetime (a new CA is announced with a third left)")
@@ -91,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if podNS == "" {
 				return fail("give --cert-secret NAMESPACE/NAME (or set POD_NAMESPACE), or --cert-dir")
 			}
-			*secret = podNS + "/macguard-webhook-cert"
+			*secret = podNS + "/" + DefaultSecretName
 		}
 		ns, name, ok := strings.Cut(*secret, "/")
 		if !ok || ns == "" || name == "" {
