@@ -77,7 +77,7 @@ func run(bin string, rate float64, n int, maxTime time.Duration, out string) err
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 	st, _, err := servingcert.Step(servingcert.State{}, servingcert.Params{DNSNames: []string{"localhost"},
 		CAValidity: time.Hour, CertValidity: time.Hour, Grace: time.Minute}, time.Now())
 	if err != nil {
@@ -116,7 +116,7 @@ func run(bin string, rate float64, n int, maxTime time.Duration, out string) err
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, err := io.ReadAll(resp.Body)
 		if err != nil {
 			return err
