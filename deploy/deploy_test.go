@@ -91,6 +91,10 @@ func splitDocs(data []byte) [][]byte {
 	return out
 }
 
+// patchDelete is the directive line of a strategic-merge patch that
+// deletes the object.
+var patchDelete = regexp.MustCompile(`(?m)^\$patch: delete\s*$`)
+
 // objects is every object of a manifest stream, decoded by kind.
 type objects struct {
 	namespaces []corev1.Namespace
@@ -100,17 +104,20 @@ type objects struct {
 	nads       []nad
 	roles      []rbacv1.ClusterRole
 	bindings   []rbacv1.ClusterRoleBinding
+	webhook    webhookObjects
 }
 
 // count is how many objects there are, of every kind.
 func (o objects) count() int {
-	return len(o.namespaces) + len(o.accounts) + len(o.daemonSets) + len(o.pods) + len(o.nads) + len(o.roles) + len(o.bindings)
+	return len(o.namespaces) + len(o.accounts) + len(o.daemonSets) + len(o.pods) + len(o.nads) + len(o.roles) + len(o.bindings) + o.webhook.count()
 }
 
 func decodeAll(t *testing.T, name string, data []byte) objects {
 	t.Helper()
 	var o objects
 	for i, doc := range splitDocs(data) {
+		// A kustomize patch that deletes an object names it and nothing else.
+		doc = patchDelete.ReplaceAll(doc, nil)
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
 			t.Fatalf("%s doc %d: %v", name, i, err)
@@ -146,7 +153,10 @@ func decodeAll(t *testing.T, name string, data []byte) objects {
 			err = decodeStrict(doc, &x)
 			o.nads = append(o.nads, x)
 		default:
-			err = fmt.Errorf("unexpected object %s %s", tm.APIVersion, tm.Kind)
+			var ok bool
+			if ok, err = o.webhook.decode(tm, doc); !ok {
+				err = fmt.Errorf("unexpected object %s %s", tm.APIVersion, tm.Kind)
+			}
 		}
 		if err != nil {
 			t.Errorf("%s doc %d (%s): %v", name, i, tm.Kind, err)

@@ -68,7 +68,7 @@ test-deploy: deploy-deps image
 		$(GO) test -count=1 ./deploy/... ./hack/image/...
 
 manifests:
-	sed -i -E 's|(image: $(IMAGE_REPO)):[^[:space:]]+|\1:$(VERSION)|' deploy/base/daemonset.yaml
+	sed -i -E 's|(image: $(IMAGE_REPO)):[^[:space:]]+|\1:$(VERSION)|' deploy/base/daemonset.yaml deploy/components/webhook/webhook.yaml
 	sed -i -E 's|^(    newTag: ).*|\1$(VERSION)|' deploy/base/kustomization.yaml
 	sed -i -E 's|^ARG VERSION=.*|ARG VERSION=$(VERSION)|' Dockerfile
 

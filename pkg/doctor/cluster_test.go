@@ -44,7 +44,8 @@ func dynamicClient(t *testing.T, core []runtime.Object, nads ...*unstructured.Un
 		t.Fatal(err)
 	}
 	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
-		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList"}, core...)
+		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList",
+			vmResource: "VirtualMachineList", mwcResource: "MutatingWebhookConfigurationList"}, core...)
 	for _, o := range nads {
 		if err := dc.Tracker().Create(NADResource, o, o.GetNamespace()); err != nil {
 			t.Fatal(err)

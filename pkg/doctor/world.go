@@ -205,6 +205,15 @@ type Cluster struct {
 	// NADErr is why NetworkAttachmentDefinitions could not be listed
 	// (e.g. the CRD is not installed).
 	NADErr string `json:"nadErr,omitempty"`
+	// VMs are KubeVirt's VirtualMachines (none without KubeVirt); VMErr
+	// is why they could not be listed.
+	VMs   []ClusterVM `json:"vms,omitempty"`
+	VMErr string      `json:"vmErr,omitempty"`
+	// MACWebhooks names every mutating webhook ("configuration/webhook"),
+	// to find the ones that assign VM MACs; WebhookErr is why they could
+	// not be listed.
+	MACWebhooks []string `json:"macWebhooks,omitempty"`
+	WebhookErr  string   `json:"webhookErr,omitempty"`
 }
 
 // ClusterPod is the part of a pod the checks read.
