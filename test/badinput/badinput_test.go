@@ -61,9 +61,9 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	for _, rec := range []struct{ cid, applied string }{{containerID, f.mac}, {"other", "0a:58:00:00:00:02"}} {
-		data := fmt.Sprintf(`{"version":1,"containerID":%q,"ifName":"eth0","netns":%q,"originalMAC":%q,"appliedMAC":%q,"created":"2026-01-01T00:00:00Z"}`,
+		data := fmt.Sprintf(`{"version":2,"network":"badinput","containerID":%q,"ifName":"eth0","netns":%q,"originalMAC":%q,"appliedMAC":%q,"created":"2026-01-01T00:00:00Z"}`,
 			rec.cid, pod.NS.Path(), seededOriginal, rec.applied)
-		if err := os.WriteFile(filepath.Join(f.dataDir, "eth0@"+rec.cid+".json"), []byte(data), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(f.dataDir, testutil.RecordName("badinput", rec.cid, "eth0")), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
+	"github.com/macguard-cni/macguard/pkg/atomicfile"
 	"github.com/macguard-cni/macguard/pkg/state"
 )
 
@@ -56,11 +57,11 @@ func TestStateFilesPrivate(t *testing.T) {
 		t.Fatalf("ADD: %v", o.Err)
 	}
 	want := map[string]os.FileMode{
-		filepath.Dir(filepath.Dir(w.dataDir)):    os.ModeDir | 0o700,
-		filepath.Dir(w.dataDir):                  os.ModeDir | 0o700,
-		w.dataDir:                                os.ModeDir | 0o700,
-		filepath.Join(w.dataDir, ".lock"):        0o600,
-		filepath.Join(w.dataDir, "eth0@c1.json"): 0o600,
+		filepath.Dir(filepath.Dir(w.dataDir)): os.ModeDir | 0o700,
+		filepath.Dir(w.dataDir):               os.ModeDir | 0o700,
+		w.dataDir:                             os.ModeDir | 0o700,
+		filepath.Join(w.dataDir, ".lock"):     0o600,
+		filepath.Join(w.dataDir, testutil.RecordName("reliability", "c1", "eth0")): 0o600,
 	}
 	for path, mode := range want {
 		if got := perm(t, path); got != mode {
@@ -137,7 +138,7 @@ func TestStateWrittenAtomically(t *testing.T) {
 	if err := os.MkdirAll(w.dataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	const record = "eth0@c1.json"
+	record := testutil.RecordName("reliability", cid, "eth0")
 	// The second ADD asks for another MAC, so the record is rewritten (an
 	// ADD that finds the MAC already right writes nothing).
 	for _, run := range []struct{ name, fields string }{{"first ADD", ""}, {"ADD rewriting the record", `"mac":"0a:58:00:00:00:77"`}} {
@@ -154,7 +155,7 @@ func TestStateWrittenAtomically(t *testing.T) {
 			case e.name == record:
 				t.Errorf("%s: record changed in place: %v", run.name, e)
 			case e.name == ".lock":
-			case strings.HasPrefix(e.name, "."+record+".tmp"):
+			case strings.HasPrefix(e.name, "."+record+atomicfile.Marker):
 				wroteTemp = wroteTemp || e.mask&unix.IN_MODIFY != 0
 			default:
 				t.Errorf("%s: unexpected change: %v", run.name, e)
@@ -163,7 +164,7 @@ func TestStateWrittenAtomically(t *testing.T) {
 		if !renamedIn || !wroteTemp {
 			t.Fatalf("%s: want data written to a dot temp file and renamed onto %s; saw %v", run.name, record, events)
 		}
-		if _, found, err := state.New(w.dataDir).Load(state.Key{ContainerID: cid, IfName: "eth0"}); !found || err != nil {
+		if _, found, err := state.New(w.dataDir).Load(state.Key{Network: "reliability", ContainerID: cid, IfName: "eth0"}); !found || err != nil {
 			t.Fatalf("%s: record unreadable after the rename: %v", run.name, err)
 		}
 	}
