@@ -442,7 +442,7 @@ func (a *analysis) records() {
 				}
 			}
 		}
-		st := RecordState{File: rec.File, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
+		st := RecordState{File: rec.File, Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
 		base := Finding{Section: SectionRecords, File: rec.File}
 		switch {
 		case rec.Err != "":

@@ -152,7 +152,9 @@ type FileError struct {
 
 // Record is one of macguard's records and what became of its attachment.
 type Record struct {
-	File        string `json:"file"`
+	File string `json:"file"`
+	// Network is the record's network ("name" of its configuration).
+	Network     string `json:"network,omitempty"`
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Netns       string `json:"netns,omitempty"`
