@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -337,6 +338,12 @@ func (p *Plugin) lockAttachment(at *attached) (lockedStore, error) {
 	unlock, err := store.Lock(false)
 	if err != nil {
 		store.Close()
+		if errors.Is(err, pathpolicy.ErrRefused) {
+			// A symlink, FIFO or pseudo-filesystem on the way: the
+			// config's fault, found before anything was changed.
+			return lockedStore{}, newError(types.ErrInvalidNetworkConfig, "%v (dataDir must lie beneath %s with no symlink in its path; nothing was changed)",
+				err, strings.Join(p.Roots.Data, ", "))
+		}
 		return lockedStore{}, stateErr(err)
 	}
 	unlockAtt, err := store.LockAttachment(at.key())
@@ -581,6 +588,9 @@ func (p *Plugin) openExistingStore(inv *invocation, cmd string, exclusive bool) 
 		store.Close()
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, nil
+		}
+		if errors.Is(err, pathpolicy.ErrRefused) {
+			return warn("dataDir refused; nothing to do", err)
 		}
 		return warn("dataDir cannot be opened; nothing to do", err)
 	}

@@ -564,7 +564,7 @@ func checkMAC(field, s string, zeroOK bool) error {
 		return nil
 	}
 	mac, err := macaddr.Parse(s)
-	if err == nil && !(zeroOK && macaddr.IsZero(mac)) {
+	if err == nil && (!zeroOK || !macaddr.IsZero(mac)) {
 		err = macaddr.CheckAssignable(mac)
 	}
 	if err != nil {
