@@ -8,6 +8,7 @@ package testutil
 
 import (
 	"os"
+	"testing"
 
 	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 )
@@ -27,4 +28,12 @@ func RootsEnv() []string {
 func Roots() pathpolicy.Roots {
 	env := map[string]string{pathpolicy.EnvDataRoots: TestRoot(), pathpolicy.EnvLogRoots: TestRoot()}
 	return pathpolicy.FromEnv(func(k string) string { return env[k] })
+}
+
+// SetRootsEnv widens the roots in the test process's own environment, for
+// the rare test that runs plugins through libcni in-process: libcni hands
+// them os.Environ(), as a runtime hands them its own.
+func SetRootsEnv(t *testing.T) {
+	t.Setenv(pathpolicy.EnvDataRoots, TestRoot())
+	t.Setenv(pathpolicy.EnvLogRoots, TestRoot())
 }

@@ -494,7 +494,7 @@ func (a *analysis) confs() {
 		a.add(f)
 	}
 	for _, cf := range a.w.Extra {
-		st, _, fs := checkConf(cf, SectionConfig)
+		st, _, fs := checkConf(cf, SectionConfig, a.w.roots())
 		st.Source = "conf-flag"
 		a.r.Configs = append(a.r.Configs, st)
 		for _, f := range fs {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -286,6 +287,21 @@ func TestRules(t *testing.T) {
 		{name: "a main plugin with a literal mac is a second owner", change: func(w *World) {
 			w.Confs[0].Content = conflist("net", `{"type":"macvlan","master":"eth0","mac":"0a:58:0a:00:00:42"}`, mgEntry)
 		}, want: []codeAt{{Warning, "conf-two-owners", "", ""}}},
+		// The plugin's own rule, pkg/pathpolicy: a conflist (or NAD) may
+		// name a dataDir or logFile only beneath the node's roots.
+		{name: "dataDir in the CNI conf dir", change: func(w *World) {
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"macguard","capabilities":{"mac":true},"dataDir":"/etc/cni/net.d"}`)
+		}, want: []codeAt{{Error, "conf-path-not-allowed", "", ""}}},
+		{name: "logFile outside /var/log", change: func(w *World) {
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"macguard","capabilities":{"mac":true},"logFile":"/etc/ld.so.preload"}`)
+		}, want: []codeAt{{Error, "conf-path-not-allowed", "", ""}}},
+		{name: "paths beneath the default roots", change: func(w *World) {
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"macguard","capabilities":{"mac":true},"dataDir":"/var/lib/cni/macguard","logFile":"/var/log/macguard.log"}`)
+		}},
+		{name: "paths beneath roots the node widened", change: func(w *World) {
+			w.Roots = &pathpolicy.Roots{Data: []string{"/run/cni", "/srv/mg"}, Log: []string{"/srv/log"}}
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"macguard","capabilities":{"mac":true},"dataDir":"/srv/mg/state","logFile":"/srv/log/mg.log"}`)
+		}},
 		{name: "macguard listed twice", change: func(w *World) {
 			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, mgEntry, mgEntry)
 		}, want: []codeAt{{Warning, "conf-macguard-twice", "", ""}}},

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/state"
 )
 
@@ -58,7 +59,8 @@ const versionTimeout = 5 * time.Second
 // Gather reads the node into a World. It changes nothing. An error means
 // the doctor could not look (exit code 2).
 func Gather(opts Options, self Build) (*World, error) {
-	w := &World{Node: opts.Node, Dirs: opts.Dirs, Self: self, Netns: []Netns{}, Cache: []CacheEntry{}, Records: []Record{}, Confs: []ConfFile{}}
+	roots := pathpolicy.Node()
+	w := &World{Node: opts.Node, Dirs: opts.Dirs, Self: self, Netns: []Netns{}, Cache: []CacheEntry{}, Records: []Record{}, Confs: []ConfFile{}, Roots: &roots}
 	d := opts.Dirs
 	flags := map[string]string{d.Conf: "--conf-dir", d.Bin: "--bin-dir", d.Data: "--data-dir", d.Cache: "--cache-dir",
 		d.Netns: "--netns-dir", d.Proc: "--proc", d.MultusCache: "--multus-cache-dir"}

@@ -45,11 +45,11 @@ var ErrRefused = errors.New("refused")
 // Roots are the directories beneath which the plugin may keep state (Data)
 // and write its log (Log).
 type Roots struct {
-	Data []string
-	Log  []string
+	Data []string `json:"data"`
+	Log  []string `json:"log"`
 	// Ignored lists the environment entries that were not usable roots
 	// (relative, not clean, or in /proc, /sys, /dev), for a warning.
-	Ignored []string
+	Ignored []string `json:"ignored,omitempty"`
 }
 
 // FromEnv returns the default roots widened by the environment getenv
