@@ -248,9 +248,6 @@ func pathErr(path string, err error) error {
 	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
 		return fmt.Errorf("%w: %s: a component is a symlink (macguard follows none): %w", ErrRefused, path, err)
 	}
-	if errors.Is(err, unix.ENOTDIR) {
-		return fmt.Errorf("%w: %s: a component is not a directory: %w", ErrRefused, path, err)
-	}
 	return &os.PathError{Op: "open", Path: path, Err: err}
 }
 

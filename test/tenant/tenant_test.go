@@ -291,7 +291,6 @@ func TestDataDirOnlyBeneathTheDataRoots(t *testing.T) {
 			}
 			return filepath.Join(w.dataRoot, "link", "macguard")
 		}},
-		{"the node's /proc", func(t *testing.T, w *world) string { return "/proc/sys" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
