@@ -85,10 +85,10 @@ type invocation struct {
 }
 
 // start parses the config and opens the log; close releases what it
-// opened. For ADD (strict) a dataDir or logFile the node's roots refuse is
-// a config error; DEL, GC, CHECK and STATUS must never be blocked by one
-// (a teardown must finish), so they log to stderr instead and carry on
-// without the refused path.
+// opened. For ADD (strict) a logFile the node's roots refuse is a config
+// error; DEL, GC, CHECK and STATUS must never be blocked by one (a
+// teardown must finish), so they log to stderr instead and carry on. A
+// refused dataDir is left in dataDirErr for the command to judge.
 func (p *Plugin) start(args *skel.CmdArgs, strict bool) (inv *invocation, close func(), err error) {
 	cfg, err := config.Parse(args.StdinData, args.Args)
 	if err != nil {
@@ -96,9 +96,6 @@ func (p *Plugin) start(args *skel.CmdArgs, strict bool) (inv *invocation, close 
 	}
 	inv = &invocation{args: args, cfg: cfg}
 	inv.dataDir, inv.dataDirErr = p.Roots.DataDir(cfg.DataDir)
-	if inv.dataDirErr != nil && strict {
-		return nil, nil, newError(types.ErrInvalidNetworkConfig, "%v", inv.dataDirErr)
-	}
 	log, closeLog, err := logging.Open(cfg.LogFile, p.Roots, cfg.LogLevel, p.Stderr)
 	if err != nil {
 		if strict {
@@ -212,7 +209,14 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		return err
 	}
 	defer closeLog()
-	at, err := p.attach(inv)
+	var at *attached
+	if inv.dataDirErr != nil {
+		// Refused before anything is looked at, even when nothing
+		// would be changed: the config is wrong either way.
+		err = newError(types.ErrInvalidNetworkConfig, "%v", inv.dataDirErr)
+	} else {
+		at, err = p.attach(inv)
+	}
 	if err != nil {
 		inv.log.Error("ADD failed", append(inv.attachmentAttrs(), "error", err)...)
 		return err

@@ -694,6 +694,7 @@ func TestFailedADDsLogALine(t *testing.T) {
 		{"invalid requested MAC", func(w *world) []byte { return w.conf("net", w.dataDir, w.logFile, `"mac":"01:00:5e:00:00:01"`, true) }, nil},
 		{"missing netns", func(w *world) []byte { return w.conf("net", w.dataDir, w.logFile, "", true) }, func(w *world) string { return filepath.Join(w.outside, "no-netns") }},
 		{"missing prevResult", func(w *world) []byte { return w.conf("net", w.dataDir, w.logFile, "", false) }, nil},
+		{"dataDir refused", func(w *world) []byte { return w.conf("net", filepath.Join(w.outside, "state"), w.logFile, "", true) }, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
