@@ -233,6 +233,10 @@ func OpenDir(p Place, create bool) (*os.File, error) {
 		}
 		fd, err = openBeneath(rootfd, p.Rel, flags, 0)
 	}
+	if errors.Is(err, unix.ENOTDIR) && isSymlink(rootfd, p.Rel) {
+		// O_DIRECTORY|O_NOFOLLOW on a final symlink says ENOTDIR.
+		err = unix.ELOOP
+	}
 	if err != nil {
 		return nil, pathErr(p.Path(), err)
 	}
@@ -241,6 +245,17 @@ func OpenDir(p Place, create bool) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), p.Path()), nil
+}
+
+// isSymlink reports whether rel beneath dirfd is itself a symlink.
+func isSymlink(dirfd int, rel string) bool {
+	fd, err := openBeneath(dirfd, rel, unix.O_PATH, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	return unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK
 }
 
 // pathErr names path and says when the cause is a symlink on the way.

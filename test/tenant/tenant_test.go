@@ -291,6 +291,12 @@ func TestDataDirOnlyBeneathTheDataRoots(t *testing.T) {
 			}
 			return filepath.Join(w.dataRoot, "link", "macguard")
 		}},
+		{"symlink as the last component", func(t *testing.T, w *world) string {
+			if err := os.Symlink(w.outside, filepath.Join(w.dataRoot, "link")); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(w.dataRoot, "link")
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t)
