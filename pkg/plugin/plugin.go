@@ -578,7 +578,9 @@ func (at *attached) check() error {
 // but a busy lock (answered "try again later") is an error: a dataDir the
 // node's roots refuse, or that cannot be opened, holds nothing this
 // network's config may act on, and one that cannot be locked (it is not
-// writable) is still read. store is nil when there is nothing to read.
+// writable) is still read by DEL, never by GC (which needs its exclusive
+// lock to be sure no ADD is writing). store is nil when there is nothing
+// to read.
 func (p *Plugin) openExistingStore(inv *invocation, cmd string, exclusive bool) (store Store, unlock func(), err error) {
 	warn := func(msg string, err error) (Store, func(), error) {
 		inv.log.Warn(cmd+": "+msg, append(inv.attachmentAttrs(), "dataDir", inv.cfg.DataDir, "error", err)...)
@@ -603,6 +605,11 @@ func (p *Plugin) openExistingStore(inv *invocation, cmd string, exclusive bool) 
 	case errors.Is(err, state.ErrBusy):
 		store.Close()
 		return nil, nil, asCNIError(err)
+	case err != nil && exclusive:
+		// GC without its exclusive lock could remove a record an ADD is
+		// writing; it has nothing to finish, so it does nothing.
+		store.Close()
+		return warn("dataDir cannot be locked; nothing done", err)
 	case err != nil:
 		inv.log.Warn(cmd+": dataDir cannot be locked; going on without the lock", append(inv.attachmentAttrs(), "dataDir", inv.cfg.DataDir, "error", err)...)
 		return store, store.Close, nil

@@ -453,6 +453,34 @@ func TestGC(t *testing.T) {
 	}
 }
 
+// TestGCWithoutItsLockDoesNothing: GC that cannot take its exclusive lock
+// (the lock file replaced by a symlink) removes nothing, since an ADD may
+// be writing, and still succeeds: it has nothing to finish.
+func TestGCWithoutItsLockDoesNothing(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	if err := h.run(h.p.Add, "stale", h.conf(`"assign":"always"`, prevResult("52:54:00:12:34:56")), ""); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(h.dataDir, ".lock")
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/nonexistent", lock); err != nil {
+		t.Fatal(err)
+	}
+	gc := h.conf(`"cniVersion":"1.1.0","cni.dev/valid-attachments":[]`, "")
+	gc = bytes.Replace(gc, []byte(`"cniVersion":"1.0.0",`), nil, 1)
+	if err := h.p.GC(&skel.CmdArgs{StdinData: gc}); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if files := h.stateFiles(); len(files) != 1 {
+		t.Fatalf("GC without its lock removed records: %v", files)
+	}
+	if !strings.Contains(h.log.String(), "GC: dataDir cannot be locked; nothing done") {
+		t.Errorf("GC did not log why it did nothing: %s", h.log.String())
+	}
+}
+
 func TestErrorsAreCNIErrors(t *testing.T) {
 	h := newHarness(t, veth("52:54:00:12:34:56"))
 	tests := []struct {
