@@ -427,6 +427,11 @@ func (a *analysis) duplicates() {
 
 // records classifies macguard's records as live, stale or corrupt.
 func (a *analysis) records() {
+	for _, f := range a.w.LegacyRecords {
+		a.add(Finding{Severity: Info, Code: "record-legacy", Section: SectionRecords, File: f,
+			Message: "a record of a build from before records named their network: no DEL or GC reads or removes it, so its pod's MAC is not restored on DEL",
+			Remedy:  "remove the file once its pod is gone; macguard ignores it"})
+	}
 	fixed := map[string]bool{}
 	for _, f := range a.w.Fixed {
 		fixed[f] = true

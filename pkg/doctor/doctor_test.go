@@ -541,3 +541,23 @@ func TestMissingDirIsNamedInFull(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacyRecords: files named like the records of builds before records
+// named their network are shown (info, nothing to fix in macguard) and
+// change nothing else in the report.
+func TestLegacyRecords(t *testing.T) {
+	w := healthyWorld()
+	before := codes(Analyze(w), true)
+	w.LegacyRecords = []string{"/run/cni/macguard/eth0@c0ffee.json"}
+	r := Analyze(w)
+	want := append(before, codeAt{Info, "record-legacy", "", ""})
+	sortCodes(want)
+	if got := codes(r, true); !reflect.DeepEqual(got, want) {
+		t.Fatalf("findings %v, want %v", got, want)
+	}
+	for _, f := range r.Findings {
+		if f.Code == "record-legacy" && (f.File != w.LegacyRecords[0] || f.Section != SectionRecords) {
+			t.Errorf("record-legacy finding %+v", f)
+		}
+	}
+}

@@ -355,7 +355,8 @@ func gatherRecords(w *World) error {
 	for _, e := range entries {
 		w.Records = append(w.Records, observeEntry(e, w.Netns))
 	}
-	return nil
+	w.LegacyRecords, err = st.Legacy()
+	return err
 }
 
 // observeRecord loads the record of k again (for --fix, under the lock)

@@ -50,6 +50,9 @@ type World struct {
 	CacheErrors []FileError `json:"cacheErrors,omitempty"`
 	// Records are macguard's records in dataDir.
 	Records []Record `json:"records"`
+	// LegacyRecords are files in dataDir named like the records of builds
+	// before records named their network, which no DEL or GC reads.
+	LegacyRecords []string `json:"legacyRecords,omitempty"`
 	// Confs are the files in the CNI conf dir, in the order libcni
 	// considers them (by name).
 	Confs []ConfFile `json:"confs"`

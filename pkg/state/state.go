@@ -28,7 +28,7 @@
 // reads nor removes them: their owner cannot be told, and a wrong guess
 // would undo another network's MAC. A DEL for such an attachment finds no
 // record and succeeds without restoring the MAC; the files stay until an
-// operator removes them (the doctor lists the directory).
+// operator removes them (the doctor lists them, see Legacy).
 //
 // # Durability
 //
@@ -60,6 +60,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -457,12 +458,6 @@ type Entry struct {
 // Records reads every file of dataDir named like a record. A missing
 // directory means none.
 func (s *Store) Records() ([]Entry, error) {
-	if err := s.Open(false); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil
-		}
-		return nil, err
-	}
 	names, err := s.names()
 	if err != nil {
 		return nil, err
@@ -482,8 +477,14 @@ func (s *Store) Records() ([]Entry, error) {
 }
 
 // names lists dataDir through its descriptor (a fresh one, so the listing
-// starts at the beginning).
+// starts at the beginning); a missing dataDir lists nothing.
 func (s *Store) names() ([]string, error) {
+	if err := s.Open(false); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
 	fd, err := unix.Openat(s.fd(), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("listing dataDir %s: %w", s.Dir, err)
@@ -495,6 +496,27 @@ func (s *Store) names() ([]string, error) {
 		return nil, fmt.Errorf("listing dataDir %s: %w", s.Dir, err)
 	}
 	return names, nil
+}
+
+// Legacy lists the files of dataDir named like the records of builds
+// before records named their network ("<ifname>@<containerID>.json"),
+// which this version neither reads nor removes (see the package comment),
+// so that the doctor can show them. A missing directory means none.
+func (s *Store) Legacy() ([]string, error) {
+	names, err := s.names()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		base, isJSON := strings.CutSuffix(n, ".json")
+		at := strings.LastIndexByte(base, '@')
+		if isJSON && !strings.HasPrefix(n, ".") && at > 0 && at < len(base)-1 {
+			out = append(out, filepath.Join(s.Dir, n))
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // Keys lists the attachments that have intact records, of every network.

@@ -302,3 +302,22 @@ func TestLockUnusableDir(t *testing.T) {
 		t.Fatal("a dataDir that is a file must fail")
 	}
 }
+
+// TestLegacy lists the files named like records of earlier builds, and
+// nothing else.
+func TestLegacy(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Save(Record{Network: "net", ContainerID: "c1", IfName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"eth0@c9.json", "net@1@c2.json", ".eth0@c3.json.tmp1", "@c4.json", "eth0@.json", "junk.json"} {
+		if err := os.WriteFile(filepath.Join(s.Dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Legacy()
+	want := []string{filepath.Join(s.Dir, "eth0@c9.json"), filepath.Join(s.Dir, "net@1@c2.json")}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Legacy = %v, %v; want %v", got, err, want)
+	}
+}

@@ -299,3 +299,24 @@ func TestTextReport(t *testing.T) {
 		}
 	}
 }
+
+// A record of a build from before records named their network is shown
+// (info) and left alone, by the report and by --fix.
+func TestLegacyRecordShownNotRemoved(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	legacy := filepath.Join(w.Data, "eth0@0f3c8e1d2b7a.json")
+	if err := os.MkdirAll(w.Data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(legacy, []byte(`{"version":1,"containerID":"0f3c8e1d2b7a","ifName":"eth0"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := w.Run(t, bin, "--fix")
+	if f := nodeworld.Find(r, "record-legacy", ""); f == nil || f.File != legacy || f.Severity != doctor.Info {
+		t.Errorf("no info finding for the legacy record: %+v", r.Findings)
+	}
+	if _, err := os.Stat(legacy); err != nil {
+		t.Errorf("--fix touched the legacy record: %v", err)
+	}
+}
