@@ -204,7 +204,8 @@ func openFlags(t *testing.T, pid int) map[string]int {
 
 // TestLogFile: the log is created 0600, opened write-only in append mode
 // (so concurrent plugins never overwrite each other and nothing is ever
-// truncated), with O_NOFOLLOW and O_CLOEXEC; existing lines survive. The
+// truncated), with O_NOFOLLOW, O_NONBLOCK (a FIFO never blocks it) and
+// O_CLOEXEC; existing lines survive. The
 // open flags are read from /proc of a plugin stopped in the middle of ADD,
 // together with those of the state lock.
 func TestLogFile(t *testing.T) {
@@ -220,8 +221,8 @@ func TestLogFile(t *testing.T) {
 		path string
 		want int
 	}{
-		{logFile, unix.O_WRONLY | unix.O_APPEND | unix.O_NOFOLLOW | unix.O_CLOEXEC},
-		{filepath.Join(w.dataDir, ".lock"), unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC},
+		{logFile, unix.O_WRONLY | unix.O_APPEND | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC},
+		{filepath.Join(w.dataDir, ".lock"), unix.O_RDWR | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC},
 	} {
 		got, ok := flags[f.path]
 		if !ok {
