@@ -168,7 +168,7 @@ func (a *analysis) cluster() {
 		ch, _ := parseChain([]byte(n.Config), false)
 		chains[key] = ch
 		if ch == nil || ch.macguardIndex() >= 0 {
-			st, _, fs := checkConf(cf, SectionCluster)
+			st, _, fs := checkConf(cf, SectionCluster, a.w.roots())
 			a.r.Configs = append(a.r.Configs, st)
 			for _, f := range fs {
 				add(f)
