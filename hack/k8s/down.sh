@@ -15,12 +15,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 node_lock
 
+# The second node (K8S_NODES=2) first: it uses this node's API server,
+# and its kubelet must be stopped before the sysctls are put back.
+[ "${K8S_ROLE:-}" = worker ] || "$here/worker.sh" down.sh
+
 [ -d "$K8S_RUN" ] || [ -e "/run/netns/$NODE_NETNS" ] || [ -f "$SYSCTLS_SAVED" ] || exit 0
 
 # The kubelet first, so that nothing restarts what is stopped next.
 stop kubelet 15
-# Then the global sysctls it set go back to the machine's values.
-restore_sysctls
+# Then the global sysctls it set go back to the machine's values (the
+# first node saved them; a worker's kubelet started after it).
+[ "${K8S_ROLE:-}" = worker ] || restore_sysctls
 
 # Container processes, from containerd's own pidfiles.
 # init.pid is a container's first process; it is PID 1 of its own PID

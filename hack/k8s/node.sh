@@ -5,6 +5,7 @@
 #       PID and start it again with the same command; containers keep
 #       running, as on a real node whose runtime or kubelet restarts
 #   hack/k8s/node.sh status                           which daemons run
+#   hack/k8s/node.sh netns                            the node's network namespace
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 K8S_CACHE=${K8S_CACHE:-$(cd "$here/../.." && pwd)/.cache/k8s}
@@ -27,8 +28,9 @@ status)
 		if p=$(pid_of "$name"); then echo "$name running (pid $p)"; else echo "$name NOT running"; fi
 	done
 	;;
+netns) echo "$NODE_NETNS" ;;
 *)
-	echo "usage: $0 restart NAME | status" >&2
+	echo "usage: $0 restart NAME | status | netns" >&2
 	exit 2
 	;;
 esac

@@ -19,7 +19,15 @@ hack=$(dirname "$here")
 
 node_up() {
 	[ -f "$K8S_ENV_FILE" ] && pid_of anchor >/dev/null && pid_of kube-apiserver >/dev/null &&
-		pid_of kubelet >/dev/null && pid_of containerd >/dev/null
+		pid_of kubelet >/dev/null && pid_of containerd >/dev/null && worker_up
+}
+# worker_up: the second node runs if K8S_NODES=2 asks for it.
+worker_up() {
+	local st
+	[ "${K8S_NODES:-1}" = 2 ] || return 0
+	grep -q '^WORKER_ENV_FILE=' "$K8S_ENV_FILE" || return 1
+	st=$("$here/worker.sh" node.sh status) || return 1
+	grep -q '^kubelet running' <<<"$st" && grep -q '^containerd running' <<<"$st" && ! grep -q 'NOT running' <<<"$st"
 }
 # teardown: take down the node this run brought up, and check that it is
 # gone: its network namespace, and every process of its pidfiles (ours and
@@ -28,7 +36,9 @@ node_up() {
 # shellcheck disable=SC2317
 teardown() {
 	local rc=$? f p st recorded=() left=()
-	for f in "$PIDS"/*.pid $(find "$CTRD/state/io.containerd.runtime.v2.task" -name '*.pid' 2>/dev/null); do
+	# The second node's (K8S_NODES=2) are under run-node2 (worker.sh).
+	for f in "$PIDS"/*.pid $(find "$CTRD/state/io.containerd.runtime.v2.task" -name '*.pid' 2>/dev/null) \
+		"$K8S_CACHE"/run-node2/pids/*.pid $(find "$K8S_CACHE/run-node2/containerd/state/io.containerd.runtime.v2.task" -name '*.pid' 2>/dev/null); do
 		[ -f "$f" ] || continue
 		p=$(cat "$f" 2>/dev/null) || continue
 		st=$(starttime "$p") || continue
@@ -38,8 +48,8 @@ teardown() {
 		log "FAILED: k8s-down failed"
 		rc=1
 	fi
-	if [ -e "/run/netns/$NODE_NETNS" ]; then
-		log "FAILED: the network namespace $NODE_NETNS is still there after k8s-down"
+	if [ -e "/run/netns/$NODE_NETNS" ] || [ -e "/run/netns/$("$here/worker.sh" node.sh netns)" ]; then
+		log "FAILED: the network namespace of a node is still there after k8s-down"
 		rc=1
 	fi
 	for p in ${recorded[@]+"${recorded[@]}"}; do

@@ -6,6 +6,10 @@
 #
 # Whatever a previous run left (killed, or never taken down) is removed
 # first. On failure the node is taken down again unless K8S_KEEP_FAILED=1.
+#
+# K8S_NODES=2 adds a second node (hack/k8s/worker.sh, docs/k8s.md): the
+# same script with K8S_ROLE=worker, which makes no control plane and joins
+# the API server of the first node over a veth between the two namespaces.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/errexit.sh
@@ -81,12 +85,23 @@ nip link set lo up
 # Every device is one end of a veth pair whose other end stays in the node
 # namespace too: the node has links with carrier and addresses of its own,
 # and nothing is connected to the machine's network.
-nip link add eth0 type veth peer name eth0-peer
-nip addr add "$NODE_IP/$NODE_PREFIX" dev eth0
-nip link set eth0 up
-nip link set eth0-peer up
+if [ "${K8S_ROLE:-}" = worker ]; then
+	# A worker's eth0 is a veth whose peer is in the first node's
+	# namespace, with the gateway address: the worker reaches the API
+	# server (an address of that namespace) and nothing else.
+	ip -n "$K8S_API_NETNS" link add "$WORKER_UPLINK" type veth peer name eth0 netns "$NODE_NETNS"
+	ip -n "$K8S_API_NETNS" addr add "${NODE_IP%.*}.1/$NODE_PREFIX" dev "$WORKER_UPLINK"
+	ip -n "$K8S_API_NETNS" link set "$WORKER_UPLINK" up
+	nip addr add "$NODE_IP/$NODE_PREFIX" dev eth0
+	nip link set eth0 up
+else
+	nip link add eth0 type veth peer name eth0-peer
+	nip addr add "$NODE_IP/$NODE_PREFIX" dev eth0
+	nip link set eth0 up
+	nip link set eth0-peer up
+fi
 # The kubelet and the API server want a default route to pick the node's
-# address; its gateway is not there, so nothing routed leaves.
+# address; the first node's gateway is not there, so nothing routed leaves.
 nip route add default via "${NODE_IP%.*}.1" dev eth0 onlink
 for d in "$NAD_MASTER" $HOSTDEV_DEVICES; do
 	nip link add "$d" type veth peer name "$d-peer"
@@ -150,6 +165,12 @@ done
 
 # --- credentials -------------------------------------------------------
 pki=$K8S_RUN/pki
+api_ip=$NODE_IP
+if [ "${K8S_ROLE:-}" = worker ]; then
+	# The first node's API server, certificate and token.
+	pki=$K8S_API_RUN/pki api_ip=$K8S_API_IP
+	token=$(cut -d, -f1 "$pki/tokens.csv")
+else
 openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=kube-apiserver" \
 	-addext "subjectAltName=IP:$NODE_IP,IP:10.96.0.1,IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc" \
 	-keyout "$pki/apiserver.key" -out "$pki/apiserver.crt" 2>/dev/null
@@ -157,6 +178,7 @@ openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
 openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 token=$(openssl rand -hex 24)
 echo "$token,admin,admin,system:masters" >"$pki/tokens.csv"
+fi
 kubeconfig() {
 	cat <<EOF
 apiVersion: v1
@@ -164,7 +186,7 @@ kind: Config
 clusters:
 - name: macguard-k8s
   cluster:
-    server: https://$NODE_IP:6443
+    server: https://$api_ip:6443
     certificate-authority: $pki/apiserver.crt
 users:
 - name: admin
@@ -193,7 +215,8 @@ wait_for() {
 	die "$what not ready after ${secs}s"
 }
 
-# --- control plane -----------------------------------------------------
+# --- control plane (the first node only) -------------------------------
+if [ "${K8S_ROLE:-}" != worker ]; then
 start etcd "$ETCD_BIN" --name "$NODE_NAME" --data-dir "$K8S_RUN/etcd" \
 	--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
 	--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
@@ -218,6 +241,7 @@ start kube-controller-manager "$KUBE_BIN/kube-controller-manager" --kubeconfig "
 	--controllers '*,-nodeipam,-cloud-node-lifecycle,-service,-route' --profiling=false
 start kube-scheduler "$KUBE_BIN/kube-scheduler" --kubeconfig "$KUBECONFIG_FILE" \
 	--bind-address 127.0.0.1 --leader-elect=false --profiling=false
+fi
 
 # --- CNI: plugins, the primary network, Multus --------------------------
 cp "$K8S_CNI_PLUGIN_DIR"/* "$CNI_BIN/"
@@ -334,8 +358,9 @@ cat >"$K8S_RUN/kubelet.kubeconfig" <<EOF
 $(kubeconfig)
 EOF
 # The kubelet sets global sysctls (lib.sh KUBELET_SYSCTLS); k8s-down
-# writes these values back.
-save_sysctls
+# writes these values back. A worker starts after the first node's
+# kubelet set them: the first node saved the machine's values.
+[ "${K8S_ROLE:-}" = worker ] || save_sysctls
 start kubelet "$KUBE_BIN/kubelet" --config "$K8S_RUN/kubelet-config.yaml" \
 	--kubeconfig "$K8S_RUN/kubelet.kubeconfig" --root-dir /var/lib/kubelet \
 	--cert-dir "$K8S_RUN/kubelet/pki" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP"
@@ -345,7 +370,7 @@ node_ready() {
 wait_for "node $NODE_NAME" 180 node_ready
 
 # --- the NetworkAttachmentDefinition CRD (Multus' own definition) --------
-kc apply -f "$here/nad-crd.yaml" >/dev/null
+[ "${K8S_ROLE:-}" = worker ] || kc apply -f "$here/nad-crd.yaml" >/dev/null
 wait_for "the NetworkAttachmentDefinition CRD" 60 kc wait --for condition=established --timeout 1s crd/network-attachment-definitions.k8s.cni.cncf.io
 wait_for "the default ServiceAccount" 60 kc -n default get serviceaccount default
 
@@ -376,6 +401,11 @@ PAUSE_IMAGE=$PAUSE_IMAGE
 MACGUARD_IMAGE_ARCHIVE=$MACGUARD_IMAGE_ARCHIVE
 export KUBECONFIG KUBECACHEDIR
 EOF
+# The second node, and where the tests find it.
+if [ "${K8S_NODES:-1}" = 2 ] && [ "${K8S_ROLE:-}" != worker ]; then
+	"$here/worker.sh" up.sh
+	echo "WORKER_ENV_FILE=$("$here/worker.sh" printenv K8S_ENV_FILE)" >>"$K8S_ENV_FILE"
+fi
 trap - EXIT
 log "node $NODE_NAME is Ready ($(($(date +%s) - t0))s). Use it with:"
 cat >&2 <<EOF

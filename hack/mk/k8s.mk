@@ -31,6 +31,8 @@ K8S_ENV_FILE         := $(K8S_CACHE)/env
 K8S_PAUSE_IMAGE      := localhost/macguard-k8s/pause:v1
 K8S_PAUSE_ARCHIVE    := $(K8S_CACHE)/images/pause.oci.tar
 K8S_RUN_TESTS        ?=
+# 2 adds a second node (hack/k8s/worker.sh): make k8s-up K8S_NODES=2.
+K8S_NODES            ?= 1
 # The operator's tool (the suite predicts MACs with its `mac` command).
 K8S_MACGUARDCTL       = $(CURDIR)/$(BIN_DIR)/macguardctl
 
@@ -41,7 +43,7 @@ K8S_ENV = K8S_CACHE=$(K8S_CACHE) K8S_VERSION=$(K8S_VERSION) MULTUS_VERSION=$(K8S
 	K8S_CNI_PLUGIN_DIR=$(K8S_CACHE)/bin/cni-plugins-$(K8S_CNI_VERSION)-$(shell echo '$(K8S_CNI_PLUGINS)' | cksum | cut -d' ' -f1) \
 	PAUSE_IMAGE=$(K8S_PAUSE_IMAGE) PAUSE_ARCHIVE=$(K8S_PAUSE_ARCHIVE) \
 	MACGUARD_IMAGE=$(IMAGE_REPO):$(VERSION) MACGUARD_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) \
-	K8S_ENV_FILE=$(K8S_ENV_FILE)
+	K8S_ENV_FILE=$(K8S_ENV_FILE) K8S_NODES=$(K8S_NODES)
 
 .PHONY: k8s-deps k8s-images k8s-up k8s-down test-k8s
 
