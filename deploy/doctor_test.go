@@ -1,9 +1,7 @@
 package deploy_test
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -55,30 +53,7 @@ func TestDoctorRBACIsReadOnly(t *testing.T) {
 // kustomize and returns the DaemonSet and the kinds rendered.
 func renderWithDoctor(t *testing.T, overlay string) (appsv1.DaemonSet, []string) {
 	t.Helper()
-	dir := t.TempDir()
-	rel := func(p string) string {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := filepath.Rel(dir, abs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel(overlay) +
-		"\ncomponents:\n  - " + rel(doctorComponent) + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(kustomize(t), "build", dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kustomize build %s + %s: %v\n%s", overlay, doctorComponent, err, stderr.String())
-	}
+	out := kustomizeWith(t, overlay, doctorComponent)
 	var ds []appsv1.DaemonSet
 	var kinds []string
 	for _, doc := range splitDocs(out) {
