@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,7 +87,7 @@ func normalized(t *testing.T, what string, stream []byte) map[string]any {
 				delete(labels, l)
 			}
 		}
-		key := fmt.Sprintf("%s %s/%s", o["kind"], md["namespace"], md["name"])
+		key := fmt.Sprintf("%v %v/%v", o["kind"], md["namespace"], md["name"])
 		if _, dup := objs[key]; dup {
 			t.Fatalf("%s: %s twice", what, key)
 		}
@@ -185,19 +186,24 @@ var pairs = []struct {
 }
 
 // TestChartMatchesKustomize: for every kustomize variant, the chart with
-// its example values (and the namespace created, as kustomize does)
-// renders the same objects, with Helm 3 and with Helm 4.
+// its example values renders the same objects but the namespace, with
+// Helm 3 and with Helm 4.
 func TestChartMatchesKustomize(t *testing.T) {
 	hs := helms(t)
 	for _, p := range pairs {
 		want := normalized(t, "kustomize "+p.resource, kustomizeWith(t, p.resource, p.components...))
 		for name, helm := range hs {
 			t.Run(name+"/"+p.values, func(t *testing.T) {
-				out, err := helmTemplate(helm, "--skip-tests", "-f", filepath.Join(chartDir, "ci", p.values), "--set", "namespace.create=true")
+				out, err := helmTemplate(helm, "--skip-tests", "-f", filepath.Join(chartDir, "ci", p.values))
 				if err != nil {
 					t.Fatal(err)
 				}
 				got := normalized(t, "chart", out)
+				// The one difference: Helm creates the release namespace
+				// (helm install --create-namespace) and keeps its own record
+				// in it, so the chart cannot hold it.
+				want := maps.Clone(want)
+				delete(want, "Namespace <nil>/macguard")
 				for k := range want {
 					if _, ok := got[k]; !ok {
 						t.Errorf("the chart renders no %s", k)
