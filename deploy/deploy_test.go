@@ -170,6 +170,10 @@ func manifestFiles(t *testing.T) []string {
 	t.Helper()
 	var files []string
 	err := filepath.WalkDir(".", func(p string, d os.DirEntry, err error) error {
+		// The chart's files are templates and values, checked by helm_test.go.
+		if err == nil && d.IsDir() && p == "helm" {
+			return filepath.SkipDir
+		}
 		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
 			files = append(files, p)
 		}
@@ -257,6 +261,43 @@ func render(t *testing.T, dir string) objects {
 		t.Fatalf("kustomize build %s: %v\n%s", dir, err, stderr.String())
 	}
 	return decodeAll(t, "kustomize build "+dir, out)
+}
+
+// kustomizeWith builds, with the real kustomize, a kustomization of
+// resource plus components written in a scratch directory (paths relative
+// to deploy/).
+func kustomizeWith(t *testing.T, resource string, components ...string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	rel := func(p string) string {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := filepath.Rel(dir, abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel(resource) + "\n"
+	if len(components) > 0 {
+		k += "components:\n"
+		for _, c := range components {
+			k += "  - " + rel(c) + "\n"
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kustomize(t), "build", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kustomize build %s %v: %v\n%s", resource, components, err, stderr.String())
+	}
+	return out
 }
 
 // variant is one way to deploy and what it must do.

@@ -56,7 +56,7 @@ func TestDoctorRBACIsReadOnly(t *testing.T) {
 // kustomize and returns the DaemonSet and the kinds rendered.
 func renderWithDoctor(t *testing.T, overlay string) (appsv1.DaemonSet, []string) {
 	t.Helper()
-	out := buildWith(t, overlay, doctorComponent)
+	out := kustomizeWith(t, overlay, doctorComponent)
 	var ds []appsv1.DaemonSet
 	var kinds []string
 	for _, doc := range splitDocs(out) {

@@ -1,10 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -117,40 +113,7 @@ func (w *webhookObjects) decode(tm metav1.TypeMeta, doc []byte) (bool, error) {
 // decodes the result.
 func renderWith(t *testing.T, overlay string, components ...string) objects {
 	t.Helper()
-	return decodeAll(t, "kustomize build "+overlay+" + "+strings.Join(components, " + "), buildWith(t, overlay, components...))
-}
-
-// buildWith runs the real kustomize on a kustomization of overlay plus
-// components, written to a temporary directory.
-func buildWith(t *testing.T, overlay string, components ...string) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	rel := func(p string) string {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := filepath.Rel(dir, abs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel(overlay) + "\ncomponents:\n"
-	for _, c := range components {
-		k += "  - " + rel(c) + "\n"
-	}
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(kustomize(t), "build", dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kustomize build %s + %v: %v\n%s", overlay, components, err, stderr.String())
-	}
-	return out
+	return decodeAll(t, "kustomize build "+overlay+" + "+strings.Join(components, " + "), kustomizeWith(t, overlay, components...))
 }
 
 // TestWebhookComponent: the webhook as deployed is reachable through its
