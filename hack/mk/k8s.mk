@@ -85,3 +85,22 @@ test-k8s: build image k8s-deps k8s-images k8s-helm
 		hack/k8s/test.sh
 
 TEST_TARGETS += test-k8s
+
+# The churn of issue 22 (test/k8s/churn_test.go TestChurn) on two nodes:
+# pod lifecycles through a containerd restart, a kubelet restart, a kill -9
+# of the agent and a DaemonSet roll to the image of K8S_NEXT_VERSION.
+# `make soak` is the long one (SOAK_N lifecycles, SOAK_INFLIGHT at a time).
+# docs/reliability.md.
+K8S_CHURN_N        ?= 40
+K8S_CHURN_INFLIGHT ?= 6
+SOAK_N             ?= 300
+SOAK_INFLIGHT      ?= 20
+.PHONY: test-k8s-churn soak
+test-k8s-churn:
+	MACGUARD_CHURN_N=$(K8S_CHURN_N) MACGUARD_CHURN_INFLIGHT=$(K8S_CHURN_INFLIGHT) \
+		$(MAKE) --no-print-directory test-k8s K8S_NODES=2 K8S_RUN_TESTS='^TestChurn$$'
+soak:
+	MACGUARD_CHURN_N=$(SOAK_N) MACGUARD_CHURN_INFLIGHT=$(SOAK_INFLIGHT) K8S_TEST_TIMEOUT=90m \
+		$(MAKE) --no-print-directory test-k8s K8S_NODES=2 K8S_RUN_TESTS='^TestChurn$$'
+
+TEST_TARGETS += test-k8s-churn
