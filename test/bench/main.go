@@ -34,6 +34,8 @@ type options struct {
 	crowd, ifacesIters                               int
 	gcSizes                                          []int
 	gcIters                                          int
+	fillSizes                                        []int
+	fillIters                                        int
 	skipScaling, quick                               bool
 }
 
@@ -46,7 +48,7 @@ func main() {
 
 func parseFlags() (options, error) {
 	var o options
-	var conc, gcSizes string
+	var conc, gcSizes, fillSizes string
 	flag.StringVar(&o.macguard, "macguard", "bin/macguard", "macguard binary under test")
 	flag.StringVar(&o.plugins, "plugins", ".cache/bench/plugins", "directory with the reference plugins (macvlan ptp bridge tuning host-local)")
 	flag.StringVar(&o.probe, "rssprobe", ".cache/bench/rssprobe", "the rssprobe launcher (built from test/bench/rssprobe)")
@@ -70,6 +72,8 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.ifacesIters, "ifaces-iters", 30, "iterations per chain and namespace in the interfaces sweep")
 	flag.StringVar(&gcSizes, "gc-sizes", "10,10000", "state entries in the GC sweep")
 	flag.IntVar(&o.gcIters, "gc-iters", 10, "GC runs per case")
+	flag.StringVar(&fillSizes, "fill-sizes", "0,1000,10000", "records in the data dir in the node fill-up sweep (the first is the base)")
+	flag.IntVar(&o.fillIters, "fill-iters", 40, "ADD/DEL lifecycles per size in the node fill-up sweep")
 	flag.BoolVar(&o.skipScaling, "skip-scaling", false, "only the latency comparison")
 	flag.BoolVar(&o.quick, "quick", false, "tiny counts: a smoke test of the harness, not a measurement")
 	flag.Parse()
@@ -77,7 +81,8 @@ func parseFlags() (options, error) {
 		// tput-pods below 2x8 so the smoke run goes through the per-worker
 		// rule too (8 pods at 1, 16 at 8).
 		o.n, o.warmup, o.tputPods, o.tputPerWorker, o.tputRounds, o.ifacesIters, o.gcIters, o.memIters, o.startupIters = 10, 2, 8, 2, 1, 4, 2, 3, 10
-		conc, gcSizes = "1,8", "10,1000"
+		conc, gcSizes, fillSizes = "1,8", "10,1000", "0,100"
+		o.fillIters = 4
 	}
 	var err error
 	if o.concurrency, err = intList(conc); err != nil {
@@ -86,10 +91,13 @@ func parseFlags() (options, error) {
 	if o.gcSizes, err = intList(gcSizes); err != nil {
 		return o, fmt.Errorf("-gc-sizes: %w", err)
 	}
+	if o.fillSizes, err = intListFrom(fillSizes, 0); err != nil {
+		return o, fmt.Errorf("-fill-sizes: %w", err)
+	}
 	if o.command == "" {
 		o.command = strings.Join(os.Args, " ")
 	}
-	if o.n < 1 || o.warmup < 0 || o.tputPods < 1 || o.tputPerWorker < 1 || o.tputRounds < 1 || o.ifacesIters < 1 || o.gcIters < 1 || o.memIters < 1 || o.startupIters < 1 || o.crowd < 2 {
+	if o.n < 1 || o.warmup < 0 || o.tputPods < 1 || o.tputPerWorker < 1 || o.tputRounds < 1 || o.ifacesIters < 1 || o.gcIters < 1 || o.fillIters < 1 || o.memIters < 1 || o.startupIters < 1 || o.crowd < 2 {
 		return o, errors.New("counts must be positive (and -crowd at least 2)")
 	}
 	return o, nil
@@ -98,12 +106,16 @@ func parseFlags() (options, error) {
 // intList parses "1,8,32", sorted and without repeats: the sweeps compare
 // every level with the first (throughput speedup, GC growth) and judge the
 // last as the top one, which only holds for ascending lists.
-func intList(s string) ([]int, error) {
+func intList(s string) ([]int, error) { return intListFrom(s, 1) }
+
+// intListFrom is intList with least as the smallest value allowed (0 for
+// the fill-up sweep, whose base is an empty data dir).
+func intListFrom(s string, least int) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || v < 1 {
-			return nil, fmt.Errorf("%q is not a list of positive integers", s)
+		if err != nil || v < least {
+			return nil, fmt.Errorf("%q is not a list of integers of at least %d", s, least)
 		}
 		out = append(out, v)
 	}
@@ -127,6 +139,7 @@ func run() (err error) {
 		Settings: settings{
 			Iterations: o.n, Warmup: o.warmup, Concurrency: o.concurrency, TputPods: o.tputPods, TputPerWorker: o.tputPerWorker, TputRounds: o.tputRounds,
 			Crowd: o.crowd, IfacesIters: o.ifacesIters, GCSizes: o.gcSizes, GCIters: o.gcIters,
+			FillSizes: o.fillSizes, FillIters: o.fillIters,
 			MemIters: o.memIters, StartupIters: o.startupIters, CNIVersion: cniVersion, StateOnTmpfs: true,
 			Quick: o.quick,
 		},
@@ -226,6 +239,12 @@ func run() (err error) {
 			return err
 		}
 		if res.GC, err = runGC(ctx, r, o.gcSizes, o.gcIters, progress); err != nil {
+			return err
+		}
+		if res.Fill, err = runFill(ctx, r, o.fillSizes, o.fillIters, progress); err != nil {
+			return err
+		}
+		if res.GCMemory, err = runGCMemory(ctx, r, o.gcSizes[len(o.gcSizes)-1], o.memIters); err != nil {
 			return err
 		}
 	}

@@ -33,7 +33,10 @@ type results struct {
 	Throughput    []throughputPoint `json:"throughput"`
 	Interfaces    []ifacesPoint     `json:"interfaces"`
 	GC            []gcPoint         `json:"gc"`
-	Micro         []microResult     `json:"micro"`
+	// Fill and GCMemory: the node filling up (issue 22, fill.go).
+	Fill     []fillPoint   `json:"fill"`
+	GCMemory gcMemPoint    `json:"gc_memory"`
+	Micro    []microResult `json:"micro"`
 }
 
 type settings struct {
@@ -49,6 +52,8 @@ type settings struct {
 	IfacesIters   int    `json:"interfaces_iterations"`
 	GCSizes       []int  `json:"gc_sizes"`
 	GCIters       int    `json:"gc_iterations"`
+	FillSizes     []int  `json:"fill_sizes"`
+	FillIters     int    `json:"fill_iterations"`
 	MemIters      int    `json:"memory_iterations"`
 	StartupIters  int    `json:"startup_iterations"`
 	CNIVersion    string `json:"cni_version"`
@@ -266,6 +271,9 @@ func evaluate(r *results) []target {
 		})
 	}
 	if t, ok := throughputTarget(r); ok {
+		ts = append(ts, t)
+	}
+	if t, ok := fillTarget(r); ok {
 		ts = append(ts, t)
 	}
 	for i := range ts {
@@ -487,6 +495,7 @@ func tables(r *results) []table {
 		}
 		ts = append(ts, gt)
 	}
+	ts = append(ts, fillTables(r)...)
 	if len(r.Micro) > 0 {
 		mt := table{title: "Go micro-benchmarks (go test -bench . -benchmem ./pkg/...)", header: []string{"package", "benchmark", "ns/op", "B/op", "allocs/op"}}
 		for _, m := range r.Micro {

@@ -353,7 +353,7 @@ func runGC(ctx context.Context, r *runner, sizes []int, iters int, progress func
 				for j := range n {
 					c.valid = append(c.valid, types.GCAttachment{ContainerID: gcContainer(j), IfName: podIfName})
 				}
-				if err := fillState(dir, n); err != nil {
+				if err := fillState(dir, name, n); err != nil {
 					return nil, err
 				}
 			}
@@ -368,7 +368,7 @@ func runGC(ctx context.Context, r *runner, sizes []int, iters int, progress func
 				return nil, err
 			}
 			if c.stale {
-				if err := fillState(c.dir, c.entries); err != nil {
+				if err := fillState(c.dir, c.list.Name, c.entries); err != nil {
 					return nil, err
 				}
 			}
@@ -411,8 +411,9 @@ func runGC(ctx context.Context, r *runner, sizes []int, iters int, progress func
 
 func gcContainer(j int) string { return fmt.Sprintf("gc-%06d", j) }
 
-// fillState writes n records into dir the way ADD does.
-func fillState(dir string, n int) error {
+// fillState writes n records of network into dir the way ADD does (GC
+// and DEL touch only their own network's records).
+func fillState(dir, network string, n int) error {
 	s := state.New(dir)
 	unlock, err := s.Lock(true)
 	if err != nil {
@@ -422,7 +423,7 @@ func fillState(dir string, n int) error {
 	now := time.Now().UTC()
 	for j := range n {
 		rec := state.Record{
-			ContainerID: gcContainer(j), IfName: podIfName, Netns: "/run/netns/gone",
+			Network: network, ContainerID: gcContainer(j), IfName: podIfName, Netns: "/run/netns/gone",
 			OriginalMAC: "02:00:00:00:00:01", AppliedMAC: requestedMAC(0xc0, j), Created: now,
 		}
 		if err := s.Save(rec); err != nil {
