@@ -140,24 +140,75 @@ func (n *node) agentPod(t *testing.T) *corev1.Pod {
 	return nil
 }
 
-// killAgent sends SIGKILL to the agent container's first process, found
-// by its container ID in the node's containerd state (its init.pid).
-func (n *node) killAgent(t *testing.T) {
+// agentPID is the agent container's first process (macguardctl install
+// --watch), found by its container ID in the node's containerd state (its
+// init.pid); 0 and an error when it has none.
+func (n *node) agentPID(t *testing.T) (*corev1.Pod, int, error) {
 	t.Helper()
 	p := n.agentPod(t)
 	if len(p.Status.ContainerStatuses) == 0 {
-		t.Errorf("agent pod %s has no container status", p.Name)
-		return
+		return p, 0, fmt.Errorf("agent pod %s has no container status", p.Name)
 	}
 	cid := strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
 	b, err := os.ReadFile(filepath.Join(n.env["CONTAINERD_STATE"], "io.containerd.runtime.v2.task", "k8s.io", cid, "init.pid"))
 	if err != nil {
-		t.Errorf("agent container %s: %v", cid, err)
-		return
+		return p, 0, fmt.Errorf("agent container %s: %w", cid, err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		t.Errorf("agent init.pid: %v", err)
+		return p, 0, fmt.Errorf("agent init.pid: %w", err)
+	}
+	return p, pid, nil
+}
+
+// agentUsage is the agent process's CPU time so far (utime + stime, in
+// clock ticks of 1/100 s) and its resident memory now and at its peak.
+type agentUsage struct {
+	pid            int
+	at             time.Time
+	ticks          int64
+	rssKiB, hwmKiB int64
+}
+
+func (n *node) agentUsage(t *testing.T) (agentUsage, error) {
+	t.Helper()
+	_, pid, err := n.agentPID(t)
+	if err != nil {
+		return agentUsage{}, err
+	}
+	u := agentUsage{pid: pid, at: time.Now()}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, err
+	}
+	// The fields after the command name, which may hold spaces.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	u.ticks = ut + st
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, err
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		switch k {
+		case "VmRSS":
+			u.rssKiB = kib
+		case "VmHWM":
+			u.hwmKiB = kib
+		}
+	}
+	return u, nil
+}
+
+// killAgent sends SIGKILL to the agent container's first process.
+func (n *node) killAgent(t *testing.T) {
+	t.Helper()
+	p, pid, err := n.agentPID(t)
+	if err != nil {
+		t.Error(err)
 		return
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -369,11 +420,19 @@ func TestChurn(t *testing.T) {
 		do   func()
 	}
 	rolled := false
+	// The first node's agent lives through the churn until the roll: its
+	// CPU and memory over that time, against the DaemonSet's requests and
+	// limits (5m / 16Mi, 100m / 64Mi in deploy/base).
+	usage0, usageErr := nodes[0].agentUsage(t)
+	var usage1 agentUsage
 	events := []churnEvent{
 		{total / 5, "containerd restart on " + nodes[0].env["NODE_NAME"], func() { nodes[0].ctl(t, "restart", "containerd") }},
 		{2 * total / 5, "kubelet restart on " + nodes[1].env["NODE_NAME"], func() { nodes[1].ctl(t, "restart", "kubelet") }},
 		{3 * total / 5, "kill -9 of the agent on " + nodes[1].env["NODE_NAME"], func() { nodes[1].killAgent(t) }},
 		{4 * total / 5, "DaemonSet roll to " + nextImage, func() {
+			if usageErr == nil {
+				usage1, usageErr = nodes[0].agentUsage(t)
+			}
 			n.kubectl(t, "", "-n", "macguard", "set", "image", "ds/macguard", "install="+nextImage)
 			rolled = true
 		}},
@@ -487,7 +546,13 @@ func TestChurn(t *testing.T) {
 		if after := nd.leases(t); !maps.Equal(after, b.leases) {
 			t.Errorf("%s: host-local leases before %v, after %v", name, b.leases, after)
 		}
-		if after := nd.links(t); !maps.Equal(after, b.links) {
+		after := nd.links(t)
+		if _, had := b.links["cni0"]; !had {
+			// The primary network's bridge, made by the first pod on the
+			// node, stays as on any node.
+			delete(after, "cni0")
+		}
+		if !maps.Equal(after, b.links) {
 			t.Errorf("%s: links (name -> MAC) before %v, after %v", name, b.links, after)
 		}
 	}
@@ -511,6 +576,16 @@ func TestChurn(t *testing.T) {
 	}
 	t.Logf("churn: %d pods failed with macguard's error %q; %d FailedCreatePodSandBox events on pods that then ran (the restarts); the killed agent's restart count %d",
 		len(refused), refused, sandboxFailures, agentRestarts)
+	switch {
+	case usageErr != nil:
+		t.Logf("churn: no agent usage: %v", usageErr)
+	case usage1.pid != usage0.pid:
+		t.Logf("churn: the first node's agent was restarted during the churn (pid %d, then %d): no usage figure", usage0.pid, usage1.pid)
+	default:
+		wall := usage1.at.Sub(usage0.at)
+		t.Logf("churn: the first node's agent over %s of churn: CPU %.1f millicores on average (utime+stime %d ticks), RSS %d KiB now, peak %d KiB (requests 5m / 16Mi, limits 100m / 64Mi)",
+			wall.Round(time.Second), float64(usage1.ticks-usage0.ticks)*10/wall.Seconds(), usage1.ticks-usage0.ticks, usage1.rssKiB, usage1.hwmKiB)
+	}
 	if len(results) != launched {
 		t.Errorf("%d lifecycles ended, %d launched", len(results), launched)
 	}
