@@ -80,6 +80,14 @@ SYSCTLS_SAVED=$K8S_CACHE/$NODE_NETNS.sysctls
 
 log() { printf 'k8s: %s\n' "$*" >&2; }
 
+# CLOSE_FDS: bash that closes every descriptor above 2, run by a daemon's
+# wrapper before it execs the daemon. A daemon outlives the command that
+# started it, and must not keep that command's files open: a lock taken
+# around `make k8s-up` (flock /tmp/macguard-heavy.lock make k8s-up) would
+# be held by every daemon of the node until k8s-down.
+# shellcheck disable=SC2016
+CLOSE_FDS='for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; '
+
 # node_lock: one user of the node at a time. make k8s-up, k8s-down and
 # test-k8s of one checkout share one node, and two runs at once would
 # restart it under each other or fight over the DaemonSet. The lock is held
@@ -130,8 +138,8 @@ in_node() {
 # (its own session, so that make's end or a ^C here does not stop it), with
 # its PID in $PIDS/NAME.pid and its output in $LOGS/NAME.log. The pidfile
 # is written by the process itself before it execs the daemon, so it holds
-# the daemon's own PID. The daemon does not inherit the node lock's fd:
-# it would hold the lock for as long as it runs.
+# the daemon's own PID. The daemon inherits no descriptor but 0-2 (CLOSE_FDS),
+# the node lock's included: it would hold a lock for as long as it runs.
 start() {
 	local name=$1 a
 	shift
@@ -142,7 +150,7 @@ start() {
 	rm -f "$PIDS/$name.pid"
 	# $$ and "$@" are the inner bash's, hence the single quotes.
 	# shellcheck disable=SC2016
-	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PIDS/$name.pid" \
+	setsid bash -c "$CLOSE_FDS"'echo $$ >"$1"; shift; exec "$@"' _ "$PIDS/$name.pid" \
 		nsenter --mount="/proc/$a/ns/mnt" --net="/run/netns/$NODE_NETNS" -- "$@" \
 		</dev/null >>"$LOGS/$name.log" 2>&1 9>&- &
 	local i st

@@ -140,7 +140,7 @@ done
 mkdir -p "$PIDS"
 # $$ and "$2" are the inner bash's, hence the single quotes.
 # shellcheck disable=SC2016
-setsid bash -c 'echo $$ >"$1"; exec unshare --mount --propagation private -- bash -c "$2"' _ \
+setsid bash -c "$CLOSE_FDS"'echo $$ >"$1"; exec unshare --mount --propagation private -- bash -c "$2"' _ \
 	"$PIDS/anchor.pid" "$ns exec sleep infinity" \
 	</dev/null >"$LOGS/anchor.log" 2>&1 9>&- &
 for i in $(seq 300); do
