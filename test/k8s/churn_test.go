@@ -203,19 +203,37 @@ func (n *node) agentUsage(t *testing.T) (agentUsage, error) {
 	return u, nil
 }
 
-// killAgent sends SIGKILL to the agent container's first process.
-func (n *node) killAgent(t *testing.T) {
+// killAgent sends SIGKILL to the agent container's first process and
+// waits until the kubelet has restarted the container and it is Ready
+// again; it returns the container's restart count then.
+func (n *node) killAgent(t *testing.T) int32 {
 	t.Helper()
 	p, pid, err := n.agentPID(t)
 	if err != nil {
 		t.Error(err)
-		return
+		return 0
 	}
+	restarts := p.Status.ContainerStatuses[0].RestartCount
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Errorf("kill -9 %d (agent %s): %v", pid, p.Name, err)
-		return
+		return 0
 	}
 	t.Logf("%s: kill -9 of the macguard agent (pod %s, pid %d)", n.env["NODE_NAME"], p.Name, pid)
+	err = eventually(2*time.Minute, func() error {
+		got, err := n.cs.CoreV1().Pods(p.Namespace).Get(context.Background(), p.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cs := got.Status.ContainerStatuses; len(cs) == 0 || cs[0].RestartCount <= restarts || !cs[0].Ready {
+			return fmt.Errorf("agent pod %s: container statuses %+v", p.Name, cs)
+		}
+		restarts = got.Status.ContainerStatuses[0].RestartCount
+		return nil
+	})
+	if err != nil {
+		t.Errorf("the killed agent did not come back: %v", err)
+	}
+	return restarts
 }
 
 // churnEnv reads a positive integer knob.
@@ -420,6 +438,7 @@ func TestChurn(t *testing.T) {
 		do   func()
 	}
 	rolled := false
+	var agentRestarts int32
 	// The first node's agent lives through the churn until the roll: its
 	// CPU and memory over that time, against the DaemonSet's requests and
 	// limits (5m / 16Mi, 100m / 64Mi in deploy/base).
@@ -428,7 +447,7 @@ func TestChurn(t *testing.T) {
 	events := []churnEvent{
 		{total / 5, "containerd restart on " + nodes[0].env["NODE_NAME"], func() { nodes[0].ctl(t, "restart", "containerd") }},
 		{2 * total / 5, "kubelet restart on " + nodes[1].env["NODE_NAME"], func() { nodes[1].ctl(t, "restart", "kubelet") }},
-		{3 * total / 5, "kill -9 of the agent on " + nodes[1].env["NODE_NAME"], func() { nodes[1].killAgent(t) }},
+		{3 * total / 5, "kill -9 of the agent on " + nodes[1].env["NODE_NAME"], func() { agentRestarts = nodes[1].killAgent(t) }},
 		{4 * total / 5, "DaemonSet roll to " + nextImage, func() {
 			if usageErr == nil {
 				usage1, usageErr = nodes[0].agentUsage(t)
@@ -521,19 +540,6 @@ func TestChurn(t *testing.T) {
 				t.Error(err)
 			}
 		}
-	}
-	// The killed agent came back.
-	agentRestarts := int32(0)
-	err := eventually(2*time.Minute, func() error {
-		p := nodes[1].agentPod(t)
-		if len(p.Status.ContainerStatuses) == 0 || !p.Status.ContainerStatuses[0].Ready {
-			return fmt.Errorf("agent pod %s on %s not ready", p.Name, nodes[1].env["NODE_NAME"])
-		}
-		agentRestarts = p.Status.ContainerStatuses[0].RestartCount
-		return nil
-	})
-	if err != nil {
-		t.Error(err)
 	}
 
 	// After the last delete each node is as it was.
