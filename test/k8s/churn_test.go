@@ -496,12 +496,12 @@ func TestChurn(t *testing.T) {
 				defer wg.Done()
 				defer func() { <-sem }()
 				sel := selection(churnNamespace, "churn-vm", "")
-				lifecycle(nd, kind, "virt-launcher-"+vm+"-a", sel, "net1", want)
-				lifecycle(nodes[(i+1)%2], kind, "virt-launcher-"+vm+"-b", sel, "net1", want)
+				lifecycle(nd, kind, "virt-launcher-"+vm+"-abcde", sel, "net1", want)
+				lifecycle(nodes[(i+1)%2], kind, "virt-launcher-"+vm+"-fghij", sel, "net1", want)
 			}()
 		case churnHostDevice, churnMacvlan:
 			launched++
-			mac := fmt.Sprintf("0a:58:00:%02x:%02x:%02x", kind, i/256, i%256)
+			mac := fmt.Sprintf("0a:58:00:%02x:%02x:%02x", int(kind), i/256, i%256)
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
