@@ -159,7 +159,8 @@ stat -L -c %i "/proc/$(cat "$PIDS/anchor.pid")/ns/mnt" >"$PIDS/mntns"
 cat /proc/sys/kernel/random/boot_id >"$PIDS/boot_id"
 # runc puts containers' cgroups under k8s.io/ in every v1 hierarchy; note
 # the parents that do not exist yet, so that k8s-down removes them again.
-for c in /sys/fs/cgroup/*/; do
+# A worker leaves that to the first node, which goes down after it.
+[ "${K8S_ROLE:-}" = worker ] || for c in /sys/fs/cgroup/*/; do
 	[ -d "${c}k8s.io" ] || echo "${c}k8s.io" >>"$K8S_RUN/created-cgroups"
 done
 
