@@ -475,7 +475,8 @@ func TestChurn(t *testing.T) {
 
 	start := time.Now()
 	for i := 0; launched < total; i++ {
-		nd := nodes[i%2]
+		// Each kind alternates between the nodes from one round of four to the next.
+		nd := nodes[(i+i/4)%2]
 		kind := churnKind(i % 4)
 		sem <- struct{}{}
 		wg.Add(1)
