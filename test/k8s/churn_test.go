@@ -498,7 +498,7 @@ func TestChurn(t *testing.T) {
 				defer func() { <-sem }()
 				sel := selection(churnNamespace, "churn-vm", "")
 				lifecycle(nd, kind, "virt-launcher-"+vm+"-abcde", sel, "net1", want)
-				lifecycle(nodes[(i+1)%2], kind, "virt-launcher-"+vm+"-fghij", sel, "net1", want)
+				lifecycle(nodes[(i+i/4+1)%2], kind, "virt-launcher-"+vm+"-fghij", sel, "net1", want)
 			}()
 		case churnHostDevice, churnMacvlan:
 			launched++
