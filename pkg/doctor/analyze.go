@@ -23,6 +23,7 @@ func Analyze(w *World) Report {
 		Pods: []Pod{}, Records: []RecordState{}, Configs: []ConfigState{}, Findings: []Finding{}}
 	a := &analysis{w: w, r: &r}
 	a.pods()
+	a.paths()
 	a.duplicates()
 	a.records()
 	a.confs()
