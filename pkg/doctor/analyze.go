@@ -29,6 +29,7 @@ func Analyze(w *World) Report {
 	a.confs()
 	a.binary()
 	a.cluster()
+	a.clusterPaths()
 	for _, d := range w.Missing {
 		a.add(Finding{Severity: Info, Code: "dir-missing", Section: sectionOfDir(w, d), File: d,
 			Message: "does not exist (nothing to look at there yet)"})

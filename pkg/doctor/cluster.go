@@ -83,6 +83,7 @@ func GatherCluster(ctx context.Context, dc dynamic.Interface, node string) (*Clu
 			c.NADs = append(c.NADs, NAD{Namespace: u.GetNamespace(), Name: u.GetName(), Config: cfg})
 		}
 	}
+	c.Paths = gatherPaths(ctx, dc)
 	sort.Slice(c.Pods, func(i, j int) bool {
 		return c.Pods[i].Namespace+"/"+c.Pods[i].Name < c.Pods[j].Namespace+"/"+c.Pods[j].Name
 	})

@@ -44,7 +44,10 @@ func dynamicClient(t *testing.T, core []runtime.Object, nads ...*unstructured.Un
 		t.Fatal(err)
 	}
 	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
-		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList"}, core...)
+		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList",
+			// Calico's and KubeVirt's, for the packet-path checks (calico.go).
+			FelixConfigurationResource: "FelixConfigurationList", IPPoolResource: "IPPoolList",
+			VMResource: "VirtualMachineList", VMIResource: "VirtualMachineInstanceList"}, core...)
 	for _, o := range nads {
 		if err := dc.Tracker().Create(NADResource, o, o.GetNamespace()); err != nil {
 			t.Fatal(err)

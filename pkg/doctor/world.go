@@ -211,6 +211,8 @@ type Cluster struct {
 	// NADErr is why NetworkAttachmentDefinitions could not be listed
 	// (e.g. the CRD is not installed).
 	NADErr string `json:"nadErr,omitempty"`
+	// Paths is what the packet-path checks read (calico.go).
+	Paths *PathCluster `json:"paths,omitempty"`
 }
 
 // ClusterPod is the part of a pod the checks read.
