@@ -128,6 +128,30 @@ func offSubnetPeer(addr net.IP, subnets []*net.IPNet) net.IP {
 	return net.ParseIP(peers[len(peers)-1])
 }
 
+// subnetsOf turns addresses with their prefix ("192.168.50.10/24") into
+// their subnets ("192.168.50.0/24").
+func subnetsOf(cidrs []string) []string {
+	out := make([]string, 0, len(cidrs))
+	for _, c := range cidrs {
+		if _, n, err := net.ParseCIDR(c); err == nil {
+			out = append(out, n.String())
+		} else {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// addressesOf drops the prefix lengths.
+func addressesOf(cidrs []string) []string {
+	out := make([]string, 0, len(cidrs))
+	for _, c := range cidrs {
+		ip, _, _ := strings.Cut(c, "/")
+		out = append(out, ip)
+	}
+	return out
+}
+
 func rpFilterWord(v int) string {
 	switch v {
 	case 0:
@@ -193,7 +217,7 @@ func (a *analysis) asymmetric(n *Netns, pod string, rt *Routing, ri RoutedInterf
 	var says []string
 	other, v4 := "", false
 	for _, rp := range bad {
-		what := fmt.Sprintf("an off-subnet peer (%s, standing for any address outside %s)", rp.Dest, strings.Join(ri.Addrs, ", "))
+		what := fmt.Sprintf("an off-subnet peer (%s, standing for any address outside %s)", rp.Dest, strings.Join(subnetsOf(ri.Addrs), ", "))
 		if rp.Target == TargetGateway {
 			what = fmt.Sprintf("its gateway %s", rp.Dest)
 		}
@@ -203,8 +227,8 @@ func (a *analysis) asymmetric(n *Netns, pod string, rt *Routing, ri RoutedInterf
 		}
 		v4 = v4 || isIPv4(rp.Source)
 	}
-	msg := fmt.Sprintf("%s, not %s: a request that reaches %s from outside its subnet is answered through another interface (asymmetric path), where the reply is dropped upstream or by the peer",
-		strings.Join(says, "; "), ri.Name, ri.Name)
+	msg := fmt.Sprintf("%s answers through another interface (asymmetric path): %s, not %s, so a request that reaches %s from outside its subnet gets no answer (the reply is dropped upstream or by the peer)",
+		ri.Name, strings.Join(says, "; "), ri.Name, ri.Name)
 	if v4 {
 		rps := []string{fmt.Sprintf("%s %s", ri.Name, rpFilterWord(ri.RPFilter))}
 		for _, o := range rt.Interfaces {
@@ -232,7 +256,7 @@ func (a *analysis) asymmetric(n *Netns, pod string, rt *Routing, ri RoutedInterf
 // sbrRemedy says where sbr goes in the chain that made the interface.
 func (a *analysis) sbrRemedy(n *Netns, ri RoutedInterface) string {
 	own := fmt.Sprintf("or give %s a route of its own to the peers it serves (\"routes\" in its IPAM, via its gateway)", ri.Name)
-	what := fmt.Sprintf("replies from %s then leave through %s (sbr moves its routes into a table of their own, chosen by the source address)", strings.Join(ri.Addrs, ", "), ri.Name)
+	what := fmt.Sprintf("replies from %s then leave through %s (sbr moves its routes into a table of their own, chosen by the source address)", strings.Join(addressesOf(ri.Addrs), ", "), ri.Name)
 	for j := range a.w.Cache {
 		e := &a.w.Cache[j]
 		if e.IfName != ri.Name || !holds(n, e.NetnsInode, e.Netns, e.ContainerID) || len(e.Config) == 0 {
@@ -269,7 +293,7 @@ func (a *analysis) nodeViaParent(pod string, ifc Interface, ri RoutedInterface) 
 		}
 		a.add(Finding{Severity: Warning, Code: "path-node-via-parent", Section: SectionPods, Pod: pod, Interface: ri.Name,
 			Message: fmt.Sprintf("%s is a %s of the node's %s, which carries the node's address %s; the pod routes to %s through %s, and %s never passes traffic between a parent and its %ss, so the pod cannot reach the node at %s (nor the node the pod at %s)",
-				ri.Name, kind, ri.Parent, pa.Dest, pa.Dest, ri.Name, kind, kind, pa.Dest, strings.Join(ri.Addrs, ", ")),
+				ri.Name, kind, ri.Parent, pa.Dest, pa.Dest, ri.Name, kind, kind, pa.Dest, strings.Join(addressesOf(ri.Addrs), ", ")),
 			Remedy: fmt.Sprintf("let the pod reach the node through its primary interface (a route for %s via the primary's gateway, or another node address), or move the node's address from %s to a %s of its own on %s (in bridge mode a macvlan reaches its sibling macvlans)",
 				pa.Dest, ri.Parent, kind, ri.Parent)})
 	}

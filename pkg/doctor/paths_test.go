@@ -43,7 +43,7 @@ func TestPaths(t *testing.T) {
 			rt: &Routing{Default: "eth0", RPFilterAll: 0, Interfaces: []RoutedInterface{eth0,
 				routed("net1", 1, []string{"192.168.50.1"}, []string{"192.168.50.10/24"}, asym, gwOK)}},
 			want: []codeAt{{Warning, "path-asymmetric", "default/web", "net1"}},
-			in: []string{"would leave through eth0, not net1", "rp_filter net1 1 (strict), eth0 0 (off), all 0 (off)", "strict, so the kernel drops",
+			in: []string{"would leave through eth0, not net1", "any address outside 192.168.50.0/24", "rp_filter net1 1 (strict), eth0 0 (off), all 0 (off)", "strict, so the kernel drops",
 				`chain {"type": "sbr"} right after macvlan, the main plugin, in network "mvnet"`, "macvlan -> sbr -> macguard", "route of its own"},
 		},
 		{
