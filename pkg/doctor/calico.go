@@ -23,33 +23,33 @@ import (
 // Resources of Calico (its CRDs, as calico-node and the operator install
 // them) and KubeVirt.
 var (
-	FelixConfigurationResource = schema.GroupVersionResource{Group: "crd.projectcalico.org", Version: "v1", Resource: "felixconfigurations"}
-	IPPoolResource             = schema.GroupVersionResource{Group: "crd.projectcalico.org", Version: "v1", Resource: "ippools"}
-	VMResource                 = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachines"}
-	VMIResource                = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachineinstances"}
+	calicoFelixResource  = schema.GroupVersionResource{Group: "crd.projectcalico.org", Version: "v1", Resource: "felixconfigurations"}
+	calicoIPPoolResource = schema.GroupVersionResource{Group: "crd.projectcalico.org", Version: "v1", Resource: "ippools"}
+	kubevirtVMResource   = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachines"}
+	kubevirtVMIResource  = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachineinstances"}
 )
 
 // bpfRedirectDefault is what Felix does when bpfRedirectToPeer is not set.
 const bpfRedirectDefault = "L2Only"
 
-// Felix is one FelixConfiguration's eBPF settings; empty strings and a nil
+// FelixConfig is one FelixConfiguration's eBPF settings; empty strings and a nil
 // BPFEnabled are fields not set.
-type Felix struct {
+type FelixConfig struct {
 	Name              string `json:"name"`
 	BPFEnabled        *bool  `json:"bpfEnabled,omitempty"`
 	BPFRedirectToPeer string `json:"bpfRedirectToPeer,omitempty"`
 }
 
-// IPPool is a Calico IP pool's encapsulation.
-type IPPool struct {
+// CalicoIPPool is a Calico IP pool's encapsulation.
+type CalicoIPPool struct {
 	Name      string `json:"name"`
 	CIDR      string `json:"cidr,omitempty"`
 	VXLANMode string `json:"vxlanMode,omitempty"`
 }
 
-// VM is a KubeVirt VirtualMachine or VirtualMachineInstance with the
+// PathVM is a KubeVirt VirtualMachine or VirtualMachineInstance with the
 // interfaces it binds to the pod network with bridge.
-type VM struct {
+type PathVM struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
@@ -62,9 +62,9 @@ type VM struct {
 type PathCluster struct {
 	// Felix is nil without Calico's FelixConfiguration CRD; IPPools nil
 	// without its IPPool CRD; VMs nil without KubeVirt's CRDs.
-	Felix   []Felix  `json:"felix,omitempty"`
-	IPPools []IPPool `json:"ipPools,omitempty"`
-	VMs     []VM     `json:"vms,omitempty"`
+	Felix   []FelixConfig  `json:"felix,omitempty"`
+	IPPools []CalicoIPPool `json:"ipPools,omitempty"`
+	VMs     []PathVM       `json:"vms,omitempty"`
 	// Errs are the lists that failed for another reason than a missing
 	// CRD (RBAC, mostly).
 	Errs []string `json:"errs,omitempty"`
@@ -88,34 +88,34 @@ func gatherPaths(ctx context.Context, dc dynamic.Interface) *PathCluster {
 		}
 		return true
 	}
-	if list(FelixConfigurationResource, func(u *unstructured.Unstructured) {
-		f := Felix{Name: u.GetName()}
+	if list(calicoFelixResource, func(u *unstructured.Unstructured) {
+		f := FelixConfig{Name: u.GetName()}
 		if b, ok, _ := unstructured.NestedBool(u.Object, "spec", "bpfEnabled"); ok {
 			f.BPFEnabled = &b
 		}
 		f.BPFRedirectToPeer, _, _ = unstructured.NestedString(u.Object, "spec", "bpfRedirectToPeer")
 		pc.Felix = append(pc.Felix, f)
 	}) && pc.Felix == nil {
-		pc.Felix = []Felix{}
+		pc.Felix = []FelixConfig{}
 	}
-	if list(IPPoolResource, func(u *unstructured.Unstructured) {
-		p := IPPool{Name: u.GetName()}
+	if list(calicoIPPoolResource, func(u *unstructured.Unstructured) {
+		p := CalicoIPPool{Name: u.GetName()}
 		p.CIDR, _, _ = unstructured.NestedString(u.Object, "spec", "cidr")
 		p.VXLANMode, _, _ = unstructured.NestedString(u.Object, "spec", "vxlanMode")
 		pc.IPPools = append(pc.IPPools, p)
 	}) && pc.IPPools == nil {
-		pc.IPPools = []IPPool{}
+		pc.IPPools = []CalicoIPPool{}
 	}
-	kubevirt := list(VMResource, func(u *unstructured.Unstructured) {
+	kubevirt := list(kubevirtVMResource, func(u *unstructured.Unstructured) {
 		spec, _, _ := unstructured.NestedMap(u.Object, "spec", "template", "spec")
-		pc.VMs = append(pc.VMs, VM{Kind: "VirtualMachine", Namespace: u.GetNamespace(), Name: u.GetName(), PodBridge: podBridges(spec)})
+		pc.VMs = append(pc.VMs, PathVM{Kind: "VirtualMachine", Namespace: u.GetNamespace(), Name: u.GetName(), PodBridge: podBridges(spec)})
 	})
-	kubevirt = list(VMIResource, func(u *unstructured.Unstructured) {
+	kubevirt = list(kubevirtVMIResource, func(u *unstructured.Unstructured) {
 		spec, _, _ := unstructured.NestedMap(u.Object, "spec")
-		pc.VMs = append(pc.VMs, VM{Kind: "VirtualMachineInstance", Namespace: u.GetNamespace(), Name: u.GetName(), PodBridge: podBridges(spec)})
+		pc.VMs = append(pc.VMs, PathVM{Kind: "VirtualMachineInstance", Namespace: u.GetNamespace(), Name: u.GetName(), PodBridge: podBridges(spec)})
 	}) || kubevirt
 	if kubevirt && pc.VMs == nil {
-		pc.VMs = []VM{}
+		pc.VMs = []PathVM{}
 	}
 	sort.Slice(pc.Felix, func(i, j int) bool { return pc.Felix[i].Name < pc.Felix[j].Name })
 	sort.Slice(pc.IPPools, func(i, j int) bool { return pc.IPPools[i].Name < pc.IPPools[j].Name })
@@ -123,7 +123,7 @@ func gatherPaths(ctx context.Context, dc dynamic.Interface) *PathCluster {
 	return pc
 }
 
-func (v VM) key() string { return v.Namespace + "/" + v.Name + "/" + v.Kind }
+func (v PathVM) key() string { return v.Namespace + "/" + v.Name + "/" + v.Kind }
 
 // podBridges returns the interfaces of a VMI spec (a VM's template spec)
 // that bind the pod network with bridge. With no interface and no network
@@ -161,8 +161,8 @@ func podBridges(spec map[string]any) []string {
 // ebpfRedirecting returns the FelixConfigurations whose effective settings
 // (a node's "node.<name>" over "default") turn the eBPF data plane on with
 // bpfRedirectToPeer not Disabled, each with the redirect mode in force.
-func ebpfRedirecting(fs []Felix) []string {
-	var def Felix
+func ebpfRedirecting(fs []FelixConfig) []string {
+	var def FelixConfig
 	for _, f := range fs {
 		if f.Name == "default" {
 			def = f

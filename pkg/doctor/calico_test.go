@@ -56,8 +56,8 @@ func vmi(ns, name string, spec map[string]any) *unstructured.Unstructured {
 }
 
 var pathGVR = map[string]schema.GroupVersionResource{
-	"FelixConfiguration": FelixConfigurationResource, "IPPool": IPPoolResource,
-	"VirtualMachine": VMResource, "VirtualMachineInstance": VMIResource,
+	"FelixConfiguration": calicoFelixResource, "IPPool": calicoIPPoolResource,
+	"VirtualMachine": kubevirtVMResource, "VirtualMachineInstance": kubevirtVMIResource,
 }
 
 // The cluster's packet-path checks on what the dynamic client returns:
@@ -78,7 +78,7 @@ func TestClusterPathChecks(t *testing.T) {
 		in     []string
 	}{
 		{name: "no Calico and no KubeVirt CRDs", objs: []*unstructured.Unstructured{macvlanNAD},
-			absent: []schema.GroupVersionResource{FelixConfigurationResource, IPPoolResource, VMResource, VMIResource}},
+			absent: []schema.GroupVersionResource{calicoFelixResource, calicoIPPoolResource, kubevirtVMResource, kubevirtVMIResource}},
 		{name: "eBPF with the default redirect and a bridge-bound VM",
 			objs: []*unstructured.Unstructured{ebpf, bridgeVM, vm("vms", "web", vmSpec("default", "masquerade", "pod"))},
 			want: []codeAt{{Warning, "cluster-calico-bpf-bridge-vm", "", ""}},
@@ -94,7 +94,7 @@ func TestClusterPathChecks(t *testing.T) {
 			in:   []string{"node.node-1 (bpfRedirectToPeer L2Only, the default)"}},
 		{name: "iptables data plane", objs: []*unstructured.Unstructured{felix("default", map[string]any{"bpfEnabled": off}), bridgeVM}},
 		{name: "eBPF, VMs bridged only on secondaries", objs: []*unstructured.Unstructured{ebpf, vm("vms", "db", vmSpec("lan", "bridge", "infra/lan"))}},
-		{name: "eBPF without KubeVirt", objs: []*unstructured.Unstructured{ebpf}, absent: []schema.GroupVersionResource{VMResource, VMIResource}},
+		{name: "eBPF without KubeVirt", objs: []*unstructured.Unstructured{ebpf}, absent: []schema.GroupVersionResource{kubevirtVMResource, kubevirtVMIResource}},
 		{name: "VXLAN pool and a macvlan NAD", objs: []*unstructured.Unstructured{ipPool("default-ipv4-ippool", "10.244.0.0/16", "Always"), macvlanNAD, bridgeNAD},
 			want: []codeAt{{Info, "cluster-calico-vxlan-macvlan", "", ""}},
 			in:   []string{"default-ipv4-ippool (10.244.0.0/16, vxlanMode Always)", "infra/lan", "path-asymmetric"}},
@@ -147,7 +147,7 @@ func TestClusterPathChecks(t *testing.T) {
 func TestClusterPathsForbidden(t *testing.T) {
 	dc := dynamicClient(t, nil)
 	dc.PrependReactor("list", "virtualmachines", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewForbidden(VMResource.GroupResource(), "", errors.New("RBAC"))
+		return true, nil, apierrors.NewForbidden(kubevirtVMResource.GroupResource(), "", errors.New("RBAC"))
 	})
 	r := clusterReport(t, dc)
 	want := []codeAt{{Info, "cluster-paths-unlisted", "", ""}}

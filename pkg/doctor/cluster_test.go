@@ -46,8 +46,8 @@ func dynamicClient(t *testing.T, core []runtime.Object, nads ...*unstructured.Un
 	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
 		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList",
 			// Calico's and KubeVirt's, for the packet-path checks (calico.go).
-			FelixConfigurationResource: "FelixConfigurationList", IPPoolResource: "IPPoolList",
-			VMResource: "VirtualMachineList", VMIResource: "VirtualMachineInstanceList"}, core...)
+			calicoFelixResource: "FelixConfigurationList", calicoIPPoolResource: "IPPoolList",
+			kubevirtVMResource: "VirtualMachineList", kubevirtVMIResource: "VirtualMachineInstanceList"}, core...)
 	for _, o := range nads {
 		if err := dc.Tracker().Create(NADResource, o, o.GetNamespace()); err != nil {
 			t.Fatal(err)
