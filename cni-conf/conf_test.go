@@ -246,3 +246,53 @@ func TestEveryFileIsDescribed(t *testing.T) {
 		t.Fatal(fmt.Errorf("walking cni-conf: %w", err))
 	}
 }
+
+// TestCiliumSkipsUnsupported: every macguard entry shipped for Cilium (the
+// chained examples and the entry the cilium overlay's installer writes)
+// lets a pod whose interface cannot carry a MAC (netkit in L3 mode) start.
+// A KubeVirt VM's MAC then comes from its spec (macguard's webhook,
+// docs/webhook.md); failing the launcher pod would stop the very VM the
+// webhook fixed.
+func TestCiliumSkipsUnsupported(t *testing.T) {
+	entries := map[string][]byte{}
+	files, err := filepath.Glob("chained/05-cilium-*.conflist")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("Cilium examples %v: %v", files, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l struct{ Plugins []json.RawMessage }
+		if err := json.Unmarshal(b, &l); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range l.Plugins {
+			if strings.Contains(string(p), `"macguard"`) {
+				entries[f] = p
+			}
+		}
+	}
+	overlay, err := os.ReadFile("../deploy/overlays/cilium/chain.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)MACGUARD_PLUGIN_CONFIG\s*\n\s*value:\s*'([^']*)'`).FindSubmatch(overlay)
+	if m == nil {
+		t.Fatal("deploy/overlays/cilium/chain.yaml sets no MACGUARD_PLUGIN_CONFIG")
+	}
+	entries["deploy/overlays/cilium"] = m[1]
+	for name, raw := range entries {
+		var e struct{ OnUnsupported string }
+		if err := json.Unmarshal(raw, &e); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if e.OnUnsupported != string(config.UnsupportedSkip) {
+			t.Errorf("%s: onUnsupported %q, want %q", name, e.OnUnsupported, config.UnsupportedSkip)
+		}
+	}
+	if len(entries) != len(files)+1 {
+		t.Errorf("macguard entries %d, want one per Cilium example plus the overlay's", len(entries))
+	}
+}

@@ -91,6 +91,10 @@ func splitDocs(data []byte) [][]byte {
 	return out
 }
 
+// patchDelete is the directive line of a strategic-merge patch that
+// deletes the object.
+var patchDelete = regexp.MustCompile(`(?m)^\$patch: delete\s*$`)
+
 // objects is every object of a manifest stream, decoded by kind.
 type objects struct {
 	namespaces []corev1.Namespace
@@ -100,17 +104,20 @@ type objects struct {
 	nads       []nad
 	roles      []rbacv1.ClusterRole
 	bindings   []rbacv1.ClusterRoleBinding
+	webhook    webhookObjects
 }
 
 // count is how many objects there are, of every kind.
 func (o objects) count() int {
-	return len(o.namespaces) + len(o.accounts) + len(o.daemonSets) + len(o.pods) + len(o.nads) + len(o.roles) + len(o.bindings)
+	return len(o.namespaces) + len(o.accounts) + len(o.daemonSets) + len(o.pods) + len(o.nads) + len(o.roles) + len(o.bindings) + o.webhook.count()
 }
 
 func decodeAll(t *testing.T, name string, data []byte) objects {
 	t.Helper()
 	var o objects
 	for i, doc := range splitDocs(data) {
+		// A kustomize patch that deletes an object names it and nothing else.
+		doc = patchDelete.ReplaceAll(doc, nil)
 		var tm metav1.TypeMeta
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
 			t.Fatalf("%s doc %d: %v", name, i, err)
@@ -146,7 +153,10 @@ func decodeAll(t *testing.T, name string, data []byte) objects {
 			err = decodeStrict(doc, &x)
 			o.nads = append(o.nads, x)
 		default:
-			err = fmt.Errorf("unexpected object %s %s", tm.APIVersion, tm.Kind)
+			var ok bool
+			if ok, err = o.webhook.decode(tm, doc); !ok {
+				err = fmt.Errorf("unexpected object %s %s", tm.APIVersion, tm.Kind)
+			}
 		}
 		if err != nil {
 			t.Errorf("%s doc %d (%s): %v", name, i, tm.Kind, err)
@@ -160,6 +170,10 @@ func manifestFiles(t *testing.T) []string {
 	t.Helper()
 	var files []string
 	err := filepath.WalkDir(".", func(p string, d os.DirEntry, err error) error {
+		// The chart's files are templates and values, checked by helm_test.go.
+		if err == nil && d.IsDir() && p == "helm" {
+			return filepath.SkipDir
+		}
 		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
 			files = append(files, p)
 		}
@@ -247,6 +261,43 @@ func render(t *testing.T, dir string) objects {
 		t.Fatalf("kustomize build %s: %v\n%s", dir, err, stderr.String())
 	}
 	return decodeAll(t, "kustomize build "+dir, out)
+}
+
+// kustomizeWith builds, with the real kustomize, a kustomization of
+// resource plus components written in a scratch directory (paths relative
+// to deploy/).
+func kustomizeWith(t *testing.T, resource string, components ...string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	rel := func(p string) string {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := filepath.Rel(dir, abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel(resource) + "\n"
+	if len(components) > 0 {
+		k += "components:\n"
+		for _, c := range components {
+			k += "  - " + rel(c) + "\n"
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kustomize(t), "build", dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kustomize build %s %v: %v\n%s", resource, components, err, stderr.String())
+	}
+	return out
 }
 
 // variant is one way to deploy and what it must do.

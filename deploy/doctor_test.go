@@ -1,9 +1,7 @@
 package deploy_test
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -34,16 +32,17 @@ func doctorRBAC(t *testing.T) (rbacv1.ClusterRole, rbacv1.ClusterRoleBinding) {
 	return o.roles[0], o.bindings[0]
 }
 
-// The doctor reads pods, NADs, its node, Calico's FelixConfigurations and
-// IP pools and KubeVirt's VMs and VMIs, and can write nothing.
+// The doctor reads pods, NADs, its node, VMs, VMIs, webhook configurations
+// and Calico's FelixConfigurations and IP pools, and can write nothing.
 func TestDoctorRBACIsReadOnly(t *testing.T) {
 	role, binding := doctorRBAC(t)
 	want := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}},
 		{APIGroups: []string{"k8s.cni.cncf.io"}, Resources: []string{"network-attachment-definitions"}, Verbs: []string{"get", "list"}},
-		{APIGroups: []string{"crd.projectcalico.org"}, Resources: []string{"felixconfigurations", "ippools"}, Verbs: []string{"get", "list"}},
 		{APIGroups: []string{"kubevirt.io"}, Resources: []string{"virtualmachines", "virtualmachineinstances"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"crd.projectcalico.org"}, Resources: []string{"felixconfigurations", "ippools"}, Verbs: []string{"get", "list"}},
 	}
 	if !reflect.DeepEqual(role.Rules, want) {
 		t.Errorf("ClusterRole rules %+v, want %+v", role.Rules, want)
@@ -58,30 +57,7 @@ func TestDoctorRBACIsReadOnly(t *testing.T) {
 // kustomize and returns the DaemonSet and the kinds rendered.
 func renderWithDoctor(t *testing.T, overlay string) (appsv1.DaemonSet, []string) {
 	t.Helper()
-	dir := t.TempDir()
-	rel := func(p string) string {
-		abs, err := filepath.Abs(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := filepath.Rel(dir, abs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel(overlay) +
-		"\ncomponents:\n  - " + rel(doctorComponent) + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(kustomize(t), "build", dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kustomize build %s + %s: %v\n%s", overlay, doctorComponent, err, stderr.String())
-	}
+	out := kustomizeWith(t, overlay, doctorComponent)
 	var ds []appsv1.DaemonSet
 	var kinds []string
 	for _, doc := range splitDocs(out) {

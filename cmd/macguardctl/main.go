@@ -1,6 +1,7 @@
 // Command macguardctl is macguard's operator tool and the DaemonSet's
 // agent: it installs the plugin on a node, prints the MAC a pod or VM will
-// get, and (with the node doctor) explains the MACs a node has. It is a
+// get, explains (with the node doctor) the MACs a node has, and runs the
+// KubeVirt admission webhook that writes VM interfaces' MACs into their spec. It is a
 // separate binary so that the plugin, which runs on every pod start, links
 // none of this.
 package main
@@ -11,11 +12,13 @@ import (
 	"github.com/macguard-cni/macguard/pkg/cli"
 	"github.com/macguard-cni/macguard/pkg/doctor"
 	"github.com/macguard-cni/macguard/pkg/install"
+	"github.com/macguard-cni/macguard/pkg/webhook"
 )
 
 func main() {
 	cli.Register("install", install.InstallMain)
 	cli.Register("uninstall", install.UninstallMain)
 	cli.Register("doctor", doctor.Main)
+	cli.Register("webhook", webhook.Main)
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -206,7 +206,11 @@ start kube-apiserver "$KUBE_BIN/kube-apiserver" --etcd-servers http://127.0.0.1:
 	--service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
 	--service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
 	--service-cluster-ip-range "$SERVICE_SUBNET" --allow-privileged=true \
-	--kubelet-preferred-address-types InternalIP --profiling=false
+	--kubelet-preferred-address-types InternalIP --profiling=false \
+	--enable-aggregator-routing=true
+# --enable-aggregator-routing: there is no kube-proxy, so the API server
+# sends webhook calls (macguard's webhook, test/k8s TestWebhook) straight to
+# the Service's endpoints instead of its cluster IP.
 wait_for "kube-apiserver" 120 kc get --raw /readyz
 start kube-controller-manager "$KUBE_BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG_FILE" \
 	--bind-address 127.0.0.1 --leader-elect=false --use-service-account-credentials=false \

@@ -25,7 +25,7 @@ BENCH_REF_PLUGINS := main/macvlan main/ptp main/bridge meta/tuning ipam/host-loc
 # Built like bin/macguard, so binary sizes compare like with like.
 BENCH_BUILDFLAGS  := -trimpath -ldflags='-s -w'
 
-.PHONY: bench bench-tools
+.PHONY: bench bench-tools bench-webhook
 
 bench: build bench-tools
 	hack/require-root.sh
@@ -33,6 +33,17 @@ bench: build bench-tools
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/... | tee $(BENCH_OUT)/micro.txt
 	$(BENCH_DIR)/bench -macguard $(BIN_DIR)/macguard -plugins $(BENCH_PLUGIN_DIR) -rssprobe $(BENCH_DIR)/rssprobe \
 		-micro $(BENCH_OUT)/micro.txt -out $(BENCH_OUT) -command '$(BENCH_COMMAND)' $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-webhook
+
+# The admission webhook: p50/p99 at a steady rate and its RSS (needs no
+# root; bounded by BENCH_WEBHOOK_N requests and 30 s). docs/performance.md.
+BENCH_WEBHOOK_RATE ?= 200
+BENCH_WEBHOOK_N    ?= 3000
+bench-webhook: build
+	@mkdir -p $(BENCH_DIR) $(BENCH_OUT)
+	$(GO) build -o $(BENCH_DIR)/webhook-bench ./test/bench/webhook
+	$(BENCH_DIR)/webhook-bench -macguardctl $(BIN_DIR)/macguardctl -rate $(BENCH_WEBHOOK_RATE) -n $(BENCH_WEBHOOK_N) \
+		-max-time 30s -out $(BENCH_OUT)
 
 bench-tools:
 	@mkdir -p $(BENCH_PLUGIN_DIR)

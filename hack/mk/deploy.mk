@@ -6,10 +6,12 @@
 #                       static plugin and macguardctl, named
 #                       $(IMAGE_REPO):$(VERSION), as an oci-archive (+ the layout in .oci.d/)
 #   make test-deploy    manifest tests (strict decoding, kustomize-rendered
-#                       overlays run on a fake node) and image tests (the
+#                       overlays run on a fake node, the Helm chart rendered
+#                       by Helm 3 and 4 compared with them) and image tests (the
 #                       archive read back, its binary run, skopeo's view);
 #                       part of `make test`. pkg/install runs in test-unit.
-#   make manifests      write $(VERSION) into deploy/ and the Dockerfile
+#   make manifests      write $(VERSION) into deploy/ (the chart's Chart.yaml
+#                       too) and the Dockerfile
 #   make image-docker   the same image with docker buildx (needs Docker;
 #                       IMAGE_PUSH=1 pushes it)
 #
@@ -62,14 +64,15 @@ deploy-deps: $(KUSTOMIZE)
 		fi; \
 	fi
 
-test-deploy: deploy-deps image
-	KUSTOMIZE=$(KUSTOMIZE) MACGUARD_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) MACGUARD_IMAGE_VERSION=$(VERSION) \
+test-deploy: deploy-deps image helm
+	KUSTOMIZE=$(KUSTOMIZE) HELM3=$(HELM3) HELM4=$(HELM4) MACGUARD_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) MACGUARD_IMAGE_VERSION=$(VERSION) \
 	MACGUARD_REQUIRE_SKOPEO=$$([ "$$(id -u)" = 0 ] && echo 1) \
 		$(GO) test -count=1 ./deploy/... ./hack/image/...
 
 manifests:
-	sed -i -E 's|(image: $(IMAGE_REPO)):[^[:space:]]+|\1:$(VERSION)|' deploy/base/daemonset.yaml
+	sed -i -E 's|(image: $(IMAGE_REPO)):[^[:space:]]+|\1:$(VERSION)|' deploy/base/daemonset.yaml deploy/components/webhook/webhook.yaml
 	sed -i -E 's|^(    newTag: ).*|\1$(VERSION)|' deploy/base/kustomization.yaml
 	sed -i -E 's|^ARG VERSION=.*|ARG VERSION=$(VERSION)|' Dockerfile
+	sed -i -E 's|^version: .*|version: $(patsubst v%,%,$(VERSION))|; s|^appVersion: .*|appVersion: $(VERSION)|' $(CHART_DIR)/Chart.yaml
 
 TEST_TARGETS += test-deploy

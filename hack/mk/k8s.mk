@@ -2,7 +2,8 @@
 # kube-controller-manager, kube-scheduler, kubelet, containerd + runc and
 # Multus in front of a bridge + host-local primary network, in a network
 # and mount namespace of its own; macguard installed by its DaemonSet from
-# `make image`. See docs/k8s.md.
+# `make image`. See docs/k8s.md. The Helm chart's scenarios need the
+# pinned Helm builds and the charts and images of two versions (k8s-helm).
 #
 #   make k8s-up      build what is missing (cached under .cache/k8s by
 #                    version), start the node, write .cache/k8s/env
@@ -63,9 +64,22 @@ k8s-down:
 	hack/require-root.sh
 	$(K8S_ENV) hack/k8s/down.sh
 
-test-k8s: build image k8s-deps k8s-images
+# The Helm scenarios (test/k8s/helm_test.go) upgrade from the chart and
+# image of VERSION to those of K8S_NEXT_VERSION, built here (the image for
+# the node's architecture only).
+K8S_NEXT_VERSION     := $(VERSION)-next
+K8S_NEXT_ARCHIVE     := $(CURDIR)/$(IMAGE_DIR)/macguard-$(K8S_NEXT_VERSION).oci.tar
+.PHONY: k8s-helm
+k8s-helm: helm chart
+	$(MAKE) --no-print-directory image chart VERSION=$(K8S_NEXT_VERSION) IMAGE_ARCHES=$(shell $(GO) env GOARCH)
+
+test-k8s: build image k8s-deps k8s-images k8s-helm
 	$(GO) test -c -o $(K8S_CACHE)/k8s.test ./test/k8s
 	$(K8S_ENV) K8S_TEST_BIN=$(K8S_CACHE)/k8s.test K8S_RUN_TESTS='$(value K8S_RUN_TESTS)' \
-	MACGUARDCTL_BIN=$(K8S_MACGUARDCTL) REPO_ROOT=$(CURDIR) hack/k8s/test.sh
+	MACGUARDCTL_BIN=$(K8S_MACGUARDCTL) REPO_ROOT=$(CURDIR) \
+	K8S_HELM3=$(HELM3) K8S_HELM4=$(HELM4) MACGUARD_CHART=$(CURDIR)/$(CHART_PACKAGE) \
+	MACGUARD_NEXT_CHART=$(CURDIR)/$(CHART_OUT)/macguard-$(patsubst v%,%,$(K8S_NEXT_VERSION)).tgz \
+	MACGUARD_NEXT_IMAGE=$(IMAGE_REPO):$(K8S_NEXT_VERSION) MACGUARD_NEXT_IMAGE_ARCHIVE=$(K8S_NEXT_ARCHIVE) \
+		hack/k8s/test.sh
 
 TEST_TARGETS += test-k8s

@@ -36,3 +36,18 @@ fuzz:
 	$(call run-fuzz,$(FUZZTIME))
 
 TEST_TARGETS += test-reliability
+
+# Tenant input (issue 24): the plugin binary with a config a NAD's author
+# wrote, as root in real network namespaces: paths outside the node's
+# roots, tampered records, GC across networks, parallel ADDs, DEL through
+# cnitool (ptp + host-local + macguard) with an unwritable dataDir. Needs
+# the pinned cnitool and reference plugins (make tools) and unshare
+# (util-linux, for the /proc/sys/kernel/hostname case in a private UTS and
+# mount namespace).
+.PHONY: test-tenant
+
+test-tenant: build tools
+	hack/require-root.sh
+	$(E2E_ENV) $(GO) test -count=1 -p 1 ./test/tenant/...
+
+TEST_TARGETS += test-tenant

@@ -7,6 +7,7 @@ package plugintest
 import (
 	"bytes"
 
+	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/plugin"
 )
@@ -16,6 +17,7 @@ import (
 // stdout and stderr collect what it prints and logs.
 func WrappedPlugin(wrap func(link.Netns) link.Netns) (p *plugin.Plugin, stdout, stderr *bytes.Buffer) {
 	p = plugin.New()
+	p.Roots = testutil.Roots()
 	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
 	p.Stdout, p.Stderr = stdout, stderr
 	p.Open = func(path string) (link.Netns, error) {

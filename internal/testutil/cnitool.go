@@ -167,6 +167,9 @@ func (c *CNITool) Exec(cmd, network, netnsPath string, call Call) (CNIToolRun, e
 	env := []string{"PATH=" + os.Getenv("PATH"),
 		"NETCONFPATH=" + c.NetConfPath, "CNI_PATH=" + c.CNIPath,
 		"CNI_ARGS=" + call.CNIArgs, "CAP_ARGS=" + call.CapArgs}
+	// cnitool passes its environment to the plugins, as a runtime does:
+	// this is where a node widens macguard's allowed roots.
+	env = append(env, RootsEnv()...)
 	if call.IfName != "" {
 		env = append(env, "CNI_IFNAME="+call.IfName)
 	}

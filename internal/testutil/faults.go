@@ -36,6 +36,8 @@ type Outcome struct {
 	Stderr  string
 	Err     *types.Error
 	Elapsed time.Duration
+	// MaxRSS is the run's peak resident set in bytes (wait4's ru_maxrss).
+	MaxRSS int64
 }
 
 // Exec runs bin like Run, with stdin from a reader and the run bounded by
@@ -53,6 +55,11 @@ func Exec(bin string, env Env, stdin io.Reader, timeout time.Duration) (Outcome,
 	start := time.Now()
 	err := cmd.Run()
 	o := Outcome{Stdout: out.Bytes(), Stderr: errb.String(), Elapsed: time.Since(start)}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			o.MaxRSS = ru.Maxrss * 1024 // KiB on Linux
+		}
+	}
 	if ctx.Err() != nil {
 		return o, fmt.Errorf("%s %s still running after %s (stderr %q)", bin, env.Command, timeout, o.Stderr)
 	}

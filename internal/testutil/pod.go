@@ -271,6 +271,9 @@ type Env struct {
 	IfName      string
 	Args        string
 	Path        string
+	// Roots, when not nil, replaces RootsEnv: the environment entries
+	// that set the plugin's allowed roots (a test of the roots themselves).
+	Roots []string
 }
 
 func (e Env) list() []string {
@@ -278,7 +281,11 @@ func (e Env) list() []string {
 	if path == "" {
 		path = "/opt/cni/bin"
 	}
-	return append(os.Environ(),
+	roots := e.Roots
+	if roots == nil {
+		roots = RootsEnv()
+	}
+	return append(append(os.Environ(), roots...),
 		"CNI_COMMAND="+e.Command, "CNI_CONTAINERID="+e.ContainerID, "CNI_NETNS="+e.Netns,
 		"CNI_IFNAME="+e.IfName, "CNI_ARGS="+e.Args, "CNI_PATH="+path)
 }

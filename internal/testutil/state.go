@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/macguard-cni/macguard/pkg/state"
 )
 
 // StateFiles splits a dataDir's entries into records (what DEL and GC act
@@ -47,4 +49,10 @@ func StateRecords(t testing.TB, dir string) []string {
 		t.Errorf("dataDir %s holds stray files %v", dir, other)
 	}
 	return records
+}
+
+// RecordName is the file name of an attachment's record in dataDir, as
+// package state names it.
+func RecordName(network, containerID, ifName string) string {
+	return state.Key{Network: network, ContainerID: containerID, IfName: ifName}.FileName()
 }

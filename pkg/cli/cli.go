@@ -23,9 +23,12 @@ macguard binary in the CNI bin directory).
   macguardctl mac --namespace NS --pod NAME --ifname IF [--salt S] [--prefix P]
   macguardctl mac --namespace NS --vm NAME --ifname IF [--salt S] [--prefix P]
   macguardctl mac --container-id ID --ifname IF [--salt S] [--prefix P]
+  macguardctl mac --namespace NS --vm NAME --vm-interface NAME [--salt S] [--prefix P]
+                  (the MAC "macguardctl webhook" writes into the VM spec)
   macguardctl install [--cni-bin-dir DIR] [--chain-into FILE --plugin-config JSON] [--watch]
   macguardctl uninstall [--chain-into FILE] [--remove-binary]
   macguardctl doctor [--json] [--fix] [--conf FILE] [--kubeconfig FILE]   what is wrong with the MACs on this node
+  macguardctl webhook [--salt S] [--prefix P] [--cert-secret NS/NAME ...]   the admission webhook (see --help)
   macguardctl help     (install/uninstall: see "macguardctl install --help")
 `
 
@@ -69,13 +72,25 @@ func macCmd(args []string, stdout, stderr io.Writer) int {
 	cid := fs.String("container-id", "", "container ID, for pods started without Kubernetes arguments")
 	ifName := fs.String("ifname", "", "interface name inside the pod, e.g. eth0 or net1")
 	salt := fs.String("salt", "", "the salt from the plugin config")
-	prefix := fs.String("prefix", "", "the prefix from the plugin config")
+	prefix := fs.String("prefix", "", "the prefix from the plugin config (with --vm-interface: the webhook's --prefix)")
+	vmIface := fs.String("vm-interface", "", "with --vm: an interface's name in the VM spec (e.g. default); prints the MAC the webhook writes into the spec, not the pod interface's")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "macguardctl mac: "+format+"\n", a...)
 		return 2
+	}
+	if *vmIface != "" {
+		if *ifName != "" || *pod != "" || *cid != "" || *ns == "" || *vm == "" {
+			return fail("--vm-interface needs --namespace and --vm and excludes --ifname, --pod and --container-id (it names the VM spec's interface, --ifname the pod's)")
+		}
+		p, err := macaddr.ParsePrefix(*prefix)
+		if err != nil {
+			return fail("--prefix: %v", err)
+		}
+		fmt.Fprintln(stdout, macaddr.DeriveVMInterface(macaddr.Input{Kind: identity.KindVM, Key: *ns + "/" + *vm, IfName: *vmIface, Salt: *salt, Prefix: p}))
+		return 0
 	}
 	if *ifName == "" {
 		return fail("--ifname is required (the interface name inside the pod, e.g. eth0)")

@@ -99,7 +99,10 @@ type Requested struct {
 
 // Config is what the plugin acts on: every option validated and defaulted.
 type Config struct {
-	CNIVersion    string
+	CNIVersion string
+	// Network is the configuration's "name": records and GC are per
+	// network.
+	Network       string
 	Assign        Assign
 	Identity      identity.Mode
 	Salt          string
@@ -131,7 +134,7 @@ func Parse(stdin []byte, cniArgs string) (*Config, error) {
 	if err := json.Unmarshal(stdin, &in); err != nil {
 		return nil, decodeError(err)
 	}
-	c := &Config{CNIVersion: in.CNIVersion, Salt: in.Salt, ValidAttachments: in.ValidAttachments}
+	c := &Config{CNIVersion: in.CNIVersion, Network: in.Name, Salt: in.Salt, ValidAttachments: in.ValidAttachments}
 	if !isNull(in.PrevResult) {
 		if kind := jsonKind(in.PrevResult); kind != "object" {
 			return nil, invalid("invalid network config: field %q must be an object, got JSON %s", "prevResult", kind)

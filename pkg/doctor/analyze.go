@@ -429,6 +429,11 @@ func (a *analysis) duplicates() {
 
 // records classifies macguard's records as live, stale or corrupt.
 func (a *analysis) records() {
+	for _, f := range a.w.LegacyRecords {
+		a.add(Finding{Severity: Info, Code: "record-legacy", Section: SectionRecords, File: f,
+			Message: "a record of a build from before records named their network: no DEL or GC reads or removes it, so its pod's MAC is not restored on DEL",
+			Remedy:  "remove the file once its pod is gone; macguard ignores it"})
+	}
 	fixed := map[string]bool{}
 	for _, f := range a.w.Fixed {
 		fixed[f] = true
@@ -444,7 +449,7 @@ func (a *analysis) records() {
 				}
 			}
 		}
-		st := RecordState{File: rec.File, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
+		st := RecordState{File: rec.File, Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
 		base := Finding{Section: SectionRecords, File: rec.File}
 		switch {
 		case rec.Err != "":
@@ -496,7 +501,7 @@ func (a *analysis) confs() {
 		a.add(f)
 	}
 	for _, cf := range a.w.Extra {
-		st, _, fs := checkConf(cf, SectionConfig)
+		st, _, fs := checkConf(cf, SectionConfig, a.w.roots())
 		st.Source = "conf-flag"
 		a.r.Configs = append(a.r.Configs, st)
 		for _, f := range fs {

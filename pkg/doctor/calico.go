@@ -21,11 +21,11 @@ import (
 // these cases.
 
 // Resources of Calico (its CRDs, as calico-node and the operator install
-// them) and KubeVirt.
+// them) and KubeVirt's VMIs (its VMs are kubevirt.go's, read once for every
+// check).
 var (
 	calicoFelixResource  = schema.GroupVersionResource{Group: "crd.projectcalico.org", Version: "v1", Resource: "felixconfigurations"}
 	calicoIPPoolResource = schema.GroupVersionResource{Group: "crd.projectcalico.org", Version: "v1", Resource: "ippools"}
-	kubevirtVMResource   = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachines"}
 	kubevirtVMIResource  = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachineinstances"}
 )
 
@@ -47,8 +47,8 @@ type CalicoIPPool struct {
 	VXLANMode string `json:"vxlanMode,omitempty"`
 }
 
-// PathVM is a KubeVirt VirtualMachine or VirtualMachineInstance with the
-// interfaces it binds to the pod network with bridge.
+// PathVM is a KubeVirt VirtualMachineInstance with the interfaces it binds
+// to the pod network with bridge (a VM's are read from Cluster.VMs).
 type PathVM struct {
 	Kind      string `json:"kind"`
 	Namespace string `json:"namespace"`
@@ -61,16 +61,16 @@ type PathVM struct {
 // PathCluster is what the cluster's packet-path checks read.
 type PathCluster struct {
 	// Felix is nil without Calico's FelixConfiguration CRD; IPPools nil
-	// without its IPPool CRD; VMs nil without KubeVirt's CRDs.
+	// without its IPPool CRD; VMIs nil without KubeVirt's VMI CRD.
 	Felix   []FelixConfig  `json:"felix,omitempty"`
 	IPPools []CalicoIPPool `json:"ipPools,omitempty"`
-	VMs     []PathVM       `json:"vms,omitempty"`
+	VMIs    []PathVM       `json:"vmis,omitempty"`
 	// Errs are the lists that failed for another reason than a missing
 	// CRD (RBAC, mostly).
 	Errs []string `json:"errs,omitempty"`
 }
 
-// gatherPaths reads FelixConfigurations, IP pools, VMs and VMIs. A CRD that
+// gatherPaths reads FelixConfigurations, IP pools and VMIs. A CRD that
 // is not installed leaves its list nil; any other failure is kept in Errs.
 func gatherPaths(ctx context.Context, dc dynamic.Interface) *PathCluster {
 	pc := &PathCluster{}
@@ -106,20 +106,15 @@ func gatherPaths(ctx context.Context, dc dynamic.Interface) *PathCluster {
 	}) && pc.IPPools == nil {
 		pc.IPPools = []CalicoIPPool{}
 	}
-	kubevirt := list(kubevirtVMResource, func(u *unstructured.Unstructured) {
-		spec, _, _ := unstructured.NestedMap(u.Object, "spec", "template", "spec")
-		pc.VMs = append(pc.VMs, PathVM{Kind: "VirtualMachine", Namespace: u.GetNamespace(), Name: u.GetName(), PodBridge: podBridges(spec)})
-	})
-	kubevirt = list(kubevirtVMIResource, func(u *unstructured.Unstructured) {
+	if list(kubevirtVMIResource, func(u *unstructured.Unstructured) {
 		spec, _, _ := unstructured.NestedMap(u.Object, "spec")
-		pc.VMs = append(pc.VMs, PathVM{Kind: "VirtualMachineInstance", Namespace: u.GetNamespace(), Name: u.GetName(), PodBridge: podBridges(spec)})
-	}) || kubevirt
-	if kubevirt && pc.VMs == nil {
-		pc.VMs = []PathVM{}
+		pc.VMIs = append(pc.VMIs, PathVM{Kind: "VirtualMachineInstance", Namespace: u.GetNamespace(), Name: u.GetName(), PodBridge: podBridges(spec)})
+	}) && pc.VMIs == nil {
+		pc.VMIs = []PathVM{}
 	}
 	sort.Slice(pc.Felix, func(i, j int) bool { return pc.Felix[i].Name < pc.Felix[j].Name })
 	sort.Slice(pc.IPPools, func(i, j int) bool { return pc.IPPools[i].Name < pc.IPPools[j].Name })
-	sort.Slice(pc.VMs, func(i, j int) bool { return pc.VMs[i].key() < pc.VMs[j].key() })
+	sort.Slice(pc.VMIs, func(i, j int) bool { return pc.VMIs[i].key() < pc.VMIs[j].key() })
 	return pc
 }
 
@@ -153,6 +148,22 @@ func podBridges(spec map[string]any) []string {
 		name, _ := m["name"].(string)
 		if _, ok := m["bridge"]; ok && pod[name] {
 			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// vmPodBridges are a VM's interfaces on the pod network with bridge
+// binding; a VM that lists no interface gets KubeVirt's default one, bridge
+// on the pod network (see podBridges).
+func vmPodBridges(v ClusterVM) []string {
+	if len(v.Interfaces) == 0 {
+		return []string{"(default)"}
+	}
+	var out []string
+	for _, i := range v.Interfaces {
+		if i.PodNetwork && i.Binding == "bridge" {
+			out = append(out, i.Name)
 		}
 	}
 	return out
@@ -211,8 +222,16 @@ func (a *analysis) clusterPaths() {
 	}
 	if redirecting := ebpfRedirecting(pc.Felix); len(redirecting) > 0 {
 		var bridged []string
-		for _, v := range pc.VMs {
-			if len(v.PodBridge) > 0 {
+		vms := map[string]bool{}
+		for _, v := range c.VMs {
+			vms[v.Namespace+"/"+v.Name] = true
+			if b := vmPodBridges(v); len(b) > 0 {
+				bridged = append(bridged, fmt.Sprintf("VirtualMachine %s/%s (%s)", v.Namespace, v.Name, strings.Join(b, ", ")))
+			}
+		}
+		for _, v := range pc.VMIs {
+			// A VM's VMI has the VM's name and its template's interfaces.
+			if len(v.PodBridge) > 0 && !vms[v.Namespace+"/"+v.Name] {
 				bridged = append(bridged, fmt.Sprintf("%s %s/%s (%s)", v.Kind, v.Namespace, v.Name, strings.Join(v.PodBridge, ", ")))
 			}
 		}

@@ -57,7 +57,7 @@ func vmi(ns, name string, spec map[string]any) *unstructured.Unstructured {
 
 var pathGVR = map[string]schema.GroupVersionResource{
 	"FelixConfiguration": calicoFelixResource, "IPPool": calicoIPPoolResource,
-	"VirtualMachine": kubevirtVMResource, "VirtualMachineInstance": kubevirtVMIResource,
+	"VirtualMachine": vmResource, "VirtualMachineInstance": kubevirtVMIResource,
 }
 
 // The cluster's packet-path checks on what the dynamic client returns:
@@ -78,7 +78,7 @@ func TestClusterPathChecks(t *testing.T) {
 		in     []string
 	}{
 		{name: "no Calico and no KubeVirt CRDs", objs: []*unstructured.Unstructured{macvlanNAD},
-			absent: []schema.GroupVersionResource{calicoFelixResource, calicoIPPoolResource, kubevirtVMResource, kubevirtVMIResource}},
+			absent: []schema.GroupVersionResource{calicoFelixResource, calicoIPPoolResource, vmResource, kubevirtVMIResource}},
 		{name: "eBPF with the default redirect and a bridge-bound VM",
 			objs: []*unstructured.Unstructured{ebpf, bridgeVM, vm("vms", "web", vmSpec("default", "masquerade", "pod"))},
 			want: []codeAt{{Warning, "cluster-calico-bpf-bridge-vm", "", ""}},
@@ -94,7 +94,7 @@ func TestClusterPathChecks(t *testing.T) {
 			in:   []string{"node.node-1 (bpfRedirectToPeer L2Only, the default)"}},
 		{name: "iptables data plane", objs: []*unstructured.Unstructured{felix("default", map[string]any{"bpfEnabled": off}), bridgeVM}},
 		{name: "eBPF, VMs bridged only on secondaries", objs: []*unstructured.Unstructured{ebpf, vm("vms", "db", vmSpec("lan", "bridge", "infra/lan"))}},
-		{name: "eBPF without KubeVirt", objs: []*unstructured.Unstructured{ebpf}, absent: []schema.GroupVersionResource{kubevirtVMResource, kubevirtVMIResource}},
+		{name: "eBPF without KubeVirt", objs: []*unstructured.Unstructured{ebpf}, absent: []schema.GroupVersionResource{vmResource, kubevirtVMIResource}},
 		{name: "VXLAN pool and a macvlan NAD", objs: []*unstructured.Unstructured{ipPool("default-ipv4-ippool", "10.244.0.0/16", "Always"), macvlanNAD, bridgeNAD},
 			want: []codeAt{{Info, "cluster-calico-vxlan-macvlan", "", ""}},
 			in:   []string{"default-ipv4-ippool (10.244.0.0/16, vxlanMode Always)", "infra/lan", "path-asymmetric"}},
@@ -146,15 +146,15 @@ func TestClusterPathChecks(t *testing.T) {
 // info finding that names it, and the other checks still run.
 func TestClusterPathsForbidden(t *testing.T) {
 	dc := dynamicClient(t, nil)
-	dc.PrependReactor("list", "virtualmachines", func(k8stesting.Action) (bool, runtime.Object, error) {
-		return true, nil, apierrors.NewForbidden(kubevirtVMResource.GroupResource(), "", errors.New("RBAC"))
+	dc.PrependReactor("list", "virtualmachineinstances", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(kubevirtVMIResource.GroupResource(), "", errors.New("RBAC"))
 	})
 	r := clusterReport(t, dc)
 	want := []codeAt{{Info, "cluster-paths-unlisted", "", ""}}
 	if got := codes(r, true); !reflect.DeepEqual(got, want) {
 		t.Fatalf("findings %v, want %v", got, want)
 	}
-	if f := r.Findings[0]; !strings.Contains(f.Message, "virtualmachines.kubevirt.io") || !strings.Contains(f.Remedy, "deploy/components/doctor") {
+	if f := r.Findings[0]; !strings.Contains(f.Message, "virtualmachineinstances.kubevirt.io") || !strings.Contains(f.Remedy, "deploy/components/doctor") {
 		t.Errorf("finding %+v", f)
 	}
 }

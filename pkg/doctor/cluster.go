@@ -83,6 +83,7 @@ func GatherCluster(ctx context.Context, dc dynamic.Interface, node string) (*Clu
 			c.NADs = append(c.NADs, NAD{Namespace: u.GetNamespace(), Name: u.GetName(), Config: cfg})
 		}
 	}
+	gatherKubeVirt(ctx, dc, c)
 	c.Paths = gatherPaths(ctx, dc)
 	sort.Slice(c.Pods, func(i, j int) bool {
 		return c.Pods[i].Namespace+"/"+c.Pods[i].Name < c.Pods[j].Namespace+"/"+c.Pods[j].Name
@@ -168,7 +169,7 @@ func (a *analysis) cluster() {
 		ch, _ := parseChain([]byte(n.Config), false)
 		chains[key] = ch
 		if ch == nil || ch.macguardIndex() >= 0 {
-			st, _, fs := checkConf(cf, SectionCluster)
+			st, _, fs := checkConf(cf, SectionCluster, a.w.roots())
 			a.r.Configs = append(a.r.Configs, st)
 			for _, f := range fs {
 				add(f)
@@ -254,6 +255,7 @@ func (a *analysis) cluster() {
 			}
 		}
 	}
+	a.kubevirt(c, add)
 	keys := make([]string, 0, len(chains))
 	for k := range chains {
 		keys = append(keys, k)

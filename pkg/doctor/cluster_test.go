@@ -45,9 +45,10 @@ func dynamicClient(t *testing.T, core []runtime.Object, nads ...*unstructured.Un
 	}
 	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
 		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList",
-			// Calico's and KubeVirt's, for the packet-path checks (calico.go).
+			vmResource: "VirtualMachineList", mwcResource: "MutatingWebhookConfigurationList",
+			// Calico's, and KubeVirt's VMIs, for the packet-path checks (calico.go).
 			calicoFelixResource: "FelixConfigurationList", calicoIPPoolResource: "IPPoolList",
-			kubevirtVMResource: "VirtualMachineList", kubevirtVMIResource: "VirtualMachineInstanceList"}, core...)
+			kubevirtVMIResource: "VirtualMachineInstanceList"}, core...)
 	for _, o := range nads {
 		if err := dc.Tracker().Create(NADResource, o, o.GetNamespace()); err != nil {
 			t.Fatal(err)

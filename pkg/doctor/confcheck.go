@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/macguard-cni/macguard/pkg/config"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 )
 
 // pluginType is the "type" macguard's entry has in a chain.
@@ -145,8 +146,9 @@ func prevResultMessage() string {
 }
 
 // checkConf checks one configuration and returns its state and findings.
-// where fills in Finding.File and NAD.
-func checkConf(cf ConfFile, section Section) (ConfigState, *chain, []Finding) {
+// where fills in Finding.File and NAD. roots are the node's allowed roots
+// for dataDir and logFile.
+func checkConf(cf ConfFile, section Section, roots pathpolicy.Roots) (ConfigState, *chain, []Finding) {
 	st := ConfigState{File: cf.Path, NAD: cf.NAD, Source: map[Section]string{SectionConfig: "conf-dir", SectionCluster: "cluster"}[section]}
 	base := Finding{Section: section, File: cf.Path, NAD: cf.NAD}
 	f := func(sev Severity, code, remedy, format string, a ...any) Finding {
@@ -195,11 +197,27 @@ func checkConf(cf ConfFile, section Section) (ConfigState, *chain, []Finding) {
 				"move macguard's entry after the main plugin in \"plugins\"",
 				"macguard is the first plugin of network %q; every ADD fails with: %s", ch.name, prevResultMessage()))
 		}
-		if _, msg := checkEntry(e.raw); msg != "" {
+		cfg, msg := checkEntry(e.raw)
+		if msg != "" {
 			st.Valid = false
 			out = append(out, f(Error, "conf-entry-invalid",
 				"fix the field the message names; until then every ADD and CHECK of this network fails",
 				"macguard refuses its entry (plugin %d of network %q): %s", i+1, ch.name, msg))
+			continue
+		}
+		// The plugin's own rule (pathpolicy), asked the same way.
+		_, dataErr := roots.DataDir(cfg.DataDir)
+		var logErr error
+		if cfg.LogFile != "" {
+			_, logErr = roots.LogFile(cfg.LogFile)
+		}
+		for _, err := range []error{dataErr, logErr} {
+			if err != nil {
+				st.Valid = false
+				out = append(out, f(Error, "conf-path-not-allowed",
+					fmt.Sprintf("put the path beneath an allowed root (or leave the field out for the default); only the node's operator can widen the roots, through the container runtime's environment (%s, %s)", pathpolicy.EnvDataRoots, pathpolicy.EnvLogRoots),
+					"macguard refuses a path of its entry (plugin %d of network %q): %v; every ADD of this network fails", i+1, ch.name, err))
+			}
 		}
 	}
 	if count > 1 {
@@ -249,7 +267,7 @@ func checkConfDir(w *World) ([]ConfigState, []Finding) {
 	loaded := -1
 	var chains []*chain
 	for _, cf := range w.Confs {
-		st, ch, fs := checkConf(cf, SectionConfig)
+		st, ch, fs := checkConf(cf, SectionConfig, w.roots())
 		if loaded < 0 && ch != nil && len(ch.entries) > 0 {
 			loaded = len(states)
 			st.Loaded = true

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -286,6 +287,21 @@ func TestRules(t *testing.T) {
 		{name: "a main plugin with a literal mac is a second owner", change: func(w *World) {
 			w.Confs[0].Content = conflist("net", `{"type":"macvlan","master":"eth0","mac":"0a:58:0a:00:00:42"}`, mgEntry)
 		}, want: []codeAt{{Warning, "conf-two-owners", "", ""}}},
+		// The plugin's own rule, pkg/pathpolicy: a conflist (or NAD) may
+		// name a dataDir or logFile only beneath the node's roots.
+		{name: "dataDir in the CNI conf dir", change: func(w *World) {
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"macguard","capabilities":{"mac":true},"dataDir":"/etc/cni/net.d"}`)
+		}, want: []codeAt{{Error, "conf-path-not-allowed", "", ""}}},
+		{name: "logFile outside /var/log", change: func(w *World) {
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"macguard","capabilities":{"mac":true},"logFile":"/etc/ld.so.preload"}`)
+		}, want: []codeAt{{Error, "conf-path-not-allowed", "", ""}}},
+		{name: "paths beneath the default roots", change: func(w *World) {
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"macguard","capabilities":{"mac":true},"dataDir":"/var/lib/cni/macguard","logFile":"/var/log/macguard.log"}`)
+		}},
+		{name: "paths beneath roots the node widened", change: func(w *World) {
+			w.Roots = &pathpolicy.Roots{Data: []string{"/run/cni", "/srv/mg"}, Log: []string{"/srv/log"}}
+			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, `{"type":"macguard","capabilities":{"mac":true},"dataDir":"/srv/mg/state","logFile":"/srv/log/mg.log"}`)
+		}},
 		{name: "macguard listed twice", change: func(w *World) {
 			w.Confs[0].Content = conflist("net", `{"type":"bridge"}`, mgEntry, mgEntry)
 		}, want: []codeAt{{Warning, "conf-macguard-twice", "", ""}}},
@@ -522,6 +538,26 @@ func TestMissingDirIsNamedInFull(t *testing.T) {
 	for _, d := range w.Missing {
 		if !strings.Contains(b.String(), "info    "+d+": does not exist") {
 			t.Errorf("report does not name %s in full:\n%s", d, b.String())
+		}
+	}
+}
+
+// TestLegacyRecords: files named like the records of builds before records
+// named their network are shown (info, nothing to fix in macguard) and
+// change nothing else in the report.
+func TestLegacyRecords(t *testing.T) {
+	w := healthyWorld()
+	before := codes(Analyze(w), true)
+	w.LegacyRecords = []string{"/run/cni/macguard/eth0@c0ffee.json"}
+	r := Analyze(w)
+	want := append(before, codeAt{Info, "record-legacy", "", ""})
+	sortCodes(want)
+	if got := codes(r, true); !reflect.DeepEqual(got, want) {
+		t.Fatalf("findings %v, want %v", got, want)
+	}
+	for _, f := range r.Findings {
+		if f.Code == "record-legacy" && (f.File != w.LegacyRecords[0] || f.Section != SectionRecords) {
+			t.Errorf("record-legacy finding %+v", f)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/state"
 )
 
@@ -58,7 +59,8 @@ const versionTimeout = 5 * time.Second
 // Gather reads the node into a World. It changes nothing. An error means
 // the doctor could not look (exit code 2).
 func Gather(opts Options, self Build) (*World, error) {
-	w := &World{Node: opts.Node, Dirs: opts.Dirs, Self: self, Netns: []Netns{}, Cache: []CacheEntry{}, Records: []Record{}, Confs: []ConfFile{}}
+	roots := pathpolicy.Node()
+	w := &World{Node: opts.Node, Dirs: opts.Dirs, Self: self, Netns: []Netns{}, Cache: []CacheEntry{}, Records: []Record{}, Confs: []ConfFile{}, Roots: &roots}
 	d := opts.Dirs
 	flags := map[string]string{d.Conf: "--conf-dir", d.Bin: "--bin-dir", d.Data: "--data-dir", d.Cache: "--cache-dir",
 		d.Netns: "--netns-dir", d.Proc: "--proc", d.MultusCache: "--multus-cache-dir"}
@@ -343,33 +345,40 @@ func gatherCache(w *World, cacheDir string) {
 // gatherRecords reads macguard's records and looks for their attachments.
 func gatherRecords(w *World) error {
 	st := state.New(w.Dirs.Data)
-	keys, err := st.Keys()
+	defer st.Close()
+	entries, err := st.Records()
 	if err != nil {
 		return err
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	for _, k := range keys {
-		w.Records = append(w.Records, observeRecord(st, k, w.Netns))
+	sort.Slice(entries, func(i, j int) bool {
+		a, b := entries[i].Record.Key().String(), entries[j].Record.Key().String()
+		return a < b || (a == b && entries[i].File < entries[j].File)
+	})
+	for _, e := range entries {
+		w.Records = append(w.Records, observeEntry(e, w.Netns))
 	}
-	return nil
+	w.LegacyRecords, err = st.Legacy()
+	return err
 }
 
-// recordFile is where package state keeps the record of k.
-func recordFile(dir string, k state.Key) string {
-	return filepath.Join(dir, k.IfName+"@"+k.ContainerID+".json")
-}
-
-// observeRecord loads one record and checks whether its netns and
-// interface still exist. known are the namespaces already inventoried.
+// observeRecord loads the record of k again (for --fix, under the lock)
+// and observes it.
 func observeRecord(st *state.Store, k state.Key, known []Netns) Record {
-	out := Record{File: recordFile(st.Dir, k), ContainerID: k.ContainerID, IfName: k.IfName}
 	r, found, err := st.Load(k)
-	switch {
-	case err != nil:
-		out.Err = err.Error()
-		return out
-	case !found:
-		out.Err = "removed while the doctor was reading"
+	if err == nil && !found {
+		err = errors.New("removed while the doctor was reading")
+	}
+	return observeEntry(state.Entry{File: st.File(k), Record: r, Err: err}, known)
+}
+
+// observeEntry checks whether a record's netns and interface still exist.
+// known are the namespaces already inventoried.
+func observeEntry(e state.Entry, known []Netns) Record {
+	r := e.Record
+	k := r.Key()
+	out := Record{File: e.File, Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName}
+	if e.Err != nil {
+		out.Err = e.Err.Error()
 		return out
 	}
 	out.Netns, out.OriginalMAC, out.AppliedMAC = r.Netns, r.OriginalMAC, r.AppliedMAC
@@ -590,7 +599,7 @@ func Fix(dir string, r Report) (removed, errs []string) {
 	}
 	defer unlock()
 	for _, rec := range stale {
-		k := state.Key{ContainerID: rec.ContainerID, IfName: rec.IfName}
+		k := state.Key{Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName}
 		again := observeRecord(st, k, nil)
 		if again.Err != "" || again.NetnsErr != "" || (!again.NetnsGone && again.IfPresent) {
 			errs = append(errs, fmt.Sprintf("--fix: record %s is no longer stale; left alone", rec.File))

@@ -103,6 +103,7 @@ type PodInterface struct {
 // RecordState is a record and whether its attachment still exists.
 type RecordState struct {
 	File        string `json:"file"`
+	Network     string `json:"network,omitempty"`
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Netns       string `json:"netns,omitempty"`

@@ -18,7 +18,19 @@
 // found stale (under the exclusive lock the plugin's GC takes).
 package doctor
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
+)
+
+// roots are the plugin's allowed roots on this world's node.
+func (w *World) roots() pathpolicy.Roots {
+	if w.Roots != nil {
+		return *w.Roots
+	}
+	return pathpolicy.FromEnv(func(string) string { return "" })
+}
 
 // World is everything the doctor looked at, as plain data. It is also the
 // format of the fixed worlds in testdata, so its JSON names are kept short
@@ -38,12 +50,19 @@ type World struct {
 	CacheErrors []FileError `json:"cacheErrors,omitempty"`
 	// Records are macguard's records in dataDir.
 	Records []Record `json:"records"`
+	// LegacyRecords are files in dataDir named like the records of builds
+	// before records named their network, which no DEL or GC reads.
+	LegacyRecords []string `json:"legacyRecords,omitempty"`
 	// Confs are the files in the CNI conf dir, in the order libcni
 	// considers them (by name).
 	Confs []ConfFile `json:"confs"`
 	// Extra are the configurations named with --conf.
-	Extra  []ConfFile `json:"extra,omitempty"`
-	Binary Binary     `json:"binary"`
+	Extra []ConfFile `json:"extra,omitempty"`
+	// Roots are where the plugin may keep state and logs, read from the
+	// doctor's environment the way the plugin reads the runtime's (see
+	// pkg/pathpolicy); nil means the built-in defaults.
+	Roots  *pathpolicy.Roots `json:"roots,omitempty"`
+	Binary Binary            `json:"binary"`
 	// Cluster is nil when the cluster was not asked about.
 	Cluster *Cluster `json:"cluster,omitempty"`
 	// ClusterErr is why the cluster checks failed (API server unreachable,
@@ -158,7 +177,9 @@ type FileError struct {
 
 // Record is one of macguard's records and what became of its attachment.
 type Record struct {
-	File        string `json:"file"`
+	File string `json:"file"`
+	// Network is the record's network ("name" of its configuration).
+	Network     string `json:"network,omitempty"`
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Netns       string `json:"netns,omitempty"`
@@ -211,6 +232,15 @@ type Cluster struct {
 	// NADErr is why NetworkAttachmentDefinitions could not be listed
 	// (e.g. the CRD is not installed).
 	NADErr string `json:"nadErr,omitempty"`
+	// VMs are KubeVirt's VirtualMachines (none without KubeVirt); VMErr
+	// is why they could not be listed.
+	VMs   []ClusterVM `json:"vms,omitempty"`
+	VMErr string      `json:"vmErr,omitempty"`
+	// MACWebhooks names every mutating webhook ("configuration/webhook"),
+	// to find the ones that assign VM MACs; WebhookErr is why they could
+	// not be listed.
+	MACWebhooks []string `json:"macWebhooks,omitempty"`
+	WebhookErr  string   `json:"webhookErr,omitempty"`
 	// Paths is what the packet-path checks read (calico.go).
 	Paths *PathCluster `json:"paths,omitempty"`
 }

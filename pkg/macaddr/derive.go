@@ -13,6 +13,14 @@ import (
 // option to select it, and new golden vectors, never an edit of v1.
 const derivationTag = "macguard/mac/v1"
 
+// vmInterfaceTag separates the MACs the admission webhook writes into a
+// KubeVirt VM's spec (one per spec interface, keyed by the interface's name
+// in the VM) from the plugin's MACs for pod interfaces: a different tag
+// makes a different hash input, so the two can never coincide or move each
+// other, even for the same namespace, VM and name. Like derivationTag it
+// never changes; a new encoding gets a new tag.
+const vmInterfaceTag = "macguard/kubevirt-interface/v1"
+
 // Prefix is a validated run of leading octets (0 to 5 of them) that replaces
 // the start of a derived MAC.
 type Prefix []byte
@@ -102,11 +110,24 @@ type Input struct {
 // first six bytes, locally administered bit set, multicast bit cleared, and
 // then the prefix octets laid over the start.
 func Derive(in Input) net.HardwareAddr {
+	return derive(derivationTag, in)
+}
+
+// DeriveVMInterface returns the stable MAC of a KubeVirt VM's interface as
+// the admission webhook writes it into spec...interfaces[].macAddress: the
+// same construction as Derive under its own tag, with Kind "vm", Key
+// "<namespace>/<VM name>" and IfName the interface's name in the VM spec
+// (e.g. "default"), not the pod interface's name.
+func DeriveVMInterface(in Input) net.HardwareAddr {
+	return derive(vmInterfaceTag, in)
+}
+
+func derive(tag string, in Input) net.HardwareAddr {
 	// A stack buffer keeps the common case free of allocations besides the
 	// result; unusually long names simply make append grow it.
 	var buf [256]byte
 	enc := buf[:0]
-	for _, f := range [...]string{derivationTag, in.Kind, in.Key, in.IfName, in.Salt} {
+	for _, f := range [...]string{tag, in.Kind, in.Key, in.IfName, in.Salt} {
 		enc = binary.BigEndian.AppendUint32(enc, uint32(len(f)))
 		enc = append(enc, f...)
 	}

@@ -34,6 +34,38 @@ func TestDeriveGolden(t *testing.T) {
 	}
 }
 
+// TestDeriveVMInterfaceGolden pins the VM-interface derivation the
+// admission webhook writes into VM specs: the same promise as
+// TestDeriveGolden. The vectors were computed by an independent
+// implementation (Python's hashlib over the same length-prefixed fields
+// with the tag "macguard/kubevirt-interface/v1").
+func TestDeriveVMInterfaceGolden(t *testing.T) {
+	golden := []struct {
+		in   Input
+		want string
+	}{
+		{Input{Kind: "vm", Key: "default/vm1", IfName: "default"}, "be:46:d1:e5:de:19"},
+		{Input{Kind: "vm", Key: "default/vm1", IfName: "eth0"}, "36:1c:af:59:ca:ff"},
+		{Input{Kind: "vm", Key: "default/vm1", IfName: "net1"}, "7e:9f:67:be:71:67"},
+		{Input{Kind: "vm", Key: "prod/fedora-vm", IfName: "default", Salt: "cluster-a"}, "06:b3:ab:49:58:ad"},
+		{Input{Kind: "vm", Key: "prod/fedora-vm", IfName: "secondary", Salt: "cluster-a"}, "f6:e9:2f:e3:b7:ca"},
+		{Input{Kind: "vm", Key: "default/vm1", IfName: "default", Prefix: Prefix{0x0a, 0x58}}, "0a:58:d1:e5:de:19"},
+	}
+	for _, g := range golden {
+		t.Run(fmt.Sprintf("%s/%s/%s/%s", g.in.Key, g.in.IfName, g.in.Salt, g.in.Prefix), func(t *testing.T) {
+			if got := DeriveVMInterface(g.in).String(); got != g.want {
+				t.Fatalf("DeriveVMInterface(%+v) = %s, want %s (the derivation is a contract; do not change it)", g.in, got, g.want)
+			}
+		})
+	}
+	// The tag separates the two derivations: the same input never gives
+	// the plugin's pod-interface MAC (5e:b6:d0:34:42:ff, pinned above).
+	in := Input{Kind: "vm", Key: "default/vm1", IfName: "eth0"}
+	if DeriveVMInterface(in).String() == Derive(in).String() {
+		t.Fatalf("DeriveVMInterface and Derive agree on %+v; the tags must separate them", in)
+	}
+}
+
 // TestDeriveUnambiguous guards the length-prefixed encoding: moving bytes
 // between fields must change the result.
 func TestDeriveUnambiguous(t *testing.T) {

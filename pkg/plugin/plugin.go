@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -22,6 +24,7 @@ import (
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/logging"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/policy"
 	"github.com/macguard-cni/macguard/pkg/result"
 	"github.com/macguard-cni/macguard/pkg/state"
@@ -30,31 +33,38 @@ import (
 // Store is the part of package state the plugin uses; tests substitute one
 // that fails on purpose to prove rollback.
 type Store interface {
+	Open(create bool) error
 	Lock(exclusive bool) (unlock func(), err error)
+	LockAttachment(state.Key) (unlock func(), err error)
 	Save(state.Record) error
 	Load(state.Key) (state.Record, bool, error)
 	Remove(state.Key) error
-	GC(valid map[state.Key]bool) ([]state.Key, error)
+	GC(network string, valid map[state.Key]bool) ([]state.Key, error)
+	Close()
 }
 
 // Plugin holds the seams to the outside world. The zero value is not
 // usable; New gives the real one.
 type Plugin struct {
 	Open     link.Opener
-	NewStore func(dir string) Store
+	NewStore func(dataDir pathpolicy.Place) Store
 	Stdout   io.Writer
 	Stderr   io.Writer
 	Now      func() time.Time
+	// Roots are where the node lets the plugin keep state and logs
+	// (pathpolicy); New reads them from the environment.
+	Roots pathpolicy.Roots
 }
 
 // New returns the plugin wired to the kernel, the filesystem and stdio.
 func New() *Plugin {
 	return &Plugin{
 		Open:     link.Open,
-		NewStore: func(dir string) Store { return state.New(dir) },
+		NewStore: func(dataDir pathpolicy.Place) Store { return state.Beneath(dataDir) },
 		Stdout:   os.Stdout,
 		Stderr:   os.Stderr,
 		Now:      time.Now,
+		Roots:    pathpolicy.Node(),
 	}
 }
 
@@ -68,24 +78,45 @@ type invocation struct {
 	args *skel.CmdArgs
 	cfg  *config.Config
 	log  *slog.Logger
+	// dataDir is cfg.DataDir beneath its root; dataDirErr says why the
+	// node's roots refuse it (then dataDir is empty).
+	dataDir    pathpolicy.Place
+	dataDirErr error
 }
 
 // start parses the config and opens the log; close releases what it
-// opened.
-func (p *Plugin) start(args *skel.CmdArgs) (inv *invocation, close func(), err error) {
+// opened. For ADD (strict) a logFile the node's roots refuse is a config
+// error; DEL, GC, CHECK and STATUS must never be blocked by one (a
+// teardown must finish), so they log to stderr instead and carry on. A
+// refused dataDir is left in dataDirErr for the command to judge.
+func (p *Plugin) start(args *skel.CmdArgs, strict bool) (inv *invocation, close func(), err error) {
 	cfg, err := config.Parse(args.StdinData, args.Args)
 	if err != nil {
 		return nil, nil, err
 	}
-	log, closeLog, err := logging.Open(cfg.LogFile, cfg.LogLevel, p.Stderr)
+	inv = &invocation{args: args, cfg: cfg}
+	inv.dataDir, inv.dataDirErr = p.Roots.DataDir(cfg.DataDir)
+	log, closeLog, err := logging.Open(cfg.LogFile, p.Roots, cfg.LogLevel, p.Stderr)
 	if err != nil {
-		return nil, nil, newError(types.ErrInvalidNetworkConfig, "%v (the directory must exist and the file must not be a symlink; leave logFile empty to log to stderr)", err)
+		if strict {
+			return nil, nil, newError(types.ErrInvalidNetworkConfig, "%v (the directory must exist, beneath an allowed root, with no symlink in the path, and the file must be a regular file; leave logFile empty to log to stderr)", err)
+		}
+		lvl, lerr := logging.ParseLevel(cfg.LogLevel)
+		if lerr != nil {
+			return nil, nil, newError(types.ErrInvalidNetworkConfig, "%v", lerr)
+		}
+		log, closeLog = logging.New(p.Stderr, lvl), func() {}
+		log.Warn("logFile not used; logging to stderr", append(inv.attachmentAttrs(), "error", err)...)
 	}
-	return &invocation{args: args, cfg: cfg, log: log}, closeLog, nil
+	inv.log = log
+	for _, e := range p.Roots.Ignored {
+		log.Warn("ignoring an allowed-root entry that is not a clean absolute path outside /proc, /sys and /dev", "entry", e)
+	}
+	return inv, closeLog, nil
 }
 
 func (inv *invocation) key() state.Key {
-	return state.Key{ContainerID: inv.args.ContainerID, IfName: inv.args.IfName}
+	return state.Key{Network: inv.cfg.Network, ContainerID: inv.args.ContainerID, IfName: inv.args.IfName}
 }
 
 // inSandbox matches a result's "sandbox" against CNI_NETNS, by path or, when
@@ -110,15 +141,11 @@ type attached struct {
 	close     func()
 }
 
-func (p *Plugin) attach(args *skel.CmdArgs) (*attached, error) {
-	inv, closeLog, err := p.start(args)
-	if err != nil {
-		return nil, err
-	}
-	fail := func(err error) (*attached, error) {
-		closeLog()
-		return nil, err
-	}
+// attach validates what ADD and CHECK need and opens the pod's namespace;
+// closing the result does not close inv's log.
+func (p *Plugin) attach(inv *invocation) (*attached, error) {
+	args := inv.args
+	fail := func(err error) (*attached, error) { return nil, err }
 	requested, err := inv.cfg.Requested()
 	if err != nil {
 		var e *types.Error
@@ -139,7 +166,7 @@ func (p *Plugin) attach(args *skel.CmdArgs) (*attached, error) {
 		return fail(asCNIError(err))
 	}
 	return &attached{invocation: inv, prev: prev, requested: requested, netns: netns,
-		close: func() { _ = netns.Close(); closeLog() }}, nil // a handle's close loses nothing
+		close: func() { _ = netns.Close() }}, nil // a handle's close loses nothing
 }
 
 // inspect reads the interface and decides; it runs inside the namespace.
@@ -175,8 +202,23 @@ type outcome struct {
 // in one entry into the pod's namespace. It logs one line whatever happens:
 // what it found, what it did and why, or the error.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
-	at, err := p.attach(args)
+	inv, closeLog, err := p.start(args, true)
 	if err != nil {
+		// No usable log file: the runtime keeps stderr.
+		logging.New(p.Stderr, slog.LevelInfo).Error("ADD failed", append(attachmentAttrs(args), "error", err)...)
+		return err
+	}
+	defer closeLog()
+	var at *attached
+	if inv.dataDirErr != nil {
+		// Refused before anything is looked at, even when nothing
+		// would be changed: the config is wrong either way.
+		err = newError(types.ErrInvalidNetworkConfig, "%v", inv.dataDirErr)
+	} else {
+		at, err = p.attach(inv)
+	}
+	if err != nil {
+		inv.log.Error("ADD failed", append(inv.attachmentAttrs(), "error", err)...)
 		return err
 	}
 	defer at.close()
@@ -203,6 +245,22 @@ func (p *Plugin) add(at *attached) (outcome, error) {
 	if err != nil {
 		return outcome{attrs: at.attachmentAttrs()}, err
 	}
+	var held lockedStore
+	if d.Action == policy.Set {
+		// Another ADD of this attachment may be changing it right now:
+		// wait for it under the attachment's lock and look again, so this
+		// one decides on what that one left (most often: nothing to do)
+		// and never undoes it. change owns the locks from here.
+		if held, err = p.lockAttachment(at); err != nil {
+			return outcome{attrs: at.attachmentAttrs()}, err
+		}
+		if obs, d, err = at.inspect(); err != nil || d.Action != policy.Set {
+			held.release()
+			if err != nil {
+				return outcome{attrs: at.attachmentAttrs()}, err
+			}
+		}
+	}
 	if d.Action != policy.Keep {
 		// The driver (a VF's, netkit) names the device in the line that
 		// records a change or a refusal. Not for a pass-through, the common
@@ -221,7 +279,7 @@ func (p *Plugin) add(at *attached) (outcome, error) {
 		out.level, out.msg = slog.LevelWarn, "MAC not applied: device cannot carry it; passing the result through (onUnsupported=skip)"
 	case policy.Set:
 		var attrs []any
-		tx, attrs, err = p.change(at, obs, d)
+		tx, attrs, err = p.change(at, held, obs, d)
 		out.attrs = append(out.attrs, attrs...)
 		var refused refusedError
 		switch {
@@ -263,7 +321,41 @@ func (at *attached) corrected(final net.HardwareAddr) (json.RawMessage, error) {
 
 // attachmentAttrs name the attachment in every log line of a command.
 func (inv *invocation) attachmentAttrs() []any {
-	return []any{"container", inv.args.ContainerID, "netns", inv.args.Netns, "ifname", inv.args.IfName}
+	return append(attachmentAttrs(inv.args), "network", inv.cfg.Network)
+}
+
+func attachmentAttrs(args *skel.CmdArgs) []any {
+	return []any{"container", args.ContainerID, "netns", args.Netns, "ifname", args.IfName}
+}
+
+// lockedStore is a Store whose directory and attachment locks are held
+// until release.
+type lockedStore struct {
+	Store
+	release func()
+}
+
+// lockAttachment opens dataDir (creating it) and takes its shared lock
+// and the attachment's lock.
+func (p *Plugin) lockAttachment(at *attached) (lockedStore, error) {
+	store := p.NewStore(at.dataDir)
+	unlock, err := store.Lock(false)
+	if err != nil {
+		store.Close()
+		if errors.Is(err, pathpolicy.ErrRefused) {
+			// A symlink, FIFO or pseudo-filesystem on the way: the
+			// config's fault, found before anything was changed.
+			return lockedStore{}, newError(types.ErrInvalidNetworkConfig, "%v (dataDir must lie beneath %s with no symlink in its path; nothing was changed)",
+				err, strings.Join(p.Roots.Data, ", "))
+		}
+		return lockedStore{}, stateErr(err)
+	}
+	unlockAtt, err := store.LockAttachment(at.key())
+	if err != nil {
+		unlock()
+		return lockedStore{}, stateErr(err)
+	}
+	return lockedStore{Store: store, release: func() { unlockAtt(); unlock() }}, nil
 }
 
 func (inv *invocation) logAttrs(obs link.Observed, d policy.Decision) []any {
@@ -318,14 +410,10 @@ func (a announceMode) String() string {
 // already undone and the lock released; the returned error then carries
 // every undo that failed too. The record is written first so that an ADD
 // killed at any point leaves something DEL can undo.
-func (p *Plugin) change(at *attached, obs link.Observed, d policy.Decision) (*transaction, []any, error) {
+func (p *Plugin) change(at *attached, held lockedStore, obs link.Observed, d policy.Decision) (*transaction, []any, error) {
 	args, cfg, netns := at.args, at.cfg, at.netns
-	store := p.NewStore(cfg.DataDir)
-	unlock, err := store.Lock(false)
-	if err != nil {
-		return nil, nil, stateErr(err)
-	}
-	tx := &transaction{where: fmt.Sprintf("%q in netns %s", args.IfName, args.Netns), release: unlock}
+	store := held.Store
+	tx := &transaction{where: fmt.Sprintf("%q in netns %s", args.IfName, args.Netns), release: held.release}
 	var attrs []any
 	fail := func(err error) (*transaction, []any, error) {
 		err = tx.rollback(err)
@@ -335,7 +423,7 @@ func (p *Plugin) change(at *attached, obs link.Observed, d policy.Decision) (*tr
 
 	key := at.key()
 	rec := state.Record{
-		ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
+		Network: cfg.Network, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
 		OriginalMAC: macaddr.String(obs.MAC), AppliedMAC: macaddr.String(d.MAC), Created: p.Now().UTC(),
 	}
 	prior, hadPrior, err := store.Load(key)
@@ -437,7 +525,12 @@ func (p *Plugin) change(at *attached, obs link.Observed, d policy.Decision) (*tr
 // Check verifies that the interface still has the MAC the policy requires
 // and the result reports.
 func (p *Plugin) Check(args *skel.CmdArgs) error {
-	at, err := p.attach(args)
+	inv, closeLog, err := p.start(args, false)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	at, err := p.attach(inv)
 	if err != nil {
 		return err
 	}
@@ -479,31 +572,63 @@ func (at *attached) check() error {
 	return nil
 }
 
-// openExistingStore locks dataDir for DEL and GC. A dataDir that does not
-// exist means there is nothing to undo, and it is not created: tearing down
-// must not depend on being able to write.
-func (p *Plugin) openExistingStore(dir string, exclusive bool) (Store, func(), error) {
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+// openExistingStore opens and locks dataDir for DEL and GC. A dataDir
+// that does not exist means there is nothing to undo, and it is not
+// created: tearing down must not depend on being able to write. Nothing
+// but a busy lock (answered "try again later") is an error: a dataDir the
+// node's roots refuse, or that cannot be opened, holds nothing this
+// network's config may act on, and one that cannot be locked (it is not
+// writable) is still read by DEL, never by GC (which needs its exclusive
+// lock to be sure no ADD is writing). store is nil when there is nothing
+// to read.
+func (p *Plugin) openExistingStore(inv *invocation, cmd string, exclusive bool) (store Store, unlock func(), err error) {
+	warn := func(msg string, err error) (Store, func(), error) {
+		inv.log.Warn(cmd+": "+msg, append(inv.attachmentAttrs(), "dataDir", inv.cfg.DataDir, "error", err)...)
 		return nil, nil, nil
 	}
-	store := p.NewStore(dir)
-	unlock, err := store.Lock(exclusive)
-	if err != nil {
-		return nil, nil, asCNIError(stateErr(err))
+	if inv.dataDirErr != nil {
+		return warn("dataDir refused; nothing to do", inv.dataDirErr)
+	}
+	store = p.NewStore(inv.dataDir)
+	if err := store.Open(false); err != nil {
+		store.Close()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil
+		}
+		if errors.Is(err, pathpolicy.ErrRefused) {
+			return warn("dataDir refused; nothing to do", err)
+		}
+		return warn("dataDir cannot be opened; nothing to do", err)
+	}
+	unlock, err = store.Lock(exclusive)
+	switch {
+	case errors.Is(err, state.ErrBusy):
+		store.Close()
+		return nil, nil, asCNIError(err)
+	case err != nil && exclusive:
+		// GC without its exclusive lock could remove a record an ADD is
+		// writing; it has nothing to finish, so it does nothing.
+		store.Close()
+		return warn("dataDir cannot be locked; nothing done", err)
+	case err != nil:
+		inv.log.Warn(cmd+": dataDir cannot be locked; going on without the lock", append(inv.attachmentAttrs(), "dataDir", inv.cfg.DataDir, "error", err)...)
+		return store, store.Close, nil
 	}
 	return store, unlock, nil
 }
 
 // Del puts the original MAC back if macguard changed it and forgets the
-// attachment. It succeeds when there is nothing left to do: no record, the
-// netns or the interface gone, or no prevResult.
+// attachment. It succeeds whenever there is nothing left it can do: no
+// record (none, unreadable, refused, corrupt, oversized: it logs why), the
+// netns or the interface gone, or no prevResult. Only a config that does
+// not parse, or a dataDir locked by a running GC, fails it.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
-	inv, closeLog, err := p.start(args)
+	inv, closeLog, err := p.start(args, false)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	store, unlock, err := p.openExistingStore(inv.cfg.DataDir, false)
+	store, unlock, err := p.openExistingStore(inv, "DEL", false)
 	if store == nil || err != nil {
 		return err
 	}
@@ -511,15 +636,25 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	key := inv.key()
 	rec, found, err := store.Load(key)
 	if err != nil {
-		// A corrupt record must not block teardown forever: drop it.
-		inv.log.Warn("dropping unreadable state record", "container", args.ContainerID, "ifname", args.IfName, "error", err)
-		return asCNIError(stateErr(store.Remove(key)))
+		// A record that cannot be used must not block teardown: drop it.
+		inv.log.Warn("DEL: dropping unusable state record; nothing restored", append(inv.attachmentAttrs(), "error", err)...)
+		p.forget(inv, store, key)
+		return nil
 	}
 	if !found {
 		return nil
 	}
 	p.restore(inv, rec)
-	return asCNIError(stateErr(store.Remove(key)))
+	p.forget(inv, store, key)
+	return nil
+}
+
+// forget removes a record for DEL; a record that cannot be removed is
+// GC's (or the doctor's) to remove later, never a reason to fail DEL.
+func (p *Plugin) forget(inv *invocation, store Store, key state.Key) {
+	if err := store.Remove(key); err != nil {
+		inv.log.Warn("DEL: state record not removed; GC will remove it", append(inv.attachmentAttrs(), "error", err)...)
+	}
 }
 
 // restore is best effort: the pod is going away, and a DEL that fails keeps
@@ -527,8 +662,10 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 func (p *Plugin) restore(inv *invocation, rec state.Record) {
 	args := inv.args
 	attrs := append(inv.attachmentAttrs(), "applied", rec.AppliedMAC, "original", rec.OriginalMAC)
+	// Load accepts only assignable MACs (or all zeros); the check is
+	// repeated where the MAC is used.
 	original, err := macaddr.Parse(rec.OriginalMAC)
-	if err != nil || macaddr.IsZero(original) {
+	if err != nil || macaddr.IsZero(original) || macaddr.CheckAssignable(original) != nil {
 		inv.log.Info("DEL: no original MAC to restore", attrs...)
 		return
 	}
@@ -571,24 +708,27 @@ func (p *Plugin) restore(inv *invocation, rec state.Record) {
 }
 
 // GC forgets every attachment the runtime no longer lists as valid.
+// GC forgets every attachment of this network that the runtime no longer
+// lists as valid; other networks' records are theirs (CNI's GC is per
+// network).
 func (p *Plugin) GC(args *skel.CmdArgs) error {
-	inv, closeLog, err := p.start(args)
+	inv, closeLog, err := p.start(args, false)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	store, unlock, err := p.openExistingStore(inv.cfg.DataDir, true)
+	store, unlock, err := p.openExistingStore(inv, "GC", true)
 	if store == nil || err != nil {
 		return err
 	}
 	defer unlock()
 	valid := make(map[state.Key]bool, len(inv.cfg.ValidAttachments))
 	for _, a := range inv.cfg.ValidAttachments {
-		valid[state.Key{ContainerID: a.ContainerID, IfName: a.IfName}] = true
+		valid[state.Key{Network: inv.cfg.Network, ContainerID: a.ContainerID, IfName: a.IfName}] = true
 	}
-	removed, err := store.GC(valid)
+	removed, err := store.GC(inv.cfg.Network, valid)
 	for _, k := range removed {
-		inv.log.Info("GC: removed stale state", "container", k.ContainerID, "ifname", k.IfName)
+		inv.log.Info("GC: removed stale state", "network", k.Network, "container", k.ContainerID, "ifname", k.IfName)
 	}
 	return asCNIError(stateErr(err))
 }
@@ -596,7 +736,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 // Status reports readiness. macguard has no daemon or network to wait for;
 // a config that does not parse is the one thing that makes it not ready.
 func (p *Plugin) Status(args *skel.CmdArgs) error {
-	_, closeLog, err := p.start(args)
+	_, closeLog, err := p.start(args, false)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/link/linktest"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/state"
 )
 
@@ -40,15 +41,16 @@ func newHarness(t *testing.T, links ...link.Observed) *harness {
 	h := &harness{t: t, fake: linktest.New(nsPath, links...), dataDir: filepath.Join(t.TempDir(), "state")}
 	h.p = &Plugin{
 		Open: h.fake.Opener(),
-		NewStore: func(dir string) Store {
+		NewStore: func(dataDir pathpolicy.Place) Store {
 			if h.store != nil {
 				return h.store
 			}
-			return state.New(dir)
+			return state.Beneath(dataDir)
 		},
 		Stdout: &h.stdout,
 		Stderr: &h.log,
 		Now:    func() time.Time { return time.Unix(0, 0) },
+		Roots:  testutil.Roots(),
 	}
 	return h
 }
@@ -446,8 +448,36 @@ func TestGC(t *testing.T) {
 	if err := h.p.GC(&skel.CmdArgs{StdinData: gc}); err != nil {
 		t.Fatal(err)
 	}
-	if files := h.stateFiles(); len(files) != 1 || files[0] != "eth0@live.json" {
+	if files := h.stateFiles(); len(files) != 1 || files[0] != testutil.RecordName("reliability", "live", "eth0") {
 		t.Fatalf("after GC: %v, want only the live attachment", files)
+	}
+}
+
+// TestGCWithoutItsLockDoesNothing: GC that cannot take its exclusive lock
+// (the lock file replaced by a symlink) removes nothing, since an ADD may
+// be writing, and still succeeds: it has nothing to finish.
+func TestGCWithoutItsLockDoesNothing(t *testing.T) {
+	h := newHarness(t, veth("52:54:00:12:34:56"))
+	if err := h.run(h.p.Add, "stale", h.conf(`"assign":"always"`, prevResult("52:54:00:12:34:56")), ""); err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(h.dataDir, ".lock")
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/nonexistent", lock); err != nil {
+		t.Fatal(err)
+	}
+	gc := h.conf(`"cniVersion":"1.1.0","cni.dev/valid-attachments":[]`, "")
+	gc = bytes.Replace(gc, []byte(`"cniVersion":"1.0.0",`), nil, 1)
+	if err := h.p.GC(&skel.CmdArgs{StdinData: gc}); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	if files := h.stateFiles(); len(files) != 1 {
+		t.Fatalf("GC without its lock removed records: %v", files)
+	}
+	if !strings.Contains(h.log.String(), "GC: dataDir cannot be locked; nothing done") {
+		t.Errorf("GC did not log why it did nothing: %s", h.log.String())
 	}
 }
 
@@ -701,7 +731,7 @@ func TestAddOverCorruptRecord(t *testing.T) {
 	const orig = "52:54:00:12:34:56"
 	for name, content := range map[string]string{
 		"empty":     "",
-		"cut short": `{"version":1,"containerID":"c1","ifName":"eth0","originalMAC":"52:54:`,
+		"cut short": `{"version":2,"network":"reliability","containerID":"c1","ifName":"eth0","originalMAC":"52:54:`,
 		"zeros":     "\x00\x00\x00\x00",
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -709,7 +739,7 @@ func TestAddOverCorruptRecord(t *testing.T) {
 			if err := os.MkdirAll(h.dataDir, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(h.dataDir, "eth0@c1.json"), []byte(content), 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(h.dataDir, testutil.RecordName("reliability", "c1", "eth0")), []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if err := h.run(h.p.Add, "c1", h.conf(`"assign":"always"`, prevResult(orig)), ""); err != nil {

@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,27 +21,27 @@ func TestSaveLoadRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unlock()
-	r := Record{ContainerID: "c1", IfName: "eth0", Netns: "/x", OriginalMAC: "02:00:00:00:00:01", AppliedMAC: "0a:58:00:00:00:01", Created: time.Unix(1, 0).UTC()}
+	r := Record{Network: "net", ContainerID: "c1", IfName: "eth0", Netns: "/x", OriginalMAC: "02:00:00:00:00:01", AppliedMAC: "0a:58:00:00:00:01", Created: time.Unix(1, 0).UTC()}
 	if err := s.Save(r); err != nil {
 		t.Fatal(err)
 	}
-	got, found, err := s.Load(Key{"c1", "eth0"})
+	got, found, err := s.Load(Key{"net", "c1", "eth0"})
 	r.Version = recordVersion
 	if err != nil || !found || !reflect.DeepEqual(got, r) {
 		t.Fatalf("Load = %+v %v %v; want %+v", got, found, err, r)
 	}
 	dirInfo, _ := os.Stat(s.Dir)
-	fileInfo, _ := os.Stat(filepath.Join(s.Dir, "eth0@c1.json"))
+	fileInfo, _ := os.Stat(s.File(Key{"net", "c1", "eth0"}))
 	if dirInfo.Mode().Perm() != 0o700 || fileInfo.Mode().Perm() != 0o600 {
 		t.Fatalf("modes dir %v file %v; want 0700 / 0600", dirInfo.Mode().Perm(), fileInfo.Mode().Perm())
 	}
-	if err := s.Remove(Key{"c1", "eth0"}); err != nil {
+	if err := s.Remove(Key{"net", "c1", "eth0"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Remove(Key{"c1", "eth0"}); err != nil {
+	if err := s.Remove(Key{"net", "c1", "eth0"}); err != nil {
 		t.Fatalf("second Remove must succeed: %v", err)
 	}
-	if _, found, _ := s.Load(Key{"c1", "eth0"}); found {
+	if _, found, _ := s.Load(Key{"net", "c1", "eth0"}); found {
 		t.Fatal("record still there")
 	}
 }
@@ -52,8 +52,8 @@ func TestSaveLoadRemove(t *testing.T) {
 // the file, and must not stand in the way of the next ADD (a Save over it)
 // or DEL (a Remove of it).
 func TestUnreadableRecord(t *testing.T) {
-	k := Key{"c1", "eth0"}
-	good := Record{ContainerID: "c1", IfName: "eth0", Netns: "/x", OriginalMAC: "02:00:00:00:00:01", AppliedMAC: "0a:58:00:00:00:01", Created: time.Unix(1, 0).UTC(), Version: recordVersion}
+	k := Key{"net", "c1", "eth0"}
+	good := Record{Network: "net", ContainerID: "c1", IfName: "eth0", Netns: "/x", OriginalMAC: "02:00:00:00:00:01", AppliedMAC: "0a:58:00:00:00:01", Created: time.Unix(1, 0).UTC(), Version: recordVersion}
 	whole, err := json.Marshal(good)
 	if err != nil {
 		t.Fatal(err)
@@ -67,13 +67,18 @@ func TestUnreadableRecord(t *testing.T) {
 		"not JSON":          []byte("{trunc"),
 		"JSON null":         []byte("null"),
 		"empty object":      []byte("{}"),
-		"another record":    []byte(`{"version":1,"containerID":"c2","ifName":"eth0"}`),
+		"another record":    []byte(`{"version":2,"network":"net","containerID":"c2","ifName":"eth0"}`),
+		"another network":   []byte(`{"version":2,"network":"other","containerID":"c1","ifName":"eth0"}`),
 		"wrong type":        []byte(`{"version":"one","containerID":"c1","ifName":"eth0"}`),
+		"old version":       []byte(`{"version":1,"network":"net","containerID":"c1","ifName":"eth0"}`),
+		"multicast MAC":     []byte(`{"version":2,"network":"net","containerID":"c1","ifName":"eth0","originalMAC":"01:00:5e:00:00:01","appliedMAC":"0a:58:00:00:00:01"}`),
+		"broadcast MAC":     []byte(`{"version":2,"network":"net","containerID":"c1","ifName":"eth0","originalMAC":"ff:ff:ff:ff:ff:ff","appliedMAC":"0a:58:00:00:00:01"}`),
+		"not a MAC":         []byte(`{"version":2,"network":"net","containerID":"c1","ifName":"eth0","originalMAC":"02:00","appliedMAC":"0a:58:00:00:00:01"}`),
 	}
 	for name, content := range cases {
 		t.Run(name, func(t *testing.T) {
 			s := New(t.TempDir())
-			p := filepath.Join(s.Dir, k.fileName())
+			p := s.File(k)
 			if err := os.WriteFile(p, content, 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -106,11 +111,11 @@ func TestUnreadableRecord(t *testing.T) {
 // length: no prefix may load as a record.
 func TestTornRecordAtEveryLength(t *testing.T) {
 	s := New(t.TempDir())
-	k := Key{"c1", "eth0"}
-	if err := s.Save(Record{ContainerID: "c1", IfName: "eth0", OriginalMAC: "02:00:00:00:00:01", AppliedMAC: "0a:58:00:00:00:01"}); err != nil {
+	k := Key{"net", "c1", "eth0"}
+	if err := s.Save(Record{Network: "net", ContainerID: "c1", IfName: "eth0", OriginalMAC: "02:00:00:00:00:01", AppliedMAC: "0a:58:00:00:00:01"}); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(s.Dir, k.fileName())
+	p := s.File(k)
 	whole, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
@@ -125,16 +130,42 @@ func TestTornRecordAtEveryLength(t *testing.T) {
 	}
 }
 
-// TestUnreadableIsNotCorrupt: a record that cannot be read at all is an
-// error of its own, not ErrCorrupt; nothing says the record is gone.
-func TestUnreadableIsNotCorrupt(t *testing.T) {
+// TestNotARegularFile: a record path that holds a directory, a FIFO or a
+// symlink is no record (ErrCorrupt, so DEL drops it), and reading it
+// neither blocks nor follows the link.
+func TestNotARegularFile(t *testing.T) {
+	k := Key{"net", "c1", "eth0"}
+	for name, make := range map[string]func(p string) error{
+		"directory": func(p string) error { return os.Mkdir(p, 0o700) },
+		"FIFO":      func(p string) error { return syscall.Mkfifo(p, 0o600) },
+		"symlink":   func(p string) error { return os.Symlink("/dev/zero", p) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := New(t.TempDir())
+			if err := make(s.File(k)); err != nil {
+				t.Fatal(err)
+			}
+			if _, found, err := s.Load(k); found || !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Load: found %v, err %v; want ErrCorrupt", found, err)
+			}
+		})
+	}
+}
+
+// TestOversizedRecord: a record is read up to maxRecordSize and no further.
+func TestOversizedRecord(t *testing.T) {
 	s := New(t.TempDir())
-	k := Key{"c1", "eth0"}
-	if err := os.Mkdir(filepath.Join(s.Dir, k.fileName()), 0o700); err != nil {
+	k := Key{"net", "c1", "eth0"}
+	f, err := os.Create(s.File(k))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, found, err := s.Load(k); found || err == nil || errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Load of a directory: found %v, err %v; want a read error that is not ErrCorrupt", found, err)
+	if err := f.Truncate(1 << 30); err != nil { // sparse: costs no disk
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	if _, found, err := s.Load(k); found || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("Load of 1 GiB: found %v, err %v; want ErrCorrupt, larger than", found, err)
 	}
 }
 
@@ -142,77 +173,96 @@ func TestUnreadableIsNotCorrupt(t *testing.T) {
 // is gone once Save returns, and a Save that cannot write names dataDir.
 func TestSaveLeavesNoTemporaryFile(t *testing.T) {
 	s := New(t.TempDir())
-	if err := s.Save(Record{ContainerID: "c1", IfName: "eth0"}); err != nil {
+	k := Key{"net", "c1", "eth0"}
+	if err := s.Save(Record{Network: "net", ContainerID: "c1", IfName: "eth0"}); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(s.Dir)
-	if len(entries) != 1 || entries[0].Name() != "eth0@c1.json" {
-		t.Errorf("dataDir holds %v, want only eth0@c1.json", entries)
+	if len(entries) != 1 || entries[0].Name() != k.FileName() {
+		t.Errorf("dataDir holds %v, want only %s", entries, k.FileName())
 	}
-	gone := New(filepath.Join(s.Dir, "missing"))
-	if err := gone.Save(Record{ContainerID: "c1", IfName: "eth0"}); err == nil || !strings.Contains(err.Error(), gone.Dir) {
+	gone := New(filepath.Join(s.Dir, "missing", "deeper"))
+	if err := os.WriteFile(filepath.Join(s.Dir, "missing"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := gone.Save(Record{Network: "net", ContainerID: "c1", IfName: "eth0"}); err == nil || !strings.Contains(err.Error(), gone.Dir) {
 		t.Errorf("Save into a missing dataDir = %v, want an error naming it", err)
 	}
 }
 
-func TestKeysParseNames(t *testing.T) {
+// TestFileNames: a record's file name is within NAME_MAX whatever the
+// container ID and network, differs per network, and is no CNI
+// configuration's name.
+func TestFileNames(t *testing.T) {
+	long := strings.Repeat("c", 1000)
+	a, b := Key{"net-a", long, "eth0"}, Key{"net-b", long, "eth0"}
+	if a.FileName() == b.FileName() {
+		t.Fatal("two networks share a record file name")
+	}
 	s := New(t.TempDir())
-	for _, n := range []string{"eth0@c1.json", "net@1@c2.json", ".lock", ".eth0@c3.json.tmp123", "junk", "@c4.json", "eth0@.json"} {
-		if err := os.WriteFile(filepath.Join(s.Dir, n), nil, 0o600); err != nil {
-			t.Fatal(err)
+	if err := s.Save(Record{Network: "net-a", ContainerID: long, IfName: "eth0"}); err != nil {
+		t.Fatalf("Save with a 1000-character container ID: %v", err)
+	}
+	for _, ext := range []string{".conf", ".conflist", ".json"} {
+		if strings.HasSuffix(a.FileName(), ext) {
+			t.Fatalf("record name %s ends in %s", a.FileName(), ext)
 		}
 	}
-	keys, err := s.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].ContainerID < keys[j].ContainerID })
-	want := []Key{{"c1", "eth0"}, {"c2", "net@1"}}
-	if !reflect.DeepEqual(keys, want) {
-		t.Fatalf("Keys = %v, want %v", keys, want)
+	if r, found, err := s.Load(a); !found || err != nil || r.ContainerID != long {
+		t.Fatalf("Load: %v %v", found, err)
 	}
 }
 
+// TestGC: GC removes the stale records of its own network and nothing
+// else: not another network's records, not files named like records that
+// hold none, not other programs' files, not a fresh temporary file.
 func TestGC(t *testing.T) {
 	s := New(t.TempDir())
-	for _, k := range []Key{{"live", "eth0"}, {"live", "net1"}, {"stale", "eth0"}} {
-		if err := s.Save(Record{ContainerID: k.ContainerID, IfName: k.IfName}); err != nil {
+	for _, k := range []Key{{"net", "live", "eth0"}, {"net", "live", "net1"}, {"net", "stale", "eth0"}, {"other", "stale", "net1"}} {
+		if err := s.Save(Record{Network: k.Network, ContainerID: k.ContainerID, IfName: k.IfName}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// A temporary file of a killed writer, and one of a writer from
-	// before pkg/atomicfile: both go once a minute old.
-	oldTmp := filepath.Join(s.Dir, ".eth0@x.json"+atomicfile.Marker+"1")
-	legacyTmp := filepath.Join(s.Dir, ".eth0@x.json.tmp1")
 	past := time.Now().Add(-time.Hour)
-	for _, p := range []string{oldTmp, legacyTmp} {
-		if err := os.WriteFile(p, nil, 0o600); err != nil {
-			t.Fatalf("creating %s: %v", p, err)
+	foreign := []string{"alice@example.com.json", "eth0@c9.json", ".x.json.tmp1", filePrefix + "0000" + fileSuffix}
+	for _, n := range foreign {
+		p := filepath.Join(s.Dir, n)
+		if err := os.WriteFile(p, []byte(`{"version":2,"network":"net","containerID":"zz","ifName":"eth0"}`), 0o600); err != nil {
+			t.Fatal(err)
 		}
 		if err := os.Chtimes(p, past, past); err != nil {
-			t.Fatalf("ageing %s: %v", p, err)
+			t.Fatal(err)
 		}
 	}
-	freshTmp := filepath.Join(s.Dir, ".eth0@y.json"+atomicfile.Marker+"2")
-	if err := os.WriteFile(freshTmp, nil, 0o600); err != nil {
-		t.Fatalf("creating %s: %v", freshTmp, err)
+	oldTmp := filepath.Join(s.Dir, "."+Key{"net", "x", "eth0"}.FileName()+atomicfile.Marker+"1")
+	freshTmp := filepath.Join(s.Dir, "."+Key{"net", "y", "eth0"}.FileName()+atomicfile.Marker+"2")
+	for _, p := range []string{oldTmp, freshTmp} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(oldTmp, past, past); err != nil {
+		t.Fatal(err)
 	}
 
-	removed, err := s.GC(map[Key]bool{{"live", "eth0"}: true, {"live", "net1"}: true})
+	removed, err := s.GC("net", map[Key]bool{{"net", "live", "eth0"}: true, {"net", "live", "net1"}: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(removed, []Key{{"stale", "eth0"}}) {
-		t.Fatalf("removed %v, want only the stale attachment", removed)
+	if !reflect.DeepEqual(removed, []Key{{"net", "stale", "eth0"}}) {
+		t.Fatalf("removed %v, want only the stale attachment of net", removed)
 	}
 	keys, _ := s.Keys()
-	if len(keys) != 2 {
-		t.Fatalf("live records lost: %v", keys)
+	if len(keys) != 3 {
+		t.Fatalf("records lost: %v", keys)
 	}
-	for _, p := range []string{oldTmp, legacyTmp} {
-		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Fatalf("old temporary file %s left behind", p)
+	for _, n := range foreign {
+		if _, err := os.Stat(filepath.Join(s.Dir, n)); err != nil {
+			t.Errorf("GC removed %s, which is not its record", n)
 		}
+	}
+	if _, err := os.Stat(oldTmp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("old temporary file %s left behind", oldTmp)
 	}
 	if _, err := os.Stat(freshTmp); err != nil {
 		t.Fatal("a temporary file that may belong to a running ADD was removed")
@@ -250,5 +300,24 @@ func TestLockUnusableDir(t *testing.T) {
 	}
 	if _, err := New(f).Lock(false); err == nil {
 		t.Fatal("a dataDir that is a file must fail")
+	}
+}
+
+// TestLegacy lists the files named like records of earlier builds, and
+// nothing else.
+func TestLegacy(t *testing.T) {
+	s := New(t.TempDir())
+	if err := s.Save(Record{Network: "net", ContainerID: "c1", IfName: "eth0"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"eth0@c9.json", "net@1@c2.json", ".eth0@c3.json.tmp1", "@c4.json", "eth0@.json", "junk.json"} {
+		if err := os.WriteFile(filepath.Join(s.Dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Legacy()
+	want := []string{filepath.Join(s.Dir, "eth0@c9.json"), filepath.Join(s.Dir, "net@1@c2.json")}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Legacy = %v, %v; want %v", got, err, want)
 	}
 }

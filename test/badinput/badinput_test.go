@@ -30,6 +30,7 @@ import (
 
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/plugin"
 	"github.com/macguard-cni/macguard/pkg/stdin"
 )
@@ -61,9 +62,9 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	for _, rec := range []struct{ cid, applied string }{{containerID, f.mac}, {"other", "0a:58:00:00:00:02"}} {
-		data := fmt.Sprintf(`{"version":1,"containerID":%q,"ifName":"eth0","netns":%q,"originalMAC":%q,"appliedMAC":%q,"created":"2026-01-01T00:00:00Z"}`,
+		data := fmt.Sprintf(`{"version":2,"network":"badinput","containerID":%q,"ifName":"eth0","netns":%q,"originalMAC":%q,"appliedMAC":%q,"created":"2026-01-01T00:00:00Z"}`,
 			rec.cid, pod.NS.Path(), seededOriginal, rec.applied)
-		if err := os.WriteFile(filepath.Join(f.dataDir, "eth0@"+rec.cid+".json"), []byte(data), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(f.dataDir, testutil.RecordName("badinput", rec.cid, "eth0")), []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -120,6 +121,15 @@ func (f *fixture) prev(over string) string {
 		m[k] = v
 	}
 	return string(mustJSON(m))
+}
+
+// allowOnly gives the run the roots of a node that widens them (besides
+// the built-in ones) to the case's subdirectories data and log only ("" is
+// the case's directory itself, where the fixture's dataDir is).
+func allowOnly(data, log string) func(*testing.T, *fixture, *testutil.Env) {
+	return func(_ *testing.T, f *fixture, e *testutil.Env) {
+		e.Roots = []string{pathpolicy.EnvDataRoots + "=" + filepath.Join(f.root, data), pathpolicy.EnvLogRoots + "=" + filepath.Join(f.root, log)}
+	}
 }
 
 type badCase struct {
@@ -315,6 +325,24 @@ func cases() []badCase {
 		{name: "logFile in a missing directory", stdin: func(f *fixture) io.Reader {
 			return bytes.NewReader(f.conf(`{"logFile":` + string(mustJSON(filepath.Join(f.root, "no-dir", "macguard.log"))) + `}`))
 		}, code: types.ErrInvalidNetworkConfig, want: []string{"opening logFile", "no such file or directory", "the directory must exist"}},
+		// Issue 24: the node's roots, not the config, say where macguard
+		// writes (test/tenant has the rest). The node here allows only
+		// the case's "allowed" directory, and the refused paths lie in
+		// the case's own directory too, so that even a plugin that
+		// wrongly accepted them would write nothing outside it.
+		{name: "dataDir outside the allowed roots", env: allowOnly("allowed", "allowed"),
+			stdin: func(f *fixture) io.Reader {
+				return bytes.NewReader(f.conf(`{"dataDir":` + string(mustJSON(filepath.Join(f.root, "etc", "cni", "net.d"))) + `}`))
+			}, code: types.ErrInvalidNetworkConfig, want: []string{`dataDir "`, "/etc/cni/net.d", "outside the allowed roots", "/run/cni, /var/lib/cni", "/allowed", "MACGUARD_DATA_ROOTS"}},
+		{name: "logFile outside the allowed roots", env: allowOnly("", "allowed"),
+			setup: func(t *testing.T, f *fixture) {
+				if err := os.Mkdir(filepath.Join(f.root, "etc"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			},
+			stdin: func(f *fixture) io.Reader {
+				return bytes.NewReader(f.conf(`{"logFile":` + string(mustJSON(filepath.Join(f.root, "etc", "ld.so.preload"))) + `}`))
+			}, code: types.ErrInvalidNetworkConfig, want: []string{`logFile "`, "/etc/ld.so.preload", "outside the allowed roots", "/var/log", "MACGUARD_LOG_ROOTS"}},
 		{name: "logFile relative", stdin: conf(`{"logFile":"macguard.log"}`), code: types.ErrInvalidNetworkConfig, want: []string{`invalid "logFile" "macguard.log"`, "absolute path"}},
 		{name: "logFile is a symlink", setup: func(t *testing.T, f *fixture) {
 			// Root must not follow a link someone planted in the log

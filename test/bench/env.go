@@ -16,6 +16,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 )
 
 // Everything a run creates carries its PID in its name, so a later run can
@@ -62,6 +64,13 @@ func newEnv() (*env, error) {
 		return nil, fmt.Errorf("mounting a tmpfs on %s: %w", root, err)
 	}
 	e.mounted = true
+	// The run directory is not beneath the node's default roots: widen
+	// them the way a node does, through the environment libcni passes on
+	// to every plugin.
+	if err := os.Setenv(pathpolicy.EnvDataRoots, root); err != nil {
+		e.Close()
+		return nil, err
+	}
 	node, err := e.newNetns("node")
 	if err != nil {
 		e.Close()

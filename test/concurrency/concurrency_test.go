@@ -53,7 +53,7 @@ func (c *cycle) cniArgs() string { return "K8S_POD_NAMESPACE=conc;K8S_POD_NAME="
 func (c *cycle) derived() string {
 	return macaddr.Derive(macaddr.Input{Kind: "pod", Key: "conc/" + c.id(), IfName: c.pod.IfName}).String()
 }
-func (c *cycle) record() string { return c.pod.IfName + "@" + c.id() + ".json" }
+func (c *cycle) record() string { return testutil.RecordName("reliability", c.id(), c.pod.IfName) }
 
 // run is one cycle; it reports through the returned error because it runs
 // on a worker goroutine.
@@ -174,8 +174,8 @@ func TestParallelCycles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range staleRecords {
-		rec := fmt.Sprintf(`{"version":1,"containerID":"stale-%d","ifName":"eth0","originalMAC":"","appliedMAC":"0a:58:00:00:01:%02x"}`, i, i)
-		if err := os.WriteFile(filepath.Join(dataDir, fmt.Sprintf("eth0@stale-%d.json", i)), []byte(rec), 0o600); err != nil {
+		rec := fmt.Sprintf(`{"version":2,"network":"reliability","containerID":"stale-%d","ifName":"eth0","originalMAC":"","appliedMAC":"0a:58:00:00:01:%02x"}`, i, i)
+		if err := os.WriteFile(filepath.Join(dataDir, testutil.RecordName("reliability", fmt.Sprintf("stale-%d", i), "eth0")), []byte(rec), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -281,8 +281,8 @@ func TestLockSerialisesGC(t *testing.T) {
 	t.Run("GC waits for a shared holder", func(t *testing.T) {
 		dataDir := filepath.Join(t.TempDir(), "state")
 		release := testutil.HoldLock(t, dataDir, false)
-		rec := filepath.Join(dataDir, "eth0@gone.json")
-		if err := os.WriteFile(rec, []byte(`{"version":1,"containerID":"gone","ifName":"eth0"}`), 0o600); err != nil {
+		rec := filepath.Join(dataDir, testutil.RecordName("reliability", "gone", "eth0"))
+		if err := os.WriteFile(rec, []byte(`{"version":2,"network":"reliability","containerID":"gone","ifName":"eth0"}`), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		done := start(bin, testutil.Env{Command: "GC"}, testutil.Conf("1.1.0", dataDir, "", ""))

@@ -55,3 +55,47 @@ metadata: {resourceVersion: ""}
 		t.Errorf("no info finding for the NAD without spec.config: %+v", r.Findings)
 	}
 }
+
+// A NAD whose macguard entry names a dataDir outside the node's roots is
+// reported (conf-path-not-allowed, with the plugin's own message naming
+// the field, the path and the roots); one beneath them is not.
+func TestConfPathNotAllowed(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	list := filepath.Join(w.Root, "nads.yaml")
+	if err := os.WriteFile(list, []byte(`apiVersion: v1
+kind: List
+items:
+- apiVersion: k8s.cni.cncf.io/v1
+  kind: NetworkAttachmentDefinition
+  metadata: {name: evil, namespace: tenant}
+  spec:
+    config: '{"cniVersion":"1.0.0","name":"evil","plugins":[{"type":"macvlan"},{"type":"macguard","dataDir":"/etc/cni/net.d"}]}'
+- apiVersion: k8s.cni.cncf.io/v1
+  kind: NetworkAttachmentDefinition
+  metadata: {name: fine, namespace: tenant}
+  spec:
+    config: '{"cniVersion":"1.0.0","name":"fine","plugins":[{"type":"macvlan"},{"type":"macguard","dataDir":"/run/cni/macguard","logFile":"/var/log/macguard.log"}]}'
+metadata: {resourceVersion: ""}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, code := w.Run(t, bin, "--conf", list)
+	if code != 1 {
+		t.Errorf("exit code %d, want 1", code)
+	}
+	var found []string
+	for _, f := range r.Findings {
+		if f.Code == "conf-path-not-allowed" {
+			found = append(found, f.NAD)
+			for _, want := range []string{"dataDir", "/etc/cni/net.d", "/run/cni, /var/lib/cni"} {
+				if !strings.Contains(f.Message, want) {
+					t.Errorf("message lacks %q: %s", want, f.Message)
+				}
+			}
+		}
+	}
+	if !reflect.DeepEqual(found, []string{"tenant/evil"}) {
+		t.Errorf("conf-path-not-allowed for %v, want only tenant/evil\n%+v", found, r.Findings)
+	}
+}

@@ -191,8 +191,8 @@ func TestDoctorNamesEveryProblem(t *testing.T) {
 				w.Record(t, pod.ContainerID, "net9", pod.NetnsPath(), "", otherMAC)
 			},
 			want: []nodeworld.Problem{
-				p(doctor.Warning, "record-stale", "", "", "eth0@gone-sandbox.json"),
-				p(doctor.Warning, "record-stale", "", "", "net9@"+nodeworld.ContainerID("default", "web")+".json"),
+				p(doctor.Warning, "record-stale", "", "", nodeworld.RecordName("gone-sandbox", "eth0")),
+				p(doctor.Warning, "record-stale", "", "", nodeworld.RecordName(nodeworld.ContainerID("default", "web"), "net9")),
 			},
 		},
 		{

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,26 +31,28 @@ func TestFixRemovesOnlyStaleRecords(t *testing.T) {
 	pod := webPod(t, w, "web", webMAC)
 	w.Record(t, "gone-sandbox", "eth0", filepath.Join(w.Root, "no-such-netns"), "", otherMAC)
 	w.Record(t, pod.ContainerID, "net9", pod.NetnsPath(), "", otherMAC)
-	corrupt := filepath.Join(w.Data, "eth0@torn.json")
-	if err := os.WriteFile(corrupt, []byte(`{"version":1,"contai`), 0o600); err != nil {
+	torn := nodeworld.RecordName("torn", "eth0")
+	if err := os.WriteFile(filepath.Join(w.Data, torn), []byte(`{"version":2,"contai`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	live := "eth0@" + pod.ContainerID + ".json"
+	live := nodeworld.RecordName(pod.ContainerID, "eth0")
 
 	r, code := w.Run(t, bin, "--fix")
 	if code != 1 {
 		t.Errorf("exit code %d, want 1 (the corrupt record is still a warning)", code)
 	}
-	if got, want := w.Records(t), []string{live, "eth0@torn.json"}; !reflect.DeepEqual(got, want) {
+	want := []string{live, torn}
+	sort.Strings(want)
+	if got := w.Records(t); !reflect.DeepEqual(got, want) {
 		t.Errorf("records after --fix: %v, want %v", got, want)
 	}
 	states := map[string]string{}
 	for _, rec := range r.Records {
 		states[filepath.Base(rec.File)] = rec.State
 	}
-	want := map[string]string{live: "live", "eth0@gone-sandbox.json": "removed", "net9@" + pod.ContainerID + ".json": "removed", "eth0@torn.json": "corrupt"}
-	if !reflect.DeepEqual(states, want) {
-		t.Errorf("record states %v, want %v", states, want)
+	wantStates := map[string]string{live: "live", nodeworld.RecordName("gone-sandbox", "eth0"): "removed", nodeworld.RecordName(pod.ContainerID, "net9"): "removed", torn: "corrupt"}
+	if !reflect.DeepEqual(states, wantStates) {
+		t.Errorf("record states %v, want %v", states, wantStates)
 	}
 	if f := nodeworld.Find(r, "record-stale", ""); f != nil {
 		t.Errorf("--fix still reports a stale record: %+v", f)
@@ -57,7 +60,7 @@ func TestFixRemovesOnlyStaleRecords(t *testing.T) {
 
 	// A second look: nothing stale is left, the rest is unchanged.
 	r, _ = w.Run(t, bin)
-	if got := nodeworld.Problems(r); !reflect.DeepEqual(got, []nodeworld.Problem{p(doctor.Warning, "record-corrupt", "", "", "eth0@torn.json")}) {
+	if got := nodeworld.Problems(r); !reflect.DeepEqual(got, []nodeworld.Problem{p(doctor.Warning, "record-corrupt", "", "", torn)}) {
 		t.Errorf("after --fix: %v", got)
 	}
 }
@@ -289,10 +292,31 @@ func TestTextReport(t *testing.T) {
 	if pod < 0 || dup < 0 {
 		t.Fatalf("report does not show the duplicate under default/web:\n%s", text)
 	}
-	for _, want := range []string{"(2: 1 live, 1 stale)", "eth0@gone-sandbox.json: stale record", "fix: macguardctl doctor --fix",
+	for _, want := range []string{"(2: 1 live, 1 stale)", nodeworld.RecordName("gone-sandbox", "eth0") + ": stale record", "fix: macguardctl doctor --fix",
 		"10-net.conflist  bridge -> macguard  loaded by the runtime, chains macguard after bridge", "2 error(s), 1 warning(s)"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// A record of a build from before records named their network is shown
+// (info) and left alone, by the report and by --fix.
+func TestLegacyRecordShownNotRemoved(t *testing.T) {
+	bin := testutil.ToolBinary(t)
+	w := base(t)
+	legacy := filepath.Join(w.Data, "eth0@0f3c8e1d2b7a.json")
+	if err := os.MkdirAll(w.Data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(legacy, []byte(`{"version":1,"containerID":"0f3c8e1d2b7a","ifName":"eth0"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := w.Run(t, bin, "--fix")
+	if f := nodeworld.Find(r, "record-legacy", ""); f == nil || f.File != legacy || f.Severity != doctor.Info {
+		t.Errorf("no info finding for the legacy record: %+v", r.Findings)
+	}
+	if _, err := os.Stat(legacy); err != nil {
+		t.Errorf("--fix touched the legacy record: %v", err)
 	}
 }

@@ -249,8 +249,10 @@ func (a *attachment) linkMAC() string {
 }
 
 // recordName is macguard's state file for this attachment
-// (docs/contract.md: <ifname>@<containerID>.json).
-func (a *attachment) recordName() string { return podIf + "@" + a.containerID() + ".json" }
+// (docs/contract.md: named after the network, container ID and interface).
+func (a *attachment) recordName() string {
+	return testutil.RecordName(a.network, a.containerID(), podIf)
+}
 
 // records lists macguard's state records on the node (Node.Records: a
 // stray file next to them fails the test).

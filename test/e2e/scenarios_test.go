@@ -428,6 +428,7 @@ func TestGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testutil.SetRootsEnv(t) // libcni runs the plugins with this process's environment
 	cni := libcni.NewCNIConfig(filepath.SplitList(n.tool.CNIPath), nil)
 	valid := []types.GCAttachment{{ContainerID: live.containerID(), IfName: podIf}}
 	err = n.NS.Do(func(ns.NetNS) error {

@@ -31,6 +31,7 @@ import (
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/plugin"
 	"github.com/macguard-cni/macguard/pkg/state"
 )
@@ -214,7 +215,7 @@ func TestStateWriteFails(t *testing.T) {
 		var found bool
 		h := &hooked{beforeSet: func() error {
 			var err error
-			seen, found, err = state.New(w.dataDir).Load(state.Key{ContainerID: cid, IfName: w.pod.IfName})
+			seen, found, err = state.New(w.dataDir).Load(state.Key{Network: "reliability", ContainerID: cid, IfName: w.pod.IfName})
 			return err
 		}}
 		p, _ := inProcess(func(n link.Netns) link.Netns { h.Netns = n; return h })
@@ -419,8 +420,8 @@ func TestBusyStateDir(t *testing.T) {
 	testutil.HoldLock(t, w.dataDir, true)
 	before := testutil.Snapshot(t, w.dataDir)
 	p, out := inProcess(func(n link.Netns) link.Netns { return n })
-	p.NewStore = func(dir string) plugin.Store {
-		s := state.New(dir)
+	p.NewStore = func(dataDir pathpolicy.Place) plugin.Store {
+		s := state.Beneath(dataDir)
 		s.LockTimeout = 200 * time.Millisecond
 		return s
 	}

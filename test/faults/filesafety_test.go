@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
+	"github.com/macguard-cni/macguard/pkg/atomicfile"
 	"github.com/macguard-cni/macguard/pkg/state"
 )
 
@@ -56,11 +57,11 @@ func TestStateFilesPrivate(t *testing.T) {
 		t.Fatalf("ADD: %v", o.Err)
 	}
 	want := map[string]os.FileMode{
-		filepath.Dir(filepath.Dir(w.dataDir)):    os.ModeDir | 0o700,
-		filepath.Dir(w.dataDir):                  os.ModeDir | 0o700,
-		w.dataDir:                                os.ModeDir | 0o700,
-		filepath.Join(w.dataDir, ".lock"):        0o600,
-		filepath.Join(w.dataDir, "eth0@c1.json"): 0o600,
+		filepath.Dir(filepath.Dir(w.dataDir)): os.ModeDir | 0o700,
+		filepath.Dir(w.dataDir):               os.ModeDir | 0o700,
+		w.dataDir:                             os.ModeDir | 0o700,
+		filepath.Join(w.dataDir, ".lock"):     0o600,
+		filepath.Join(w.dataDir, testutil.RecordName("reliability", "c1", "eth0")): 0o600,
 	}
 	for path, mode := range want {
 		if got := perm(t, path); got != mode {
@@ -137,7 +138,7 @@ func TestStateWrittenAtomically(t *testing.T) {
 	if err := os.MkdirAll(w.dataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	const record = "eth0@c1.json"
+	record := testutil.RecordName("reliability", cid, "eth0")
 	// The second ADD asks for another MAC, so the record is rewritten (an
 	// ADD that finds the MAC already right writes nothing).
 	for _, run := range []struct{ name, fields string }{{"first ADD", ""}, {"ADD rewriting the record", `"mac":"0a:58:00:00:00:77"`}} {
@@ -154,7 +155,7 @@ func TestStateWrittenAtomically(t *testing.T) {
 			case e.name == record:
 				t.Errorf("%s: record changed in place: %v", run.name, e)
 			case e.name == ".lock":
-			case strings.HasPrefix(e.name, "."+record+".tmp"):
+			case strings.HasPrefix(e.name, "."+record+atomicfile.Marker):
 				wroteTemp = wroteTemp || e.mask&unix.IN_MODIFY != 0
 			default:
 				t.Errorf("%s: unexpected change: %v", run.name, e)
@@ -163,7 +164,7 @@ func TestStateWrittenAtomically(t *testing.T) {
 		if !renamedIn || !wroteTemp {
 			t.Fatalf("%s: want data written to a dot temp file and renamed onto %s; saw %v", run.name, record, events)
 		}
-		if _, found, err := state.New(w.dataDir).Load(state.Key{ContainerID: cid, IfName: "eth0"}); !found || err != nil {
+		if _, found, err := state.New(w.dataDir).Load(state.Key{Network: "reliability", ContainerID: cid, IfName: "eth0"}); !found || err != nil {
 			t.Fatalf("%s: record unreadable after the rename: %v", run.name, err)
 		}
 	}
@@ -203,7 +204,8 @@ func openFlags(t *testing.T, pid int) map[string]int {
 
 // TestLogFile: the log is created 0600, opened write-only in append mode
 // (so concurrent plugins never overwrite each other and nothing is ever
-// truncated), with O_NOFOLLOW and O_CLOEXEC; existing lines survive. The
+// truncated), with O_NOFOLLOW, O_NONBLOCK (a FIFO never blocks it) and
+// O_CLOEXEC; existing lines survive. The
 // open flags are read from /proc of a plugin stopped in the middle of ADD,
 // together with those of the state lock.
 func TestLogFile(t *testing.T) {
@@ -219,8 +221,8 @@ func TestLogFile(t *testing.T) {
 		path string
 		want int
 	}{
-		{logFile, unix.O_WRONLY | unix.O_APPEND | unix.O_NOFOLLOW | unix.O_CLOEXEC},
-		{filepath.Join(w.dataDir, ".lock"), unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC},
+		{logFile, unix.O_WRONLY | unix.O_APPEND | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC},
+		{filepath.Join(w.dataDir, ".lock"), unix.O_RDWR | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC},
 	} {
 		got, ok := flags[f.path]
 		if !ok {

@@ -159,7 +159,7 @@ func TestKilledADDThenDEL(t *testing.T) {
 				t.Fatalf("MAC at %s is %s, want %s: the child did not stop where it said", step, macAtKill, want)
 			}
 			p.kill(t)
-			if records, _, _ := testutil.StateFiles(w.dataDir); !slices.Equal(records, []string{"eth0@" + cid + ".json"}) {
+			if records, _, _ := testutil.StateFiles(w.dataDir); !slices.Equal(records, []string{testutil.RecordName("reliability", cid, "eth0")}) {
 				t.Fatalf("after the kill dataDir holds %v, want the write-ahead record", records)
 			}
 			o := w.run(t, "DEL", w.delConf())

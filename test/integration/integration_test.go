@@ -177,7 +177,7 @@ func TestMacvlanRequestedAndInUse(t *testing.T) {
 	if got := macaddr.String(testutil.MAC(t, b, "net1")); got != before {
 		t.Fatalf("pod-b MAC changed to %s after a failed ADD", got)
 	}
-	if files := testutil.StateRecords(t, dataDir); len(files) != 1 || files[0] != "net1@pod-a.json" {
+	if files := testutil.StateRecords(t, dataDir); len(files) != 1 || files[0] != testutil.RecordName("reliability", "pod-a", "net1") {
 		t.Fatalf("state after failed ADD: %v, want only pod-a's", files)
 	}
 }
@@ -249,7 +249,7 @@ func TestGCRemovesOnlyStaleState(t *testing.T) {
 	if _, _, cniErr := testutil.Run(t, bin, testutil.Env{Command: "GC"}, gc); cniErr != nil {
 		t.Fatalf("GC: %v", cniErr)
 	}
-	if files := testutil.StateRecords(t, live.dataDir); len(files) != 1 || files[0] != "eth0@live.json" {
+	if files := testutil.StateRecords(t, live.dataDir); len(files) != 1 || files[0] != testutil.RecordName("reliability", "live", "eth0") {
 		t.Fatalf("after GC: %v", files)
 	}
 	if _, _, cniErr := testutil.Run(t, bin, testutil.Env{Command: "STATUS"}, gc); cniErr != nil {

@@ -446,7 +446,7 @@ func nodeLinks(t *testing.T) map[string]string {
 }
 
 // records reads macguard's records on the node, keyed by
-// "containerID/ifName", through macguard's own store.
+// "network:containerID/ifName" (state.Key.String), through macguard's own store.
 func (n *node) records(t *testing.T) map[string]state.Record {
 	t.Helper()
 	s := state.New(n.env["MACGUARD_DATA_DIR"])

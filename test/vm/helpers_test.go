@@ -42,7 +42,7 @@ func (n *node) run(bin string, env []string, stdin []byte, args ...string) (stdo
 	var out, errb bytes.Buffer
 	err = n.NS.Do(func(ns.NetNS) error {
 		cmd := exec.Command(bin, args...)
-		cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
+		cmd.Env = append(append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, testutil.RootsEnv()...), env...)
 		cmd.Stdin = bytes.NewReader(stdin)
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		return cmd.Run()

@@ -186,7 +186,7 @@ func TestNetkitL2AssignAlwaysKeepsMACAcrossVMRestart(t *testing.T) {
 			if w := n.warnings(t); len(w) != 0 {
 				t.Errorf("ADD logged warnings: %q", w)
 			}
-			if files, wantFile := n.Records(t), podIf+"@"+l.cid+".json"; !slices.Equal(files, []string{wantFile}) {
+			if files, wantFile := n.Records(t), testutil.RecordName(netName, l.cid, podIf); !slices.Equal(files, []string{wantFile}) {
 				t.Errorf("dataDir holds %v, want the one record %s", files, wantFile)
 			}
 

@@ -319,15 +319,25 @@ func (w *World) CacheAttachment(t testing.TB, p *Pod, a Attachment) {
 	}
 }
 
+// RecordNetwork is the network of the records World.Record writes.
+const RecordNetwork = "net"
+
+// RecordName is the file name of the record World.Record writes.
+func RecordName(containerID, ifName string) string {
+	return testutil.RecordName(RecordNetwork, containerID, ifName)
+}
+
 // Record writes macguard's record of a MAC change, as the plugin's ADD
 // does, and returns its file.
 func (w *World) Record(t testing.TB, containerID, ifName, netnsPath, original, applied string) string {
 	t.Helper()
-	if err := state.New(w.Data).Save(state.Record{ContainerID: containerID, IfName: ifName, Netns: netnsPath,
+	st := state.New(w.Data)
+	defer st.Close()
+	if err := st.Save(state.Record{Network: RecordNetwork, ContainerID: containerID, IfName: ifName, Netns: netnsPath,
 		OriginalMAC: original, AppliedMAC: applied}); err != nil {
 		t.Fatal(err)
 	}
-	return filepath.Join(w.Data, ifName+"@"+containerID+".json")
+	return filepath.Join(w.Data, RecordName(containerID, ifName))
 }
 
 // Records lists the record files in the dataDir.
