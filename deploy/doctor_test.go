@@ -32,16 +32,17 @@ func doctorRBAC(t *testing.T) (rbacv1.ClusterRole, rbacv1.ClusterRoleBinding) {
 	return o.roles[0], o.bindings[0]
 }
 
-// The doctor reads pods, NADs, its node, VMs and webhook configurations,
-// and can write nothing.
+// The doctor reads pods, NADs, its node, VMs, VMIs, webhook configurations
+// and Calico's FelixConfigurations and IP pools, and can write nothing.
 func TestDoctorRBACIsReadOnly(t *testing.T) {
 	role, binding := doctorRBAC(t)
 	want := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
 		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}},
 		{APIGroups: []string{"k8s.cni.cncf.io"}, Resources: []string{"network-attachment-definitions"}, Verbs: []string{"get", "list"}},
-		{APIGroups: []string{"kubevirt.io"}, Resources: []string{"virtualmachines"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"kubevirt.io"}, Resources: []string{"virtualmachines", "virtualmachineinstances"}, Verbs: []string{"get", "list"}},
 		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"crd.projectcalico.org"}, Resources: []string{"felixconfigurations", "ippools"}, Verbs: []string{"get", "list"}},
 	}
 	if !reflect.DeepEqual(role.Rules, want) {
 		t.Errorf("ClusterRole rules %+v, want %+v", role.Rules, want)

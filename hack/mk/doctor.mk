@@ -12,9 +12,11 @@
 
 .PHONY: test-doctor
 
-test-doctor: build
+# tools: the reply-path worlds (test/doctor/paths_test.go) run the real
+# cnitool with the reference macvlan, static and sbr plugins.
+test-doctor: build tools
 	hack/require-root.sh
-	MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard MACGUARDCTL_BIN=$(CURDIR)/$(BIN_DIR)/macguardctl \
+	$(E2E_ENV) MACGUARDCTL_BIN=$(CURDIR)/$(BIN_DIR)/macguardctl \
 		$(GO) test -count=1 -p 1 ./test/doctor/...
 
 TEST_TARGETS += test-doctor

@@ -11,7 +11,7 @@
 
 E2E_CNI_VERSION     := v1.3.0
 E2E_PLUGINS_VERSION := v1.9.1
-E2E_PLUGINS         := main/bridge main/macvlan main/ptp main/ipvlan ipam/host-local ipam/static meta/tuning
+E2E_PLUGINS         := main/bridge main/macvlan main/ptp main/ipvlan ipam/host-local ipam/static meta/tuning meta/sbr
 # cnitool and the plugins live in separate directories so that CNI_PATH
 # holds only plugins (and, in the tests, a copy of bin/macguard).
 E2E_CNITOOL_DIR     := $(TOOLS_DIR)/bin

@@ -35,7 +35,7 @@ func CNIToolBinary(t testing.TB) string {
 }
 
 // ReferencePluginDir is the directory of the pinned reference plugins
-// (bridge, macvlan, ptp, ipvlan, host-local, static, tuning): $E2E_CNI_PLUGINS,
+// (bridge, macvlan, ptp, ipvlan, host-local, static, tuning, sbr): $E2E_CNI_PLUGINS,
 // or .cache/tools/cni-plugins in the repository root.
 func ReferencePluginDir(t testing.TB) string {
 	t.Helper()
@@ -122,6 +122,11 @@ type CNITool struct {
 	// routes) there. nil runs it in the caller's namespace, i.e. on the
 	// real host — only for code that knows it may.
 	Node ns.NetNS
+	// VarLib, when set, is a directory cnitool sees as /var/lib: it runs
+	// in a private mount namespace of its own (unshare -m) with VarLib
+	// bound there, so libcni's cache, which cnitool always keeps in
+	// /var/lib/cni, lands in VarLib/cni and the machine's is untouched.
+	VarLib string
 }
 
 // Call is one cnitool invocation's per-call environment.
@@ -170,6 +175,12 @@ func (c *CNITool) Exec(cmd, network, netnsPath string, call Call) (CNIToolRun, e
 	}
 	do := func() error {
 		x := exec.Command(c.Bin, run.Argv...)
+		if c.VarLib != "" {
+			// The mount is made in the child's own mount namespace, never
+			// in the caller's: a thread-level unshare would leak it.
+			x = exec.Command("unshare", append([]string{"-m", "--propagation", "private", "sh", "-c",
+				`mount --bind "$0" /var/lib && exec "$@"`, c.VarLib, c.Bin}, run.Argv...)...)
+		}
 		x.Env = env
 		var out, errb bytes.Buffer
 		x.Stdout, x.Stderr = &out, &errb

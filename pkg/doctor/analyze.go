@@ -23,11 +23,13 @@ func Analyze(w *World) Report {
 		Pods: []Pod{}, Records: []RecordState{}, Configs: []ConfigState{}, Findings: []Finding{}}
 	a := &analysis{w: w, r: &r}
 	a.pods()
+	a.paths()
 	a.duplicates()
 	a.records()
 	a.confs()
 	a.binary()
 	a.cluster()
+	a.clusterPaths()
 	for _, d := range w.Missing {
 		a.add(Finding{Severity: Info, Code: "dir-missing", Section: sectionOfDir(w, d), File: d,
 			Message: "does not exist (nothing to look at there yet)"})

@@ -84,6 +84,7 @@ func GatherCluster(ctx context.Context, dc dynamic.Interface, node string) (*Clu
 		}
 	}
 	gatherKubeVirt(ctx, dc, c)
+	c.Paths = gatherPaths(ctx, dc)
 	sort.Slice(c.Pods, func(i, j int) bool {
 		return c.Pods[i].Namespace+"/"+c.Pods[i].Name < c.Pods[j].Namespace+"/"+c.Pods[j].Name
 	})

@@ -45,7 +45,10 @@ func dynamicClient(t *testing.T, core []runtime.Object, nads ...*unstructured.Un
 	}
 	dc := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
 		map[schema.GroupVersionResource]string{NADResource: "NetworkAttachmentDefinitionList",
-			vmResource: "VirtualMachineList", mwcResource: "MutatingWebhookConfigurationList"}, core...)
+			vmResource: "VirtualMachineList", mwcResource: "MutatingWebhookConfigurationList",
+			// Calico's, and KubeVirt's VMIs, for the packet-path checks (calico.go).
+			calicoFelixResource: "FelixConfigurationList", calicoIPPoolResource: "IPPoolList",
+			kubevirtVMIResource: "VirtualMachineInstanceList"}, core...)
 	for _, o := range nads {
 		if err := dc.Tracker().Create(NADResource, o, o.GetNamespace()); err != nil {
 			t.Fatal(err)

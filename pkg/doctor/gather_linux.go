@@ -88,6 +88,7 @@ func Gather(opts Options, self Build) (*World, error) {
 	if d.MultusCache != "" {
 		gatherCache(w, d.MultusCache)
 	}
+	gatherRouting(w)
 	if err := gatherRecords(w); err != nil {
 		return nil, err
 	}
@@ -328,6 +329,7 @@ func gatherCache(w *World, cacheDir string) {
 					e.Result = append(e.Result, ResultInterface{Name: ri.Name, MAC: ri.Mac, Sandbox: ri.Sandbox})
 				}
 			}
+			e.IPs = resultIPs(cur)
 		}
 		w.Cache = append(w.Cache, e)
 	}

@@ -116,6 +116,9 @@ type Netns struct {
 	Interfaces   []Interface `json:"interfaces"`
 	// Err is why the interfaces could not be listed.
 	Err string `json:"err,omitempty"`
+	// Routing is how the pod's kernel would route replies from its
+	// addresses (paths.go); nil when it was not looked at.
+	Routing *Routing `json:"routing,omitempty"`
 }
 
 // Interface is one network interface of a pod.
@@ -154,6 +157,9 @@ type CacheEntry struct {
 	Result []ResultInterface `json:"result,omitempty"`
 	// ResultErr is why the cached result could not be read.
 	ResultErr string `json:"resultErr,omitempty"`
+	// IPs are the cached result's addresses (paths.go reads their
+	// gateways).
+	IPs []ResultIP `json:"ips,omitempty"`
 }
 
 // ResultInterface is an interface of a cached CNI result.
@@ -235,6 +241,8 @@ type Cluster struct {
 	// not be listed.
 	MACWebhooks []string `json:"macWebhooks,omitempty"`
 	WebhookErr  string   `json:"webhookErr,omitempty"`
+	// Paths is what the packet-path checks read (calico.go).
+	Paths *PathCluster `json:"paths,omitempty"`
 }
 
 // ClusterPod is the part of a pod the checks read.

@@ -33,8 +33,12 @@ type World struct {
 	Root                                   string
 	Conf, Bin, Data, Cache, NetnsDir, Proc string
 	// MultusCache is Multus' cache dir, where it caches its delegates.
-	MultusCache     string
-	Node            ns.NetNS
+	MultusCache string
+	Node        ns.NetNS
+	// RunNS, when set, is the network namespace the doctor runs in (the
+	// node's, to see a macvlan parent as the node's own device); nil runs
+	// it in the test's.
+	RunNS           ns.NetNS
 	nextPID, nextIf int
 }
 
@@ -372,7 +376,15 @@ func (w *World) RunRaw(t testing.TB, bin string, extra ...string) ([]byte, strin
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	var err error
+	if w.RunNS != nil {
+		// Forked from a thread inside RunNS, the doctor starts there.
+		if nerr := w.RunNS.Do(func(ns.NetNS) error { err = cmd.Run(); return nil }); nerr != nil {
+			t.Fatalf("entering %s: %v", w.RunNS.Path(), nerr)
+		}
+	} else {
+		err = cmd.Run()
+	}
 	code := 0
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
