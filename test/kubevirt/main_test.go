@@ -1,0 +1,62 @@
+// Package kubevirt runs KubeVirt's own network code (kubevirt.io/kubevirt,
+// imported as a library at the version hack/mk/kubevirt.mk pins) on pod
+// interfaces made the way users make them: a virt-launcher pod's sandbox
+// wired by a real main plugin chained with macguard through cnitool
+// (libcni), in network namespaces the tests create. What KubeVirt derives
+// from that interface is what a VM's NIC gets: the MAC in the libvirt
+// domain (masquerade binding, binding plugins on a tap) or the MAC virt-
+// handler caches for the domain and the dummy that keeps it (bridge
+// binding). libvirt's own parser (`virsh -c test:///default define`)
+// judges the domain.
+//
+// It is its own Go module, so KubeVirt's ~240 packages never enter the main
+// module's go.mod; hack/kubevirt/prepare.sh makes KubeVirt's module usable
+// as a dependency (see its header).
+//
+// `make test-kubevirt` runs it on this machine's kernel and again inside
+// the VM suite's QEMU guest (Debian's 6.12 kernel: netkit, dummy), where
+// MACGUARD_VM=1 turns every skip into a failure.
+//
+// KUBEVIRT_CHAIN_WITHOUT_MACGUARD=1 leaves macguard out of every chain:
+// each test that says what macguard gives a VM must then fail. That is how
+// the assertions were seen to fail (docs/kubevirt.md).
+package kubevirt
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// envVM is set to 1 by the VM suite's /init: nothing may skip there.
+	envVM = "MACGUARD_VM"
+	// envWithoutMacguard leaves macguard out of the chains, to see the
+	// tests fail without it.
+	envWithoutMacguard = "KUBEVIRT_CHAIN_WITHOUT_MACGUARD"
+	// envBinDir names a directory with cnitool and the reference plugins
+	// (the VM suite's /opt/cni/bin); unset, testutil finds `make tools`'
+	// ones.
+	envBinDir = "VMTEST_BIN_DIR"
+)
+
+func inVM() bool { return os.Getenv(envVM) == "1" }
+
+func withoutMacguard() bool { return os.Getenv(envWithoutMacguard) == "1" }
+
+func TestMain(m *testing.M) {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	where := "host"
+	if inVM() {
+		where = "VM (no test may skip)"
+	}
+	chain := "main plugin + macguard"
+	if withoutMacguard() {
+		chain = "main plugin only (" + envWithoutMacguard + "=1: the tests that need macguard must fail)"
+	}
+	fmt.Printf("kubevirt: kernel %s on the %s; chains: %s\n", unix.ByteSliceToString(u.Release[:]), where, chain)
+	os.Exit(m.Run())
+}
