@@ -29,7 +29,7 @@ kubevirt-deps:
 	$(KUBEVIRT_ENV) hack/kubevirt/prepare.sh packages
 	$(KUBEVIRT_ENV) hack/kubevirt/prepare.sh module
 
-test-kubevirt: test-kubevirt-host
+test-kubevirt: test-kubevirt-host test-kubevirt-vm
 
 test-kubevirt-host: build tools kubevirt-deps
 	hack/require-root.sh
@@ -37,7 +37,7 @@ test-kubevirt-host: build tools kubevirt-deps
 	cd test/kubevirt && $(KUBEVIRT_TEST_ENV) $(GO) test -count=1 -p 1 ./...
 
 test-kubevirt-vm: build kubevirt-deps
-	MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard VMTEST_SUITES=kubevirt \
+	MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard VMTEST_SUITES=kubevirt VMTEST_MEM=1024 \
 		$(if $(KUBEVIRT_CHAIN_WITHOUT_MACGUARD),KUBEVIRT_CHAIN_WITHOUT_MACGUARD=$(KUBEVIRT_CHAIN_WITHOUT_MACGUARD)) \
 		hack/vmtest/run.sh vm
 

@@ -27,12 +27,10 @@ import (
 	"os"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/macguard-cni/macguard/internal/testutil"
 )
 
 const (
-	// envVM is set to 1 by the VM suite's /init: nothing may skip there.
-	envVM = "MACGUARD_VM"
 	// envWithoutMacguard leaves macguard out of the chains, to see the
 	// tests fail without it.
 	envWithoutMacguard = "KUBEVIRT_CHAIN_WITHOUT_MACGUARD"
@@ -42,21 +40,21 @@ const (
 	envBinDir = "VMTEST_BIN_DIR"
 )
 
-func inVM() bool { return os.Getenv(envVM) == "1" }
+// vmSuite is the command that runs the suite on a kernel with every device
+// it needs, for the skip messages.
+const vmSuite = "make test-kubevirt-vm"
 
 func withoutMacguard() bool { return os.Getenv(envWithoutMacguard) == "1" }
 
 func TestMain(m *testing.M) {
-	var u unix.Utsname
-	_ = unix.Uname(&u)
 	where := "host"
-	if inVM() {
+	if testutil.InVM() {
 		where = "VM (no test may skip)"
 	}
 	chain := "main plugin + macguard"
 	if withoutMacguard() {
 		chain = "main plugin only (" + envWithoutMacguard + "=1: the tests that need macguard must fail)"
 	}
-	fmt.Printf("kubevirt: kernel %s on the %s; chains: %s\n", unix.ByteSliceToString(u.Release[:]), where, chain)
+	fmt.Printf("kubevirt: kernel %s on the %s; chains: %s\n", testutil.KernelRelease(), where, chain)
 	os.Exit(m.Run())
 }
