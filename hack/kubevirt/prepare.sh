@@ -21,8 +21,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 : "${KUBEVIRT_CACHE:=$ROOT/.cache/kubevirt}"
 GO=${GO:-go}
 # virsh (libvirt-clients) parses domains with the test:///default driver,
-# no daemon needed.
-PACKAGES=(libvirt-clients)
+# no daemon needed; with libvirt's QEMU driver (libvirt-daemon-driver-qemu)
+# it starts the real guest embedded (qemu:///embed, no daemon) under QEMU;
+# KubeVirt's masquerade NAT runs nft; the guest's userland is busybox.
+PACKAGES=(libvirt-clients libvirt-daemon-driver-qemu nftables qemu-system-x86 busybox-static)
 
 log() { printf 'kubevirt-prepare: %s\n' "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }

@@ -5,7 +5,8 @@
 #
 #   make kubevirt-deps      Debian's libvirt-clients (virsh) and unzip when
 #                           missing (root), and the prepared KubeVirt module
-#   make test-kubevirt      the suite on this machine's kernel, then inside
+#   make test-kubevirt      the suite on this machine's kernel (with a real
+#                           guest under QEMU, hack/kubevirt/guest.sh), then inside
 #                           the VM suite's guest (netkit, dummy); part of
 #                           `make test`
 #   make test-kubevirt-host / test-kubevirt-vm   one of the two
@@ -20,6 +21,7 @@ KUBEVIRT_CACHE   := $(CURDIR)/$(CACHE_DIR)/kubevirt
 KUBEVIRT_ENV      = KUBEVIRT_VERSION=$(KUBEVIRT_VERSION) KUBEVIRT_CACHE=$(KUBEVIRT_CACHE) GO=$(GO)
 KUBEVIRT_TEST_ENV = MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard MACGUARDCTL_BIN=$(CURDIR)/$(BIN_DIR)/macguardctl \
 	E2E_CNITOOL=$(CURDIR)/$(E2E_CNITOOL_DIR)/cnitool E2E_CNI_PLUGINS=$(CURDIR)/$(E2E_PLUGIN_DIR) \
+	KUBEVIRT_GUEST_DIR=$(KUBEVIRT_CACHE)/guest \
 	$(if $(KUBEVIRT_CHAIN_WITHOUT_MACGUARD),KUBEVIRT_CHAIN_WITHOUT_MACGUARD=$(KUBEVIRT_CHAIN_WITHOUT_MACGUARD))
 
 .PHONY: kubevirt-deps test-kubevirt test-kubevirt-host test-kubevirt-vm
@@ -33,11 +35,12 @@ test-kubevirt: test-kubevirt-host test-kubevirt-vm
 
 test-kubevirt-host: build tools kubevirt-deps
 	hack/require-root.sh
+	hack/kubevirt/guest.sh $(KUBEVIRT_CACHE)/guest
 	cd test/kubevirt && $(GO) vet ./...
 	cd test/kubevirt && $(KUBEVIRT_TEST_ENV) $(GO) test -count=1 -p 1 ./...
 
 test-kubevirt-vm: build kubevirt-deps
-	MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard VMTEST_SUITES=kubevirt VMTEST_MEM=1024 \
+	MACGUARD_BIN=$(CURDIR)/$(BIN_DIR)/macguard VMTEST_SUITES=kubevirt VMTEST_MEM=1024 VMTEST_SKIP=TestRealGuest \
 		$(if $(KUBEVIRT_CHAIN_WITHOUT_MACGUARD),KUBEVIRT_CHAIN_WITHOUT_MACGUARD=$(KUBEVIRT_CHAIN_WITHOUT_MACGUARD)) \
 		hack/vmtest/run.sh vm
 

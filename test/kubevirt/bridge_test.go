@@ -75,12 +75,12 @@ func bridgeVMI(vm string) *v1.VirtualMachineInstance {
 	return vmi
 }
 
-// setupBridgeBinding is what virt-handler does for a VMI on bridge binding
-// before virt-launcher starts the domain: KubeVirt's NetPod (the entry
-// point of its network setup, netpod.NewNetPod(...).Setup()) discovers the
-// pod interface, resolves the VM's MAC and caches it for the domain, and
-// builds its layout. It returns the cache.
-func setupBridgeBinding(t *testing.T, vmi *v1.VirtualMachineInstance, l *launcher) tempCache {
+// virtHandlerSetup is what virt-handler does for a VMI before virt-launcher
+// starts the domain: KubeVirt's NetPod (the entry point of its network
+// setup, netpod.NewNetPod(...).Setup()) discovers the pod interface and
+// builds the binding's layout; for bridge binding it resolves the VM's MAC
+// and caches it for the domain. It returns the cache.
+func virtHandlerSetup(t *testing.T, vmi *v1.VirtualMachineInstance, l *launcher) tempCache {
 	t.Helper()
 	c := tempCache{dir: t.TempDir()}
 	stateCache := netsetup.NewConfigStateCache(string(vmi.UID), c)
@@ -91,7 +91,7 @@ func setupBridgeBinding(t *testing.T, vmi *v1.VirtualMachineInstance, l *launche
 		netpod.WithCacheCreator(c),
 		netpod.WithNMStateAdapter(nmstate.New(nmstate.WithAdapter(handlerDriver{}))))
 	if err := np.Setup(); err != nil {
-		t.Fatalf("%s: KubeVirt's NetPod.Setup (bridge binding): %v", l.pod, err)
+		t.Fatalf("%s: KubeVirt's NetPod.Setup: %v", l.pod, err)
 	}
 	return c
 }
@@ -142,7 +142,7 @@ func TestBridgeBindingKeepsTheDerivedMAC(t *testing.T) {
 	want := vmMAC(t, vm)
 	l := n.startLauncher(t, vm, "abcde")
 	vmi := bridgeVMI(vm)
-	c := setupBridgeBinding(t, vmi, l)
+	c := virtHandlerSetup(t, vmi, l)
 
 	iface, err := cache.ReadDomainInterfaceCache(c, strconv.Itoa(os.Getpid()), vmi.Spec.Domain.Devices.Interfaces[0].Name)
 	if err != nil {
@@ -195,7 +195,7 @@ func TestBridgeBindingLayoutCheckAndDel(t *testing.T) {
 	n := newNode(t, "pods", bridgeMain(), map[string]any{"assign": "always"})
 	want := vmMAC(t, vm)
 	l := n.startLauncher(t, vm, "abcde")
-	setupBridgeBinding(t, bridgeVMI(vm), l)
+	virtHandlerSetup(t, bridgeVMI(vm), l)
 	nicBefore := readPodLinks(t, l)[link.GenerateNewBridgedVmiInterfaceName("eth0")]
 
 	call := n.call(l)

@@ -40,13 +40,22 @@ func masqueradeVMI(vm, specMAC string) *v1.VirtualMachineInstance {
 // MTU and target from the pod interface, reading it inside podNS.
 func launcherDomain(t *testing.T, vmi *v1.VirtualMachineInstance, podNS ns.NetNS) *api.Domain {
 	t.Helper()
+	return convertedDomain(t, vmi, podNS, false)
+}
+
+// convertedDomain is launcherDomain, with the serial console also logged to
+// a file when serialLog is set (KubeVirt's serial console log, which
+// virt-launcher enables unless the cluster disables it).
+func convertedDomain(t *testing.T, vmi *v1.VirtualMachineInstance, podNS ns.NetNS, serialLog bool) *api.Domain {
+	t.Helper()
 	v1.SetObjectDefaults_VirtualMachineInstance(vmi)
 	vmi.Spec.Architecture = runtime.GOARCH
 	domain := &api.Domain{}
 	c := &converter.ConverterContext{Architecture: archconverter.NewConverter(runtime.GOARCH), AllowEmulation: true,
 		// What virt-handler sends virt-launcher for the VMI's interfaces
 		// (no binding plugins registered).
-		DomainAttachmentByInterfaceName: domainspec.DomainAttachmentByInterfaceName(vmi.Spec.Domain.Devices.Interfaces, nil)}
+		DomainAttachmentByInterfaceName: domainspec.DomainAttachmentByInterfaceName(vmi.Spec.Domain.Devices.Interfaces, nil),
+		SerialConsoleLog:                serialLog}
 	if err := converter.Convert_v1_VirtualMachineInstance_To_api_Domain(vmi, domain, c); err != nil {
 		t.Fatalf("KubeVirt's converter on VMI %s: %v", vmi.Name, err)
 	}

@@ -27,6 +27,8 @@ import (
 	"os"
 	"testing"
 
+	dutils "kubevirt.io/kubevirt/pkg/ephemeral-disk-utils"
+
 	"github.com/macguard-cni/macguard/internal/testutil"
 )
 
@@ -55,6 +57,10 @@ func TestMain(m *testing.M) {
 	if withoutMacguard() {
 		chain = "main plugin only (" + envWithoutMacguard + "=1: the tests that need macguard must fail)"
 	}
+	// virt-handler hands its cache files to the launcher's qemu user; here
+	// they live in the tests' own directories, and the machine (or the VM
+	// suite's guest) has no such user. KubeVirt's own tests do the same.
+	dutils.MockDefaultOwnershipManager()
 	fmt.Printf("kubevirt: kernel %s on the %s; chains: %s\n", testutil.KernelRelease(), where, chain)
 	os.Exit(m.Run())
 }
