@@ -8,6 +8,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../lib/errexit.sh
+. "$ROOT/hack/lib/errexit.sh"
 OUT=${1:-$ROOT/.cache/kubevirt/guest}
 
 log() { printf 'kubevirt-guest: %s\n' "$*" >&2; }

@@ -17,6 +17,10 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../lib/errexit.sh
+. "$ROOT/hack/lib/errexit.sh"
+# shellcheck source=../lib/deb.sh
+. "$ROOT/hack/lib/deb.sh"
 : "${KUBEVIRT_VERSION:=v1.6.0}"
 : "${KUBEVIRT_CACHE:=$ROOT/.cache/kubevirt}"
 GO=${GO:-go}
@@ -63,11 +67,6 @@ prepare_module() {
 	log "kubevirt.io/kubevirt@$KUBEVIRT_VERSION prepared in $out"
 }
 
-# deb_installed PKG: dpkg-query exits 1 for a package dpkg has never heard
-# of (a fresh machine): that is "not installed", not a failure, so it must
-# not end the script under pipefail.
-deb_installed() { { dpkg-query -W -f '${db:Status-Status}' "$1" 2>/dev/null || true; } | grep -qx installed; }
-
 # install_packages installs what is missing under a policy-rc.d that
 # forbids starting services: libvirt-clients ships libvirt-guests and the
 # daemon packages ship libvirtd, and none of them may start on this
@@ -75,13 +74,13 @@ deb_installed() { { dpkg-query -W -f '${db:Status-Status}' "$1" 2>/dev/null || t
 # policy-rc.d is used only if it forbids starting them too; a service the
 # install brought onto a systemd machine is disabled.
 install_packages() {
-	local need=() p policy=/usr/sbin/policy-rc.d rc made_policy=0
+	# POLICY_RC_D: test/freshmachine keeps the file off the machine's /usr/sbin.
+	local need=() p policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d} rc made_policy=0
 	command -v unzip >/dev/null || need+=(unzip)
 	for p in "$@"; do deb_installed "$p" || need+=("$p"); done
 	[ ${#need[@]} = 0 ] && return 0
 	[ "$(id -u)" = 0 ] || die "missing Debian packages: ${need[*]} (run as root to install them)"
 	log "installing from Debian: ${need[*]}"
-	apt-get update -qq
 	if [ -e "$policy" ]; then
 		rc=0
 		"$policy" libvirtd start >/dev/null 2>&1 || rc=$?
@@ -92,7 +91,8 @@ install_packages() {
 		made_policy=1
 		trap 'if grep -q "hack/kubevirt/prepare.sh" "'"$policy"'" 2>/dev/null; then rm -f "'"$policy"'"; fi' EXIT
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+	# apt-get update first, and a failure names the packages (hack/lib/deb.sh).
+	deb_install "${need[@]}"
 	if [ $made_policy = 1 ]; then
 		rm -f "$policy"
 		trap - EXIT
