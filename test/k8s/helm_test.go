@@ -619,6 +619,7 @@ func testHelmWebhook(t *testing.T, n *node, h *helmEnv, helm string) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("VM %s/%s interfaces %v, want %v (the user's MAC kept, the others as macguardctl mac --vm-interface predicts)", ns, name, got, want)
 		}
+		t.Logf("VM %s/%s: %v, as macguardctl mac --vm-interface predicts", ns, name, got)
 	}
 	vmGetsPredictedMACs(t, "vm1")
 
@@ -636,7 +637,7 @@ func testHelmWebhook(t *testing.T, n *node, h *helmEnv, helm string) {
 	vmGetsPredictedMACs(t, "vm2")
 
 	h.must(t, n, helm, "uninstall", "macguard", "-n", "macguard", "--wait", "--timeout", "2m")
-	if out, err := n.kubectlErr("", "get", "mutatingwebhookconfiguration", "macguard-webhook"); err == nil || !strings.Contains(out, "NotFound") {
+	if out, err := n.kubectlErr("", "get", "mutatingwebhookconfiguration", "macguard-webhook"); err == nil || !strings.Contains(err.Error(), "NotFound") {
 		t.Errorf("the webhook configuration is still there after helm uninstall: %v\n%s", err, out)
 	}
 	n.kubectl(t, vmManifest(ns, "after"), "apply", "-f", "-")
