@@ -17,10 +17,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"github.com/macguard-cni/macguard/pkg/install"
@@ -66,10 +69,11 @@ func helmTemplate(helm string, args ...string) ([]byte, error) {
 }
 
 // normalized decodes a manifest stream into its objects keyed by
-// "Kind namespace/name", with Helm's labels dropped, every JSON-valued
-// MACGUARD_PLUGIN_CONFIG re-encoded canonically (its key order means
-// nothing) and keyed lists (env, volumes, volumeMounts, containers: their
-// items have a "name") sorted, since Kubernetes merges them by key.
+// "Kind namespace/name", with Helm's labels dropped (and a labels map left
+// empty by that), every JSON-valued MACGUARD_PLUGIN_CONFIG re-encoded
+// canonically (its key order means nothing) and keyed lists (env,
+// volumes, volumeMounts, containers: their items have a "name") sorted,
+// since Kubernetes merges them by key.
 func normalized(t *testing.T, what string, stream []byte) map[string]any {
 	t.Helper()
 	objs := map[string]any{}
@@ -85,6 +89,10 @@ func normalized(t *testing.T, what string, stream []byte) map[string]any {
 		if labels, ok := md["labels"].(map[string]any); ok {
 			for _, l := range helmLabels {
 				delete(labels, l)
+			}
+			// Objects that have only Helm's labels (cert-manager's).
+			if len(labels) == 0 {
+				delete(md, "labels")
 			}
 		}
 		key := fmt.Sprintf("%v %v/%v", o["kind"], md["namespace"], md["name"])
@@ -183,6 +191,8 @@ var pairs = []struct {
 	{"calico-values.yaml", "overlays/calico", nil},
 	{"uninstall-values.yaml", "uninstall", nil},
 	{"doctor-values.yaml", "overlays/secondary", []string{"components/doctor"}},
+	{"webhook-values.yaml", "overlays/cilium", []string{webhookComponent}},
+	{"webhook-cert-manager-values.yaml", "overlays/secondary", []string{webhookComponent, certManagerComponent}},
 }
 
 // TestChartMatchesKustomize: for every kustomize variant, the chart with
@@ -306,6 +316,12 @@ func TestChartRefusesBadValues(t *testing.T) {
 		{"plugin enum", []string{"--set", "chaining.plugin.assign=sometimes"}, []string{"assign"}},
 		{"relative path", []string{"--set", "cni.confPath=etc/cni"}, []string{"confPath"}},
 		{"custom without a conflist", []string{"--set", "chaining.target=custom"}, []string{"chaining.conflist", "custom"}},
+		{"unknown webhook key", []string{"--set", "webhook.replica=3"}, []string{"replica"}},
+		{"webhook failure policy", []string{"--set", "webhook.failurePolicy=ignore"}, []string{"failurePolicy"}},
+		{"webhook certificates", []string{"--set", "webhook.certificates.source=vault"}, []string{"source", "vault"}},
+		{"issuer without a name", []string{"--set", "webhook.certificates.certManager.issuerRef.kind=ClusterIssuer"}, []string{"issuerRef"}},
+		{"webhook prefix", []string{"--set", "webhook.prefix=zz"}, []string{"prefix"}},
+		{"webhook resources", []string{"--set", "webhook.resources.requests.cpus=1"}, []string{"cpus"}},
 	}
 	for name, helm := range helms(t) {
 		for _, tc := range tests {
@@ -341,5 +357,75 @@ func TestChartVersion(t *testing.T) {
 	}
 	if c.Version != strings.TrimPrefix(v, "v") || c.AppVersion != v {
 		t.Errorf("Chart.yaml version %q appVersion %q, want %q and %q (run `make manifests`)", c.Version, c.AppVersion, strings.TrimPrefix(v, "v"), v)
+	}
+}
+
+// TestChartWebhookOptions renders the webhook with every value changed
+// from its default (the drift test covers the defaults): the flags, the
+// webhook configuration and the certificate follow them, and the objects
+// decode strictly into their types.
+func TestChartWebhookOptions(t *testing.T) {
+	for name, helm := range helms(t) {
+		t.Run(name, func(t *testing.T) {
+			out, err := helmTemplate(helm, "--skip-tests", "--set", "webhook.enabled=true", "--set", "webhook.replicas=1",
+				"--set", "webhook.failurePolicy=Fail", "--set", "webhook.timeoutSeconds=10",
+				"--set", "webhook.salt=cluster-a", "--set", "webhook.prefix=0a:58", "--set", "webhook.excludeNamespaces={kube-system,legacy}",
+				"--set", "webhook.optOutLabel=example.com/no-macs", "--set", "webhook.extraArgs={--log-level=debug}",
+				"--set", "webhook.priorityClassName=system-cluster-critical", "--set", "webhook.tolerations[0].operator=Exists",
+				"--set", "webhook.certificates.source=certManager",
+				"--set", "webhook.certificates.certManager.issuerRef.kind=ClusterIssuer", "--set", "webhook.certificates.certManager.issuerRef.name=corp-ca")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := decodeAll(t, "chart", out).webhook
+			if len(w.deployments) != 1 || len(w.mwcs) != 1 || len(w.pdbs) != 0 || len(w.issuers) != 0 || len(w.certificates) != 1 || len(w.roles) != 0 {
+				t.Fatalf("%d Deployments, %d webhook configurations, %d PDBs, %d Issuers, %d Certificates, %d Roles; want 1, 1, 0 (one replica), 0, 1 (from the given issuer), 0",
+					len(w.deployments), len(w.mwcs), len(w.pdbs), len(w.issuers), len(w.certificates), len(w.roles))
+			}
+			spec := w.deployments[0].Spec.Template.Spec
+			wantArgs := []string{"--listen=:8443", "--cert-dir=/tls", "--salt=cluster-a", "--prefix=0a:58", "--exclude-namespaces=kube-system,legacy", "--log-level=debug"}
+			if args := spec.Containers[0].Args; !reflect.DeepEqual(args, wantArgs) {
+				t.Errorf("args %q, want %q", args, wantArgs)
+			}
+			if *w.deployments[0].Spec.Replicas != 1 || spec.PriorityClassName != "system-cluster-critical" || len(spec.Tolerations) != 1 {
+				t.Errorf("replicas %d, priorityClassName %q, tolerations %v", *w.deployments[0].Spec.Replicas, spec.PriorityClassName, spec.Tolerations)
+			}
+			if ref := w.certificates[0].Spec.IssuerRef; ref.Kind != "ClusterIssuer" || ref.Name != "corp-ca" {
+				t.Errorf("the serving certificate's issuer %+v, want ClusterIssuer corp-ca", ref)
+			}
+			for _, h := range w.mwcs[0].Webhooks {
+				if string(*h.FailurePolicy) != "Fail" || *h.TimeoutSeconds != 10 {
+					t.Errorf("%s: failurePolicy %s, timeoutSeconds %d", h.Name, *h.FailurePolicy, *h.TimeoutSeconds)
+				}
+				sel, err := metav1.LabelSelectorAsSelector(h.NamespaceSelector)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for ns, want := range map[string]bool{"default": true, "legacy": false, "kube-system": false, "optout": false} {
+					l := labels.Set{"kubernetes.io/metadata.name": ns}
+					if ns == "optout" {
+						l["example.com/no-macs"] = "disabled"
+					}
+					if sel.Matches(l) != want {
+						t.Errorf("%s: namespace %v selected %v, want %v", h.Name, l, !want, want)
+					}
+				}
+			}
+		})
+	}
+	// No namespace excluded: no empty NotIn (the API server refuses one),
+	// and the webhook's own default is cleared too.
+	out, err := helmTemplate(helms(t)["HELM4"], "--skip-tests", "--set", "webhook.enabled=true", "--set", "webhook.excludeNamespaces=null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := decodeAll(t, "chart", out).webhook
+	if args := w.deployments[0].Spec.Template.Spec.Containers[0].Args; !slices.Contains(args, "--exclude-namespaces=") {
+		t.Errorf("args %q lack an empty --exclude-namespaces=", args)
+	}
+	for _, h := range w.mwcs[0].Webhooks {
+		if e := h.NamespaceSelector.MatchExpressions; len(e) != 1 || e[0].Key != "macguard.io/webhook" {
+			t.Errorf("%s: namespaceSelector %+v, want only the opt-out label", h.Name, e)
+		}
 	}
 }

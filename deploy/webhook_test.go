@@ -51,8 +51,9 @@ type cmCertificate struct {
 			Size      int    `json:"size"`
 		} `json:"privateKey"`
 		IssuerRef struct {
-			Kind string `json:"kind"`
-			Name string `json:"name"`
+			Kind  string `json:"kind"`
+			Name  string `json:"name"`
+			Group string `json:"group,omitempty"`
 		} `json:"issuerRef"`
 	} `json:"spec"`
 }

@@ -19,9 +19,15 @@
 #   VMTEST_KERNEL_PKG   Debian package name to boot, e.g.
 #                       linux-image-6.12.115+deb12-cloud-amd64-unsigned
 #   VMTEST_RUN          -test.run regexp for every run (default: everything)
+#   VMTEST_SKIP         -test.skip regexp for the VM run: tests that run only
+#                       on the host (test/kubevirt's real guest: QEMU's TCG
+#                       inside this TCG guest is far too slow)
 #   VMTEST_TIMEOUT      seconds the VM may run before it is killed (default 300)
 #   VMTEST_CACHE        cache directory (default <repo>/.cache/vmtest)
 #   VMTEST_SMP          guest CPUs (default 1)
+#   VMTEST_MEM          guest memory in MiB (default 512)
+#   VMTEST_SUITES       the suites to run, e.g. "kubevirt" (default "vm integration");
+#                       a suite is ./test/<suite>, its own Go module or not
 #   VMTEST_ACCEL        QEMU accelerator (default tcg; kvm only where it works)
 #   MACGUARD_BIN        plugin binary to test (default: `make build`, bin/macguard)
 #   MACGUARDCTL_BIN     macguardctl to test (default: the one next to MACGUARD_BIN)
@@ -37,17 +43,21 @@ TIMEOUT=${VMTEST_TIMEOUT:-300}
 # One vCPU runs the suite as fast as two under TCG and leaves a host core
 # free on a two-core machine.
 SMP=${VMTEST_SMP:-1}
+MEM=${VMTEST_MEM:-512}
 GO=${GO:-go}
 # Loaded into the guest in this order after their dependencies; bridge
 # pulls in stp and llc. Modules the kernel has built in are skipped.
-MODULES=(veth macvlan ipvlan dummy bridge)
+# virtio_net (with failover, net_failover) is for test/kubevirt's real
+# guest (hack/kubevirt/guest.sh), which boots this kernel with a NIC.
+MODULES=(veth macvlan ipvlan dummy bridge tun virtio_net)
 # The kernel family the issue asks for; the newest available N is used.
 KERNEL_PATTERN='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$'
 MARKER=MACGUARD-VMTEST-RESULT
 SUITE_MARKER=MACGUARD-VMTEST-SUITE
 # The test binaries the guest runs, in order: <suite>.test built from
 # ./test/<suite>. Each one's result counts on its own (boot).
-SUITES=(vm integration)
+# test/kubevirt (make test-kubevirt) runs in a boot of its own.
+read -ra SUITES <<<"${VMTEST_SUITES:-vm integration}"
 
 log() { printf 'vmtest: %s\n' "$*" >&2; }
 # phase runs a step and reports how long it took, for docs/vmtest.md.
@@ -176,7 +186,8 @@ prepare_kernel() {
 	KDIR=$CACHE/kernel/$(basename "$deb" .deb)
 	# Keep one unpacked kernel, like one .deb.
 	find "$CACHE/kernel" -mindepth 1 -maxdepth 1 ! -path "$KDIR" -exec rm -rf {} + 2>/dev/null || true
-	if [ -f "$KDIR/.done" ]; then
+	# .done names the modules unpacked: a changed MODULES unpacks again.
+	if [ -f "$KDIR/.done" ] && [ "$(cat "$KDIR/.done")" = "${MODULES[*]}" ]; then
 		return 0
 	fi
 	log "unpacking $(basename "$deb")"
@@ -197,7 +208,7 @@ prepare_kernel() {
 	for m in "${MODULES[@]}"; do add_module "$mods" "$KDIR/modules" "$m"; done
 	printf '%s\n' "${LOAD[@]}" >"$KDIR/modules/load.order"
 	rm -rf "$tmp"
-	touch "$KDIR/.done"
+	echo "${MODULES[*]}" >"$KDIR/.done"
 }
 
 # ---------------------------------------------------------------- binaries
@@ -225,12 +236,20 @@ build_tools() {
 	# The main plugins of the reference chains (chain_test.go).
 	GOBIN=$BIN $GO install -trimpath \
 		"github.com/containernetworking/plugins/plugins/ipam/host-local@$plugins" \
+		"github.com/containernetworking/plugins/plugins/main/bridge@$plugins" \
 		"github.com/containernetworking/plugins/plugins/main/ipvlan@$plugins" \
 		"github.com/containernetworking/plugins/plugins/main/macvlan@$plugins"
 	$GO build -trimpath -o "$BIN/netkit-cni" ./test/fixtures/netkit-cni
 	local s
 	for s in "${SUITES[@]}"; do
-		$GO test -c -trimpath -o "$BIN/$s.test" "./test/$s"
+		if [ -f "test/$s/go.mod" ]; then
+			# A module of its own (test/kubevirt): built from its directory,
+			# without -trimpath so that it reuses what the host run of the
+			# same module compiled (KubeVirt's packages take minutes).
+			(cd "test/$s" && $GO test -c -o "$BIN/$s.test" .)
+		else
+			$GO test -c -trimpath -o "$BIN/$s.test" "./test/$s"
+		fi
 	done
 }
 
@@ -245,6 +264,19 @@ run_host() {
 		-test.timeout=5m ${VMTEST_RUN:+-test.run "$VMTEST_RUN"})
 }
 
+# add_program copies a dynamically linked program and the libraries ldd
+# names (with the loader) into the initramfs at the same paths.
+add_program() {
+	local stage=$1 prog=$2 lib
+	[ -x "$prog" ] || die "cannot put ${prog:-a program} into the guest: not installed"
+	mkdir -p "$stage$(dirname "$prog")"
+	cp "$prog" "$stage$prog"
+	for lib in $(ldd "$prog" | grep -oE '/[^ ]+'); do
+		mkdir -p "$stage$(dirname "$lib")"
+		cp -L "$lib" "$stage$lib"
+	done
+}
+
 build_initramfs() {
 	local stage=$CACHE/initramfs
 	rm -rf "$stage"
@@ -255,9 +287,13 @@ build_initramfs() {
 	cp "$KDIR"/modules/*.ko "$KDIR/modules/load.order" "$stage/lib/modules/"
 	cp "$MACGUARD_BIN" "$stage/opt/cni/bin/macguard"
 	cp "$MACGUARDCTL_BIN" "$stage/vmtest/macguardctl"
-	cp "$BIN/netkit-cni" "$BIN/host-local" "$BIN/ipvlan" "$BIN/macvlan" "$BIN/cnitool" "$stage/opt/cni/bin/"
+	cp "$BIN/netkit-cni" "$BIN/host-local" "$BIN/bridge" "$BIN/ipvlan" "$BIN/macvlan" "$BIN/cnitool" "$stage/opt/cni/bin/"
 	local s budget
-	for s in "${SUITES[@]}"; do cp "$BIN/$s.test" "$stage/vmtest/"; done
+	for s in "${SUITES[@]}"; do
+		cp "$BIN/$s.test" "$stage/vmtest/"
+		# test/kubevirt has libvirt's own parser judge the domains.
+		if [ "$s" = kubevirt ]; then add_program "$stage" "$(command -v virsh || true)"; fi
+	done
 	# The guest's /init sources this. The suites' timeouts add up to less
 	# than the host's, so a hung test still prints Go's goroutine dump and
 	# the markers instead of being killed silently; each suite gets an
@@ -274,6 +310,8 @@ build_initramfs() {
 		export VMTEST_SUITES='${SUITES[*]}'
 		export VMTEST_SUITE_TIMEOUT=$(( budget / ${#SUITES[@]} ))s
 		export VMTEST_RUN='$(sed "s/'/'\\\\''/g" <<<"${VMTEST_RUN:-}")'
+		export VMTEST_SKIP='$(sed "s/'/'\\\\''/g" <<<"${VMTEST_SKIP:-}")'
+		export KUBEVIRT_CHAIN_WITHOUT_MACGUARD=$([ "${KUBEVIRT_CHAIN_WITHOUT_MACGUARD:-}" = 1 ] && echo 1)
 	EOF
 	# Uncompressed: gzip would save a few MB of host memory but cost seconds
 	# of decompression in the emulated guest.
@@ -289,7 +327,7 @@ boot() {
 	set +e
 	# No NIC: every test stays inside the guest's own namespaces. Console
 	# on the serial port, streamed to the terminal and kept for parsing.
-	timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -machine "accel=$accel" -m 512 -smp "$SMP" -nographic -no-reboot -nic none \
+	timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -machine "accel=$accel" -m "$MEM" -smp "$SMP" -nographic -no-reboot -nic none \
 		-kernel "$KDIR/vmlinuz" -initrd "$CACHE/initramfs.cpio" \
 		-append "console=ttyS0 quiet panic=-1" </dev/null | tee "$log" |
 		sed -u -e 's/\r$//' -e 's/\x1b\[[0-9;?]*[a-zA-Z]//g' -e 's/\x1bc//g' # SeaBIOS would clear the terminal

@@ -249,6 +249,15 @@ func TestInstallStepsOnAFreshMachine(t *testing.T) {
 			want: []string{"qemu-system-x86", "busybox-static", "xz-utils", "zstd", "kmod"},
 		},
 		{
+			// test/kubevirt's Debian packages (virsh, libvirt's QEMU
+			// driver, nft, QEMU, busybox) and unzip for the module.
+			name:   "hack/kubevirt/prepare.sh packages",
+			argv:   []string{"hack/kubevirt/prepare.sh", "packages"},
+			env:    []string{"KUBEVIRT_CACHE=%s/kubevirt", "POLICY_RC_D=%s/policy-rc.d"},
+			want:   []string{"unzip", "libvirt-clients", "libvirt-daemon-driver-qemu", "nftables", "qemu-system-x86", "busybox-static"},
+			absent: []string{"policy-rc.d"},
+		},
+		{
 			// The bench's tools are Go programs (go install at pinned
 			// versions): no Debian package, so a machine without any
 			// still builds them and apt-get is never asked.

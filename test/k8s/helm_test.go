@@ -198,12 +198,23 @@ func TestHelm(t *testing.T) {
 	if _, err := n.kubectlErr("", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-n", "macguard", "daemonset/macguard"); err != nil {
 		t.Fatal(err)
 	}
+	// Nor the cluster-wide objects of a kustomize-installed webhook
+	// (TestWebhook): Helm refuses to adopt objects it did not make.
+	if _, err := n.kubectlErr("", "delete", "--ignore-not-found", "mutatingwebhookconfiguration/macguard-webhook",
+		"clusterrole/macguard-webhook", "clusterrolebinding/macguard-webhook"); err != nil {
+		t.Fatal(err)
+	}
 	h.clean(t, n)
 	t.Cleanup(func() { h.clean(t, n) })
 
 	t.Run("ServerDryRun", func(t *testing.T) { testHelmDryRun(t, n, h) })
 	t.Run("Helm3", func(t *testing.T) { testHelm3(t, n, h) })
 	t.Run("Helm4", func(t *testing.T) { testHelm4(t, n, h) })
+	t.Run("Webhook", func(t *testing.T) {
+		for _, helm := range []string{h.helm3, h.helm4} {
+			t.Run(filepath.Base(filepath.Dir(helm)), func(t *testing.T) { testHelmWebhook(t, n, h, helm) })
+		}
+	})
 	t.Run("TestFailsWithoutMacguard", func(t *testing.T) { testHelmTestFails(t, n, h) })
 }
 
@@ -229,6 +240,12 @@ func testHelmDryRun(t *testing.T, n *node, h *helmEnv) {
 			name := filepath.Base(filepath.Dir(helm)) + "/" + filepath.Base(values)
 			t.Run(name, func(t *testing.T) {
 				manifest := h.must(t, n, helm, "template", "macguard", h.chart, "-n", ns, "-f", values)
+				// The node has no cert-manager: its objects are checked by
+				// make test-deploy only (strict decoding, the drift test).
+				manifest, dropped := withoutAPIGroup(manifest, "cert-manager.io/")
+				if strings.Contains(values, "cert-manager") != (dropped > 0) {
+					t.Fatalf("%d cert-manager objects in the rendering of %s", dropped, values)
+				}
 				out, err := n.kubectlErr(manifest, "apply", "--dry-run=server", "-f", "-")
 				if err != nil {
 					t.Fatal(err)
@@ -239,6 +256,21 @@ func testHelmDryRun(t *testing.T, n *node, h *helmEnv) {
 			})
 		}
 	}
+}
+
+// withoutAPIGroup drops the documents of a manifest stream whose
+// apiVersion starts with group and says how many it dropped.
+func withoutAPIGroup(manifest, group string) (string, int) {
+	var kept []string
+	dropped := 0
+	for _, doc := range strings.Split(manifest, "\n---") {
+		if strings.Contains(doc, "\napiVersion: "+group) || strings.HasPrefix(doc, "apiVersion: "+group) {
+			dropped++
+			continue
+		}
+		kept = append(kept, doc)
+	}
+	return strings.Join(kept, "\n---"), dropped
 }
 
 // testHelm3: Helm 3 installs the chart, helm test passes, and a plain
@@ -523,4 +555,96 @@ func testHelmTestFails(t *testing.T, n *node, h *helmEnv) {
 		t.Errorf("the failed test's pod does not say what is missing:\n%s", logs)
 	}
 	t.Logf("helm test failed as it must:\n%s\npod log:\n%s", out, logs)
+}
+
+// testHelmWebhook enables the VM webhook the way a Helm user does: a
+// release installed with the node's values is upgraded with
+// webhook.enabled=true, a salt and a prefix (set before the first VM). The
+// real API server calls it (KubeVirt's generated CRDs, as TestWebhook), and
+// a VM created with kubectl gets the MACs `macguardctl mac --vm-interface`
+// predicts. An upgrade that changes the webhook configuration keeps the CA
+// bundle the webhook wrote into it (Helm never rendered that field), and
+// VMs keep getting their MACs; helm uninstall removes the configuration (a
+// VM is then admitted unchanged) and leaves the run-time Secret, which the
+// NOTES say to delete.
+func testHelmWebhook(t *testing.T, n *node, h *helmEnv, helm string) {
+	n.kubeVirtCRDs(t)
+	const ns, prefix = "vms-helm", "0a:58"
+	n.ensureNamespace(t, ns)
+	t.Cleanup(func() {
+		if _, err := n.kubectlErr("", "delete", "namespace", ns, "--ignore-not-found", "--wait", "--timeout", "120s"); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	h.must(t, n, helm, "install", "macguard", h.chart, "-n", "macguard", "--create-namespace", "-f", h.values, "--wait", "--timeout", "3m")
+	n.rolledOut(t)
+
+	// The node runs no kube-proxy: the webhook reaches the API server on
+	// the node's address, as in TestWebhook.
+	values := filepath.Join(h.home, "webhook-values.yaml")
+	v := fmt.Sprintf(`webhook:
+  enabled: true
+  salt: %s
+  prefix: %q
+  extraEnv:
+    - name: KUBERNETES_SERVICE_HOST
+      value: %q
+    - name: KUBERNETES_SERVICE_PORT
+      value: "6443"
+`, whSalt, prefix, n.env["NODE_IP"])
+	if err := os.WriteFile(values, []byte(v), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := h.must(t, n, helm, "upgrade", "macguard", h.chart, "-n", "macguard", "--reuse-values", "-f", values, "--wait", "--timeout", "3m")
+	if want := "macguardctl mac --namespace NS --vm VM --vm-interface IFACE --salt \"" + whSalt + "\" --prefix " + prefix; !strings.Contains(out, want) {
+		t.Errorf("the NOTES do not say how to predict a MAC (%s):\n%s", want, out)
+	}
+	if out, err := n.kubectlErr("", "-n", "macguard", "rollout", "status", "deploy/macguard-webhook", "--timeout", "150s"); err != nil {
+		t.Fatalf("the webhook did not roll out: %v\n%s\n%s", err, out, n.kubectl(t, "", "-n", "macguard", "get", "events"))
+	}
+	bundle := n.webhookCABundle(t)
+
+	// The MACs a VM gets are the ones the operator's tool predicts.
+	vmGetsPredictedMACs := func(t *testing.T, name string) {
+		t.Helper()
+		n.kubectl(t, vmManifest(ns, name), "apply", "-f", "-")
+		got := n.specMACs(t, "vm", ns, name)
+		want := map[string]string{"mine": whUserMAC}
+		for _, iface := range []string{"default", "sec"} {
+			want[iface] = strings.TrimSpace(n.runCtl(t, "mac", "--namespace", ns, "--vm", name, "--vm-interface", iface, "--salt", whSalt, "--prefix", prefix))
+			if !strings.HasPrefix(want[iface], prefix+":") {
+				t.Fatalf("macguardctl mac --prefix %s printed %s", prefix, want[iface])
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("VM %s/%s interfaces %v, want %v (the user's MAC kept, the others as macguardctl mac --vm-interface predicts)", ns, name, got, want)
+		}
+		t.Logf("VM %s/%s: %v, as macguardctl mac --vm-interface predicts", ns, name, got)
+	}
+	vmGetsPredictedMACs(t, "vm1")
+
+	// An upgrade rewrites the webhook configuration: the caBundle the
+	// webhook wrote must survive it (with failurePolicy Ignore a lost one
+	// would let VMs through without MACs until the next sync).
+	h.must(t, n, helm, "upgrade", "macguard", h.chart, "-n", "macguard", "--reuse-values", "--set", "webhook.timeoutSeconds=5", "--wait", "--timeout", "3m")
+	after, err := n.kubectlErr("", "get", "mutatingwebhookconfiguration", "macguard-webhook", "-o", "jsonpath={.webhooks[*].timeoutSeconds} {.webhooks[*].clientConfig.caBundle}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "5 5 " + bundle + " " + bundle; after != want {
+		t.Errorf("after the upgrade the webhooks have timeoutSeconds and caBundles %.40q..., want 5, 5 and the bundle written before", after)
+	}
+	vmGetsPredictedMACs(t, "vm2")
+
+	h.must(t, n, helm, "uninstall", "macguard", "-n", "macguard", "--wait", "--timeout", "2m")
+	if out, err := n.kubectlErr("", "get", "mutatingwebhookconfiguration", "macguard-webhook"); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		t.Errorf("the webhook configuration is still there after helm uninstall: %v\n%s", err, out)
+	}
+	n.kubectl(t, vmManifest(ns, "after"), "apply", "-f", "-")
+	if got := n.specMACs(t, "vm", ns, "after"); got["default"] != "" || got["mine"] != whUserMAC {
+		t.Errorf("a VM created after the uninstall was changed: %v", got)
+	}
+	// What the NOTES say is left, and to delete.
+	n.kubectl(t, "", "-n", "macguard", "delete", "secret", "macguard-webhook-cert")
+	h.clean(t, n)
 }

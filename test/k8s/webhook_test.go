@@ -150,17 +150,7 @@ func predicted(ns, vm, iface string) string {
 // Service (kube-apiserver --enable-aggregator-routing: no kube-proxy).
 func TestWebhook(t *testing.T) {
 	n := theNode
-	crds := os.Getenv("MACGUARD_KUBEVIRT_CRDS")
-	if crds == "" && os.Getenv("CI") == "true" {
-		t.Fatal("MACGUARD_KUBEVIRT_CRDS is not set: CI must run the webhook on the node (go run ./test/kubevirtcrd -module <prepared kubevirt.io/kubevirt> -out FILE)")
-	}
-	if crds == "" {
-		t.Skip("MACGUARD_KUBEVIRT_CRDS is not set: KubeVirt's CRDs come from go run ./test/kubevirtcrd over the module hack/kubevirt/prepare.sh prepares (issue 19); make test-k8s sets it once that is wired")
-	}
-	// Server-side: the CRDs are over the 256 KiB of client-side apply's
-	// last-applied annotation.
-	n.kubectl(t, "", "apply", "--server-side", "--force-conflicts", "-f", crds)
-	n.kubectl(t, "", "wait", "--for", "condition=established", "--timeout", "60s", "crd/virtualmachines.kubevirt.io", "crd/virtualmachineinstances.kubevirt.io")
+	n.kubeVirtCRDs(t)
 
 	dir := n.webhookOverlay(t)
 	n.kubectl(t, "", "apply", "-k", dir)
@@ -172,25 +162,7 @@ func TestWebhook(t *testing.T) {
 		t.Fatalf("the webhook did not roll out: %v\n%s\n%s", err, out, n.kubectl(t, "", "-n", "macguard", "get", "events"))
 	}
 	// Both replicas agreed on one Secret, and its CA is in every webhook.
-	var bundle string
-	if err := eventually(60*time.Second, func() error {
-		out, err := n.kubectlErr("", "get", "mutatingwebhookconfiguration", "macguard-webhook", "-o", "jsonpath={.webhooks[*].clientConfig.caBundle}")
-		if err != nil {
-			return err
-		}
-		b := strings.Fields(out)
-		if len(b) != 2 || b[0] != b[1] {
-			return fmt.Errorf("caBundles %q", out)
-		}
-		bundle = b[0]
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	secretCA := n.kubectl(t, "", "-n", "macguard", "get", "secret", "macguard-webhook-cert", "-o", "jsonpath={.data.ca\\.crt}")
-	if secretCA != bundle {
-		t.Fatalf("caBundle is not the Secret's ca.crt")
-	}
+	n.webhookCABundle(t)
 
 	n.ensureNamespace(t, whNamespace)
 	n.ensureNamespace(t, whOptOut)
@@ -310,6 +282,50 @@ spec:
 		}
 		t.Logf("VM admitted with no replica in %s (failurePolicy Ignore, timeoutSeconds 3)", time.Since(start).Round(time.Millisecond))
 	})
+}
+
+// kubeVirtCRDs applies KubeVirt's VM and VMI CRDs from
+// $MACGUARD_KUBEVIRT_CRDS and waits until they are served. Without the
+// variable the test skips, saying why; under CI=true it fails.
+func (n *node) kubeVirtCRDs(t *testing.T) {
+	t.Helper()
+	crds := os.Getenv("MACGUARD_KUBEVIRT_CRDS")
+	if crds == "" && os.Getenv("CI") == "true" {
+		t.Fatal("MACGUARD_KUBEVIRT_CRDS is not set: CI must run the webhook on the node (go run ./test/kubevirtcrd -module <prepared kubevirt.io/kubevirt> -out FILE)")
+	}
+	if crds == "" {
+		t.Skip("MACGUARD_KUBEVIRT_CRDS is not set: KubeVirt's CRDs come from go run ./test/kubevirtcrd over the module hack/kubevirt/prepare.sh prepares (issue 19); make test-k8s sets it once that is wired")
+	}
+	// Server-side: the CRDs are over the 256 KiB of client-side apply's
+	// last-applied annotation.
+	n.kubectl(t, "", "apply", "--server-side", "--force-conflicts", "-f", crds)
+	n.kubectl(t, "", "wait", "--for", "condition=established", "--timeout", "60s", "crd/virtualmachines.kubevirt.io", "crd/virtualmachineinstances.kubevirt.io")
+}
+
+// webhookCABundle waits until both webhooks of macguard-webhook carry the
+// same caBundle, the ca.crt of the Secret the replicas keep, and returns it.
+func (n *node) webhookCABundle(t *testing.T) string {
+	t.Helper()
+	var bundle string
+	if err := eventually(60*time.Second, func() error {
+		out, err := n.kubectlErr("", "get", "mutatingwebhookconfiguration", "macguard-webhook", "-o", "jsonpath={.webhooks[*].clientConfig.caBundle}")
+		if err != nil {
+			return err
+		}
+		b := strings.Fields(out)
+		if len(b) != 2 || b[0] != b[1] {
+			return fmt.Errorf("caBundles %q", out)
+		}
+		bundle = b[0]
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	secretCA := n.kubectl(t, "", "-n", "macguard", "get", "secret", "macguard-webhook-cert", "-o", "jsonpath={.data.ca\\.crt}")
+	if secretCA != bundle {
+		t.Fatalf("caBundle is not the Secret's ca.crt")
+	}
+	return bundle
 }
 
 // runCtl runs the macguardctl this suite tests.

@@ -21,34 +21,19 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/macguard-cni/macguard/internal/testutil"
 )
-
-// envVM is set to 1 by the guest's /init: inside the VM nothing may skip.
-const envVM = "MACGUARD_VM"
 
 // envBinDir names the directory with netkit-cni, cnitool and the reference
 // plugins (host-local, ipvlan, macvlan).
 const envBinDir = "VMTEST_BIN_DIR"
 
-func inVM() bool { return os.Getenv(envVM) == "1" }
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(u.Release[:])
-}
-
 func TestMain(m *testing.M) {
 	where := "host"
-	if inVM() {
+	if testutil.InVM() {
 		where = "VM (no test may skip)"
 	}
-	fmt.Printf("vmtest: kernel %s, running on the %s\n", kernelRelease(), where)
+	fmt.Printf("vmtest: kernel %s, running on the %s\n", testutil.KernelRelease(), where)
 	os.Exit(m.Run())
 }
 

@@ -104,3 +104,23 @@ chained, whatever its file name.
 
 {{/* Whether the node's CNI conf dir is mounted. */}}
 {{- define "macguard.mountConf" -}}{{ if or .Values.uninstall.enabled (ne .Values.chaining.target "none") }}true{{ end }}{{- end -}}
+
+{{/*
+The webhook's (webhook-*.yaml): its name, the labels that select its pods
+(not app.kubernetes.io/name=macguard, which the DaemonSet's selector
+matches and cannot change on upgrade), and whether macguardctl keeps the
+certificates itself (and so needs RBAC) or cert-manager does.
+*/}}
+{{- define "macguard.webhookName" -}}macguard-webhook{{- end -}}
+
+{{- define "macguard.webhookSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "macguard.webhookName" . }}
+app.kubernetes.io/component: webhook
+{{- end -}}
+
+{{- define "macguard.webhookLabels" -}}
+{{ include "macguard.webhookSelectorLabels" . }}
+{{ include "macguard.helmLabels" . }}
+{{- end -}}
+
+{{- define "macguard.webhookSelfCerts" -}}{{ if eq .Values.webhook.certificates.source "self" }}true{{ end }}{{- end -}}
