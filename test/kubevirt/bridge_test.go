@@ -1,6 +1,7 @@
 package kubevirt
 
 import (
+	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
@@ -203,7 +204,13 @@ func TestBridgeBindingLayoutCheckAndDel(t *testing.T) {
 		return testutil.Env{Command: cmd, ContainerID: testutil.CNIToolContainerID(l.ns.Path()),
 			Netns: l.ns.Path(), IfName: "eth0", Args: call.CNIArgs}
 	}
-	conf := testutil.Conf(cniVersion, n.DataDir, `"assign":"always","logFile":`+strconv.Quote(n.LogFile), string(l.result))
+	// The runtime's CHECK and DEL carry the network's name: macguard's
+	// records belong to a network (the one cnitool's ADD ran as).
+	conf, err := json.Marshal(map[string]any{"cniVersion": cniVersion, "name": n.chain, "type": "macguard",
+		"dataDir": n.DataDir, "assign": "always", "logFile": n.LogFile, "prevResult": json.RawMessage(l.result)})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	if _, stderr, cniErr := testutil.Run(t, testutil.PluginBinary(t), env("CHECK"), conf); cniErr != nil {
 		t.Errorf("macguard CHECK on KubeVirt's layout: %v (stderr %s)", cniErr, stderr)

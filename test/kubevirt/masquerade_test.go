@@ -1,10 +1,18 @@
 package kubevirt
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	v1 "kubevirt.io/api/core/v1"
+
 	"github.com/macguard-cni/macguard/internal/testutil"
+	"github.com/macguard-cni/macguard/pkg/webhook"
 )
 
 // bridgeMain is the reference bridge plugin as a primary network's main
@@ -92,12 +100,58 @@ func TestNetkitL3DomainNeedsTheSpecMAC(t *testing.T) {
 		t.Errorf("libvirt on the netkit L3 domain: accepted %v, said %q; want it refused with \"unable to parse mac address ''\"\n%s", ok, out, x)
 	}
 
-	spec := vmMAC(t, vm)
-	d = launcherDomain(t, masqueradeVMI(vm, spec), l.ns)
+	// The fix, end to end: macguard's webhook admits the VMI as the API
+	// server would send it (its Review on a CREATE request, the JSON patch
+	// applied as the API server applies it), and KubeVirt's generator takes
+	// the spec MAC the webhook wrote: the MAC `macguardctl mac --vm-interface`
+	// predicts.
+	spec := testutil.DerivedMAC(t, "--namespace", vmNamespace, "--vm", vm, "--vm-interface", "default")
+	vmi := webhookAdmitted(t, masqueradeVMI(vm, ""))
+	if ifs := vmi.Spec.Domain.Devices.Interfaces; len(ifs) != 1 || ifs[0].MacAddress != spec {
+		t.Fatalf("the webhook left the VMI's interfaces as %+v, want macAddress %s", ifs, spec)
+	}
+	d = launcherDomain(t, vmi, l.ns)
 	if macs := domainMACs(d); len(macs) != 1 || macs[0] != spec {
-		t.Errorf("with the VMI spec's macAddress %s KubeVirt's domain has interface MACs %q", spec, macs)
+		t.Errorf("with the webhook's spec macAddress %s KubeVirt's domain has interface MACs %q", spec, macs)
 	}
 	if out, ok := virshDefine(t, domainXML(t, d)); !ok {
-		t.Errorf("libvirt refused the netkit L3 domain with the spec MAC %s: %s", spec, out)
+		t.Errorf("libvirt refused the netkit L3 domain with the webhook's spec MAC %s: %s", spec, out)
 	}
+}
+
+// webhookAdmitted is vmi after macguard's webhook: a CREATE admission
+// request for it goes through webhook.Mutator.Review (no salt or prefix, as
+// `macguardctl mac` without them), and the JSON patch it answers is applied
+// with the library the API server's admission chain uses.
+func webhookAdmitted(t *testing.T, vmi *v1.VirtualMachineInstance) *v1.VirtualMachineInstance {
+	t.Helper()
+	raw, err := json.Marshal(vmi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &admissionv1.AdmissionRequest{
+		UID:       "kubevirt-test",
+		Kind:      metav1.GroupVersionKind{Group: "kubevirt.io", Version: "v1", Kind: "VirtualMachineInstance"},
+		Operation: admissionv1.Create,
+		Namespace: vmi.Namespace,
+		Name:      vmi.Name,
+		Object:    k8sruntime.RawExtension{Raw: raw},
+	}
+	resp, decisions := (&webhook.Mutator{}).Review(req)
+	if !resp.Allowed || len(resp.Patch) == 0 {
+		t.Fatalf("the webhook did not patch VMI %s/%s: allowed %v, decisions %+v, warnings %q", vmi.Namespace, vmi.Name, resp.Allowed, decisions, resp.Warnings)
+	}
+	p, err := jsonpatch.DecodePatch(resp.Patch)
+	if err != nil {
+		t.Fatalf("the webhook's patch %s: %v", resp.Patch, err)
+	}
+	patched, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("applying the webhook's patch %s: %v", resp.Patch, err)
+	}
+	out := &v1.VirtualMachineInstance{}
+	if err := json.Unmarshal(patched, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
