@@ -98,12 +98,11 @@ build_etcd() {
 # install a policy-rc.d forbids starting any service (one already there is
 # used only if it forbids it too), and a containerd service this install
 # brought onto a systemd machine is disabled. No service that was there
-# before is stopped, disabled or restarted. POLICY_RC_D names another
-# policy file (test/freshmachine runs this step against a directory of its
-# own).
+# before is stopped, disabled or restarted (hack/lib/deb.sh's
+# deb_install_no_services; POLICY_RC_D names another policy file).
 build_containerd() {
 	: "${CONTAINERD_DEB_VERSION:?}" "${RUNC_DEB_VERSION:?}"
-	local need=() c had_containerd policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d} rc made_policy=0
+	local need=() c had_containerd
 	had_containerd=$(deb_version containerd)
 	[ "$had_containerd" = "$CONTAINERD_DEB_VERSION" ] || need+=("containerd=$CONTAINERD_DEB_VERSION")
 	[ "$(deb_version runc)" = "$RUNC_DEB_VERSION" ] || need+=("runc=$RUNC_DEB_VERSION")
@@ -112,25 +111,7 @@ build_containerd() {
 	done
 	[ ${#need[@]} = 0 ] && return 0
 	log "installing from Debian: ${need[*]}"
-	if [ -e "$policy" ]; then
-		rc=0
-		"$policy" containerd start >/dev/null 2>&1 || rc=$?
-		[ $rc = 101 ] || {
-			log "FAILED: $policy allows starting services (it exits $rc for 'containerd start'): installing ${need[*]} could start one on this machine; install them by hand"
-			exit 1
-		}
-	else
-		printf '#!/bin/sh\n# hack/k8s/build.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
-		chmod 755 "$policy"
-		made_policy=1
-		# Also when the install fails or is interrupted.
-		trap 'if grep -q "hack/k8s/build.sh" "'"$policy"'" 2>/dev/null; then rm -f "'"$policy"'"; fi' EXIT
-	fi
-	deb_install "${need[@]}"
-	if [ $made_policy = 1 ]; then
-		rm -f "$policy"
-		trap - EXIT
-	fi
+	deb_install_no_services containerd "${need[@]}"
 	if [ -z "$had_containerd" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
 		systemctl disable containerd.service >/dev/null 2>&1 || true
 	fi

@@ -74,29 +74,13 @@ prepare_module() {
 # policy-rc.d is used only if it forbids starting them too; a service the
 # install brought onto a systemd machine is disabled.
 install_packages() {
-	# POLICY_RC_D: test/freshmachine keeps the file off the machine's /usr/sbin.
-	local need=() p policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d} rc made_policy=0
+	local need=() p
 	command -v unzip >/dev/null || need+=(unzip)
 	for p in "$@"; do deb_installed "$p" || need+=("$p"); done
 	[ ${#need[@]} = 0 ] && return 0
 	[ "$(id -u)" = 0 ] || die "missing Debian packages: ${need[*]} (run as root to install them)"
 	log "installing from Debian: ${need[*]}"
-	if [ -e "$policy" ]; then
-		rc=0
-		"$policy" libvirtd start >/dev/null 2>&1 || rc=$?
-		[ $rc = 101 ] || die "$policy allows starting services (it exits $rc for 'libvirtd start'): installing ${need[*]} could start one on this machine; install them by hand"
-	else
-		printf '#!/bin/sh\n# hack/kubevirt/prepare.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
-		chmod 755 "$policy"
-		made_policy=1
-		trap 'if grep -q "hack/kubevirt/prepare.sh" "'"$policy"'" 2>/dev/null; then rm -f "'"$policy"'"; fi' EXIT
-	fi
-	# apt-get update first, and a failure names the packages (hack/lib/deb.sh).
-	deb_install "${need[@]}"
-	if [ $made_policy = 1 ]; then
-		rm -f "$policy"
-		trap - EXIT
-	fi
+	deb_install_no_services libvirtd "${need[@]}"
 	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
 		for p in "${need[@]}"; do
 			case $p in

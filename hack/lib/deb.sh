@@ -36,3 +36,34 @@ deb_install() {
 		exit 1
 	fi
 }
+
+# deb_install_no_services SERVICE PKG...: deb_install, with no service
+# started by the packages' maintainer scripts. A policy-rc.d forbids it for
+# the install (removed afterwards, also when the install fails or is
+# interrupted); one already there is used only if it forbids starting
+# SERVICE too (exit 101), otherwise the script stops, naming it.
+# POLICY_RC_D names another policy file (test/freshmachine keeps it off the
+# machine's /usr/sbin). The caller disables a service the install brought
+# onto a systemd machine: which ones is the caller's knowledge.
+deb_install_no_services() {
+	local service=$1 policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d} rc=0 me=$0
+	shift
+	if [ -e "$policy" ]; then
+		"$policy" "$service" start >/dev/null 2>&1 || rc=$?
+		if [ $rc != 101 ]; then
+			printf '%s: FAILED: %s allows starting services (it exits %s for "%s start"): installing %s could start one on this machine; install them by hand\n' \
+				"$me" "$policy" "$rc" "$service" "$*" >&2
+			exit 1
+		fi
+		deb_install "$@"
+		return 0
+	fi
+	printf '#!/bin/sh\n# %s: no service starts while it installs packages\nexit 101\n' "$me" >"$policy"
+	chmod 755 "$policy"
+	# Also when the install fails or is interrupted: only our own file.
+	# shellcheck disable=SC2064 # the paths are fixed now, on purpose
+	trap "if grep -qF '$me' '$policy' 2>/dev/null; then rm -f '$policy'; fi" EXIT
+	deb_install "$@"
+	rm -f "$policy"
+	trap - EXIT
+}
