@@ -84,9 +84,11 @@ log() { printf 'k8s: %s\n' "$*" >&2; }
 # wrapper before it execs the daemon. A daemon outlives the command that
 # started it, and must not keep that command's files open: a lock taken
 # around `make k8s-up` (flock /tmp/macguard-heavy.lock make k8s-up) would
-# be held by every daemon of the node until k8s-down.
+# be held by every daemon of the node until k8s-down. No redirection on
+# the loop: bash would save stderr on a descriptor above 2 for it, the loop
+# would close that copy, and the daemon's stderr (its log) would be lost.
 # shellcheck disable=SC2016
-CLOSE_FDS='for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null; '
+CLOSE_FDS='for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; '
 
 # node_lock: one user of the node at a time. make k8s-up, k8s-down and
 # test-k8s of one checkout share one node, and two runs at once would
