@@ -89,7 +89,8 @@ func macCmd(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail("--prefix: %v", err)
 		}
-		fmt.Fprintln(stdout, macaddr.DeriveVMInterface(macaddr.Input{Kind: identity.KindVM, Key: *ns + "/" + *vm, IfName: *vmIface, Salt: *salt, Prefix: p}))
+		vmID := identity.VM(*ns, *vm)
+		fmt.Fprintln(stdout, macaddr.DeriveVMInterface(macaddr.Input{Kind: vmID.Kind, Key: vmID.Key, IfName: *vmIface, Salt: *salt, Prefix: p}))
 		return 0
 	}
 	if *ifName == "" {
@@ -108,7 +109,7 @@ func macCmd(args []string, stdout, stderr io.Writer) int {
 	case *ns == "" || (*pod == "") == (*vm == ""):
 		return fail("give --namespace with exactly one of --pod or --vm (or --container-id)")
 	case *vm != "":
-		id = identity.Identity{Kind: identity.KindVM, Key: *ns + "/" + *vm}
+		id = identity.VM(*ns, *vm)
 	default:
 		id, err = identity.Resolve(identity.ModeAuto, identity.Pod{Namespace: *ns, Name: *pod}, "")
 		if err != nil {

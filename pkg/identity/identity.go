@@ -39,6 +39,12 @@ type Identity struct {
 // String is used in log lines and error messages.
 func (i Identity) String() string { return i.Kind + " " + i.Key }
 
+// VM is the identity of KubeVirt VM name in namespace: the one key the
+// plugin (from a virt-launcher pod), the webhook and `macguardctl mac`
+// derive a VM's MACs from. Its form is part of the derivation input, so it
+// must never change.
+func VM(namespace, name string) Identity { return Identity{Kind: KindVM, Key: namespace + "/" + name} }
+
 // Pod carries the Kubernetes arguments runtimes put into CNI_ARGS.
 type Pod struct {
 	Namespace string
@@ -110,7 +116,7 @@ func Resolve(mode Mode, pod Pod, containerID string) (Identity, error) {
 			return Identity{Kind: KindContainer, Key: containerID}, nil
 		}
 		if vm := VMName(pod.Name); vm != "" {
-			return Identity{Kind: KindVM, Key: pod.Namespace + "/" + vm}, nil
+			return VM(pod.Namespace, vm), nil
 		}
 		return Identity{Kind: KindPod, Key: pod.Namespace + "/" + pod.Name}, nil
 	}

@@ -127,8 +127,9 @@ func (m *Mutator) Review(req *admissionv1.AdmissionRequest) (*admissionv1.Admiss
 		}
 		mac, reason := old[ifc.Name], "kept the MAC this interface had before the update"
 		if mac == "" {
-			mac = macaddr.DeriveVMInterface(macaddr.Input{Kind: identity.KindVM, Key: req.Namespace + "/" + name, IfName: ifc.Name, Salt: m.Salt, Prefix: m.Prefix}).String()
-			reason = "no macAddress in the spec: stable MAC of vm " + req.Namespace + "/" + name
+			id := identity.VM(req.Namespace, name)
+			mac = macaddr.DeriveVMInterface(macaddr.Input{Kind: id.Kind, Key: id.Key, IfName: ifc.Name, Salt: m.Salt, Prefix: m.Prefix}).String()
+			reason = "no macAddress in the spec: stable MAC of " + id.String()
 		}
 		ops = append(ops, patchOp{Op: "add", Path: fmt.Sprintf("%s/%d/macAddress", base, i), Value: mac})
 		ds = append(ds, Decision{Interface: ifc.Name, MAC: mac, Action: "assign", Reason: reason})
