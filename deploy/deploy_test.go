@@ -27,7 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/macguard-cni/macguard/pkg/install"
+	"github.com/macguard-cni/macguard/pkg/ctl/install"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
 )

@@ -26,7 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
-	"github.com/macguard-cni/macguard/pkg/install"
+	"github.com/macguard-cni/macguard/pkg/ctl/install"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
 )

@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
-	"github.com/macguard-cni/macguard/pkg/webhook"
+	"github.com/macguard-cni/macguard/pkg/ctl/webhook"
 )
 
 const (

@@ -9,10 +9,10 @@ package main
 import (
 	"os"
 
-	"github.com/macguard-cni/macguard/pkg/cli"
-	"github.com/macguard-cni/macguard/pkg/doctor"
-	"github.com/macguard-cni/macguard/pkg/install"
-	"github.com/macguard-cni/macguard/pkg/webhook"
+	"github.com/macguard-cni/macguard/pkg/ctl/cli"
+	"github.com/macguard-cni/macguard/pkg/ctl/doctor"
+	"github.com/macguard-cni/macguard/pkg/ctl/install"
+	"github.com/macguard-cni/macguard/pkg/ctl/webhook"
 )
 
 func main() {

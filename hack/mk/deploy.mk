@@ -9,7 +9,7 @@
 #                       overlays run on a fake node, the Helm chart rendered
 #                       by Helm 3 and 4 compared with them) and image tests (the
 #                       archive read back, its binary run, skopeo's view);
-#                       part of `make test`. pkg/install runs in test-unit.
+#                       part of `make test`. pkg/ctl/install runs in test-unit.
 #   make manifests      write $(VERSION) into deploy/ (the chart's Chart.yaml
 #                       too) and the Dockerfile
 #   make image-docker   the same image with docker buildx (needs Docker;

@@ -6,7 +6,7 @@
 #
 #   make test-doctor   the suite (root; part of `make test`)
 #
-# pkg/doctor's unit, golden and client-go fake tests run in test-unit; the
+# pkg/ctl/doctor's unit, golden and client-go fake tests run in test-unit; the
 # netkit and ipvlan worlds run in test/vm (make test-vm), the DaemonSet run
 # in test/k8s.
 

@@ -15,9 +15,9 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/macguard-cni/macguard/internal/linktest"
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
-	"github.com/macguard-cni/macguard/pkg/link/linktest"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
 	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/state"

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
-	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/pkg/ctl/doctor"
 	"github.com/macguard-cni/macguard/test/doctor/nodeworld"
 )
 

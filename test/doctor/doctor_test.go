@@ -20,7 +20,7 @@ import (
 
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/config"
-	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/pkg/ctl/doctor"
 	"github.com/macguard-cni/macguard/test/doctor/nodeworld"
 )
 

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
-	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/pkg/ctl/doctor"
 	"github.com/macguard-cni/macguard/pkg/state"
 	"github.com/macguard-cni/macguard/test/doctor/nodeworld"
 )

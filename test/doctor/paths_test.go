@@ -11,7 +11,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
-	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/pkg/ctl/doctor"
 	"github.com/macguard-cni/macguard/test/doctor/nodeworld"
 )
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/pkg/ctl/doctor"
 )
 
 // standInCRD is a minimal CustomResourceDefinition that keeps every field:

@@ -12,7 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/macguard-cni/macguard/pkg/doctor"
+	"github.com/macguard-cni/macguard/pkg/ctl/doctor"
 )
 
 // doctorOverlay is the secondary variant of the test node (n.overlay) plus

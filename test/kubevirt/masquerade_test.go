@@ -12,7 +12,7 @@ import (
 	v1 "kubevirt.io/api/core/v1"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
-	"github.com/macguard-cni/macguard/pkg/webhook"
+	"github.com/macguard-cni/macguard/pkg/ctl/webhook"
 )
 
 // bridgeMain is the reference bridge plugin as a primary network's main

@@ -31,7 +31,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/macguard-cni/macguard/pkg/servingcert"
+	"github.com/macguard-cni/macguard/pkg/ctl/servingcert"
 )
 
 // review is a CREATE of a VM with a pod-network and a Multus interface,

@@ -21,7 +21,7 @@ import (
 
 // Resources read and written through the dynamic client (the typed
 // clientset would cost every macguardctl process its init; see
-// pkg/doctor's TestNoTypedClientset).
+// pkg/ctl/doctor's TestNoTypedClientset).
 var (
 	secretResource = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 	mwcResource    = schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"}

@@ -65,7 +65,7 @@ func TestNoTypedClientset(t *testing.T) {
 					return err
 				}
 				if isTypedClientset(p) {
-					t.Errorf("%s imports %s: read the objects through k8s.io/client-go/dynamic (see pkg/doctor/cluster.go); the typed clientset costs macguardctl's agent, on every node, some 10 MB of memory", fset.Position(imp.Pos()), p)
+					t.Errorf("%s imports %s: read the objects through k8s.io/client-go/dynamic (see pkg/ctl/doctor/cluster.go); the typed clientset costs macguardctl's agent, on every node, some 10 MB of memory", fset.Position(imp.Pos()), p)
 				}
 			}
 			return nil

@@ -19,8 +19,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/macguard-cni/macguard/pkg/buildinfo"
+	"github.com/macguard-cni/macguard/pkg/ctl/servingcert"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
-	"github.com/macguard-cni/macguard/pkg/servingcert"
 )
 
 const usage = `macguardctl webhook: the mutating admission webhook that writes each KubeVirt

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+
+	"github.com/macguard-cni/macguard/internal/testutil"
 )
 
 // fixtures are the conflists real agents write (see cni-conf/installer).
@@ -16,7 +18,11 @@ var fixtures = []string{"05-cilium.conflist", "10-calico.conflist", "10-calico-o
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "cni-conf", "installer", name))
+	root, err := testutil.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(root, "cni-conf", "installer", name))
 	if err != nil {
 		t.Fatal(err)
 	}

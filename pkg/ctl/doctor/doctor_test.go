@@ -126,10 +126,10 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./pkg/doctor -update to create it)", err)
+		t.Fatalf("%v (run go test ./pkg/ctl/doctor -update to create it)", err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (go test ./pkg/doctor -update rewrites it after a deliberate change):\n--- got\n%s\n--- want\n%s", name, got, want)
+		t.Errorf("%s differs from the golden file (go test ./pkg/ctl/doctor -update rewrites it after a deliberate change):\n--- got\n%s\n--- want\n%s", name, got, want)
 	}
 }
 

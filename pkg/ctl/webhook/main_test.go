@@ -16,7 +16,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 
-	"github.com/macguard-cni/macguard/pkg/servingcert"
+	"github.com/macguard-cni/macguard/pkg/ctl/servingcert"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
 )
