@@ -3,7 +3,6 @@ package k8s
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -82,15 +81,6 @@ func pathCodes(r doctor.Report) map[string]doctor.Finding {
 // VXLAN IP pool is an info finding, and nothing next to an IPIP pool.
 func TestDoctorPaths(t *testing.T) {
 	n := theNode
-	// The doctor overlay mounts Multus' cache dir, which Multus makes on
-	// its first pod: this test starts none, and may run before any test
-	// that does.
-	if n.env["K8S_RUN"] == "" {
-		t.Fatal("the node's env file sets no K8S_RUN")
-	}
-	if err := os.MkdirAll(filepath.Join(n.env["K8S_RUN"], "multus", "cache"), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	ds := n.rollout(t, n.doctorOverlay(t))
 	t.Cleanup(func() {
 		if _, err := n.kubectlErr("", "delete", "--ignore-not-found", "-k", n.doctorOverlay(t)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -29,8 +30,19 @@ import (
 //   - Multus' cache: this node's Multus keeps it under K8S_RUN (its
 //     cniDir), not in /var/lib/cni/multus; it is mounted at
 //     /multus-cache, which runDoctor passes as --multus-cache-dir.
+//
+// Multus makes its cache dir on its first pod, and the kubelet refuses the
+// hostPath volume (type: Directory) while it is missing, so doctorOverlay
+// makes it:
+// a test that runs the doctor may start no pod, or run first.
 func (n *node) doctorOverlay(t *testing.T) string {
 	t.Helper()
+	if n.env["K8S_RUN"] == "" {
+		t.Fatal("the node's env file sets no K8S_RUN")
+	}
+	if err := os.MkdirAll(filepath.Join(n.env["K8S_RUN"], "multus", "cache"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	base := n.overlay(t, "doctor-base", "overlays/secondary")
 	return n.writeOverlay(t, "doctor", func(rel func(string) string) string {
 		return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
