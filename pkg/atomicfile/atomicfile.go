@@ -150,30 +150,18 @@ func SyncDir(dir string) error {
 	return nil
 }
 
-// IsTemp reports whether name (a base name) is a temporary file of Write, or
-// one of the names given as legacy markers (what earlier versions used).
-func IsTemp(name string, legacy ...string) bool {
-	if !strings.HasPrefix(name, ".") {
-		return false
-	}
-	if strings.Contains(name, Marker) {
-		return true
-	}
-	for _, m := range legacy {
-		if m != "" && strings.Contains(name, m) {
-			return true
-		}
-	}
-	return false
+// IsTemp reports whether name (a base name) is a temporary file of Write.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, Marker)
 }
 
-// Sweep removes the temporary files in dir (see IsTemp, with legacy) whose
+// Sweep removes the temporary files of Write in dir (see IsTemp) whose
 // modification time is more than olderThan before now: files a writer
 // killed mid-write left behind. olderThan must exceed the longest write, so
 // that a temporary file another process is still writing is kept. Sweep
 // returns the names it removed; a missing dir is not an error, and other
 // errors are joined but do not stop the sweep.
-func Sweep(dir string, olderThan time.Duration, now time.Time, legacy ...string) ([]string, error) {
+func Sweep(dir string, olderThan time.Duration, now time.Time) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -184,7 +172,7 @@ func Sweep(dir string, olderThan time.Duration, now time.Time, legacy ...string)
 	var removed []string
 	var errs []error
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !IsTemp(e.Name(), legacy...) {
+		if !e.Type().IsRegular() || !IsTemp(e.Name()) {
 			continue
 		}
 		fi, err := e.Info()

@@ -190,24 +190,20 @@ func TestReadersNeverSeeAPart(t *testing.T) {
 
 func TestIsTemp(t *testing.T) {
 	cases := []struct {
-		name   string
-		legacy []string
-		want   bool
+		name string
+		want bool
 	}{
-		{".eth0@c1.json" + Marker + "123", nil, true},
-		{".05-cilium.conflist" + Marker + "9", nil, true},
-		{"eth0@c1.json" + Marker + "1", nil, false}, // not a dot file: not ours
-		{".lock", nil, false},
-		{".other-tool.tmp", nil, false},
-		{"eth0@c1.json", nil, false},
-		{".macguard.macguard-tmp-1", nil, false},
-		{".macguard.macguard-tmp-1", []string{".macguard-tmp-"}, true},
-		{".eth0@c1.json.tmp42", []string{".json.tmp"}, true},
-		{".anything", []string{""}, false}, // an empty marker matches nothing
+		{".eth0@c1.json" + Marker + "123", true},
+		{".05-cilium.conflist" + Marker + "9", true},
+		{"eth0@c1.json" + Marker + "1", false}, // not a dot file: not ours
+		{".lock", false},
+		{".other-tool.tmp", false},
+		{"eth0@c1.json", false},
+		{".macguard.macguard-tmp-1", false},
 	}
 	for _, c := range cases {
-		if got := IsTemp(c.name, c.legacy...); got != c.want {
-			t.Errorf("IsTemp(%q, %q) = %v, want %v", c.name, c.legacy, got, c.want)
+		if got := IsTemp(c.name); got != c.want {
+			t.Errorf("IsTemp(%q) = %v, want %v", c.name, got, c.want)
 		}
 	}
 }
@@ -222,11 +218,11 @@ func TestSweep(t *testing.T) {
 		removed bool
 	}{
 		{name: ".rec.json" + Marker + "1", age: 2 * time.Minute, removed: true},
-		{name: ".rec.json" + Marker + "2", age: 10 * time.Second},    // maybe still being written
-		{name: ".old.macguard-tmp-3", age: time.Hour, removed: true}, // legacy marker given below
-		{name: ".cilium-tmp-4", age: time.Hour},                      // another program's
-		{name: "rec.json", age: time.Hour},                           // a real file
-		{name: ".d" + Marker + "5", age: time.Hour, dir: true},       // a directory is never removed
+		{name: ".rec.json" + Marker + "2", age: 10 * time.Second}, // maybe still being written
+		{name: ".old.macguard-tmp-3", age: time.Hour},             // not Marker: not Write's
+		{name: ".cilium-tmp-4", age: time.Hour},                   // another program's
+		{name: "rec.json", age: time.Hour},                        // a real file
+		{name: ".d" + Marker + "5", age: time.Hour, dir: true},    // a directory is never removed
 		{name: ".rec.json" + Marker + "6", age: time.Minute + time.Second, removed: true},
 	}
 	for _, f := range files {
@@ -245,7 +241,7 @@ func TestSweep(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removed, err := Sweep(dir, time.Minute, now, ".macguard-tmp-")
+	removed, err := Sweep(dir, time.Minute, now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,29 +4,26 @@
 // in containerID", "unknown CNI_COMMAND: X") say neither, and they end up in
 // `kubectl describe pod` where nobody can look anything up.
 //
-// The rules are exactly skel's (cni/pkg/utils), so the set of accepted
-// invocations and the error code (4, invalid environment variables) do not
-// change; only the message does. Missing variables are left to skel, whose
-// message already lists them by name.
+// The judge is skel's own (cni/pkg/utils, the functions skel calls), so the
+// set of accepted invocations and the error code (4, invalid environment
+// variables) cannot differ from skel's; only the message does. Missing
+// variables are left to skel, whose message already lists them by name.
 package cnienv
 
 import (
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
-	"unicode"
 
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/utils"
 )
 
 // Commands are the CNI_COMMAND values skel dispatches.
 var Commands = []string{"ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"}
 
-// containerID is skel's rule (utils.ValidateContainerID).
-var containerID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
-
-// maxIfName is IFNAMSIZ-1, skel's limit (utils.ValidateInterfaceName).
+// maxIfName is IFNAMSIZ-1, the limit utils.ValidateInterfaceName applies
+// (its constant is not exported); the message states it.
 const maxIfName = 15
 
 // Check returns the CNI error for the first invalid CNI_* value, or nil.
@@ -43,27 +40,28 @@ func Check(getenv func(string) string) *types.Error {
 	if cmd != "ADD" && cmd != "CHECK" && cmd != "DEL" {
 		return nil
 	}
-	if id := getenv("CNI_CONTAINERID"); id != "" && !containerID.MatchString(id) {
+	if id := getenv("CNI_CONTAINERID"); id != "" && utils.ValidateContainerID(id) != nil {
 		return invalid("invalid CNI_CONTAINERID %q: a container ID is a letter or digit followed by letters, digits, '_', '.' or '-'", id)
 	}
-	if name := getenv("CNI_IFNAME"); name != "" {
-		if why := ifNameProblem(name); why != "" {
-			return invalid("invalid CNI_IFNAME %q: %s; an interface name is 1 to %d bytes without '/', ':' or whitespace, and not \".\" or \"..\"", name, why, maxIfName)
-		}
+	if name := getenv("CNI_IFNAME"); name != "" && utils.ValidateInterfaceName(name) != nil {
+		return invalid("invalid CNI_IFNAME %q: %s; an interface name is 1 to %d bytes without '/', ':' or whitespace, and not \".\" or \"..\"", name, ifNameProblem(name), maxIfName)
 	}
 	return nil
 }
 
+// ifNameProblem says which rule a non-empty name that
+// utils.ValidateInterfaceName refused breaks. It asks in the library's own
+// order (length, "." or "..", then characters), so what is left after the
+// first two is the character rule; the library's texts are not used
+// because they name neither the variable nor the byte count.
 func ifNameProblem(name string) string {
 	switch {
 	case len(name) > maxIfName:
 		return fmt.Sprintf("%d bytes is too long", len(name))
 	case name == "." || name == "..":
 		return "not a name"
-	case strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || unicode.IsSpace(r) }):
-		return "contains '/', ':' or whitespace"
 	}
-	return ""
+	return "contains '/', ':' or whitespace"
 }
 
 func invalid(format string, a ...any) *types.Error {

@@ -286,6 +286,15 @@ func (k *kernelNetns) SwapLinkLocal(ifName string, from, to net.HardwareAddr) (b
 // raises while it holds RTNL. The kernel's frames are what Announce would
 // send, without the AF_PACKET socket whose close() waits for an RCU grace
 // period (packet_release -> synchronize_net, ~15 ms per ADD measured).
+//
+// They are read and written with os.ReadFile/WriteFile, not with the
+// reference plugins' utils/sysctl: that package reads every value back
+// after writing it (four more opens of /proc/sys per enforcing ADD with
+// both switches at their default 0) and links strings.Replacer for dotted
+// names these paths never use. Measured (BenchmarkAnnounceOnChange, set
+// and restore on a veth, the two builds interleaved, 10 runs each): 72 us
+// median here vs 143 us with the library, and the library adds 24,576
+// bytes (0.7%) to the plugin binary.
 var notifySysctls = []struct {
 	format string
 	// optional: absent when the kernel has no IPv6, and then there is no

@@ -3,6 +3,7 @@ package macaddr
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"strings"
@@ -63,27 +64,18 @@ func ParsePrefix(s string) (Prefix, error) {
 	return p, nil
 }
 
-// hexOctet reads exactly two hex digits, either case: what
-// hex.DecodeString accepts as one byte.
+// hexOctet reads exactly two hex digits, either case, as one byte.
+// encoding/hex judges the digits; the length is checked here because
+// hex.Decode would take "0a58" as two bytes. Measured against the
+// hand-written digit switch it replaced (BenchmarkParsePrefix, interleaved,
+// 10 runs each): 48 vs 41 ns median per prefix, once per ADD of ~2 ms.
 func hexOctet(f string) (byte, bool) {
 	if len(f) != 2 {
 		return 0, false
 	}
-	hi, ok1 := fromHex(f[0])
-	lo, ok2 := fromHex(f[1])
-	return hi<<4 | lo, ok1 && ok2
-}
-
-func fromHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
+	var b [1]byte
+	_, err := hex.Decode(b[:], []byte(f))
+	return b[0], err == nil
 }
 
 // String renders the prefix the way ParsePrefix accepts it.

@@ -14,12 +14,6 @@ import (
 	"github.com/macguard-cni/macguard/pkg/atomicfile"
 )
 
-// legacyTmpMarker is in the names of the temporary files installers before
-// pkg/atomicfile created (".05-cilium.conflist.macguard-tmp-<digits>"), so
-// that a new installer also sweeps those an old one left when it was
-// killed mid-write.
-const legacyTmpMarker = ".macguard-tmp-"
-
 // staleTmpAge is how old a leftover temporary file must be before it is
 // deleted: old enough that no other installer (a DaemonSet rolling update
 // can overlap two) is still writing it.
@@ -51,7 +45,7 @@ func ownerOf(fi fs.FileInfo) *atomicfile.Owner {
 // left in dir. It is best effort: a leftover is harmless and is tried
 // again on the next pass.
 func removeStaleTmp(dir string, now time.Time) {
-	_, _ = atomicfile.Sweep(dir, staleTmpAge, now, legacyTmpMarker)
+	_, _ = atomicfile.Sweep(dir, staleTmpAge, now)
 }
 
 // fileSHA256 returns the hex SHA-256 of a file's content.

@@ -108,7 +108,7 @@ func noTemps(t *testing.T, dir string) {
 	t.Helper()
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if atomicfile.IsTemp(e.Name(), legacyTmpMarker) {
+		if atomicfile.IsTemp(e.Name()) {
 			t.Errorf("temporary file left behind: %s", filepath.Join(dir, e.Name()))
 		}
 	}
@@ -480,7 +480,6 @@ func TestRemoveStaleTmp(t *testing.T) {
 		gone  bool
 	}{
 		{".macguard" + atomicfile.Marker + "123", true, true},
-		{".macguard.macguard-tmp-124", true, true}, // left by an installer before atomicfile
 		{".macguard" + atomicfile.Marker + "456", false, false},
 		{".other-tmp", true, false}, // not ours
 	}
