@@ -123,6 +123,35 @@ images:
 	})
 }
 
+// installCalico applies churnOverlay (deleted again when the test ends),
+// waits for the DaemonSet's rollout and until the agent has chained
+// macguard into the primary conflist of each of nodes.
+func (n *node) installCalico(t *testing.T, nodes []*node) {
+	t.Helper()
+	dir := n.churnOverlay(t)
+	n.kubectl(t, "", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-k", dir)
+	n.kubectl(t, "", "apply", "-k", dir)
+	t.Cleanup(func() {
+		if _, err := n.kubectlErr("", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-k", dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if out, err := n.kubectlErr("", "-n", "macguard", "rollout", "status", "ds/macguard", "--timeout", "180s"); err != nil {
+		t.Fatalf("the DaemonSet did not roll out: %v\n%s", err, out)
+	}
+	for _, nd := range nodes {
+		err := eventually(60*time.Second, func() error {
+			if _, mg := conflistPlugins(t, nd.env["PRIMARY_CONFLIST"]); mg == nil {
+				return fmt.Errorf("no macguard in %s", nd.env["PRIMARY_CONFLIST"])
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // agentPod is the DaemonSet's pod on the node.
 func (n *node) agentPod(t *testing.T) *corev1.Pod {
 	t.Helper()
@@ -284,29 +313,7 @@ func TestChurn(t *testing.T) {
 		}
 	}
 
-	dir := n.churnOverlay(t)
-	n.kubectl(t, "", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-k", dir)
-	n.kubectl(t, "", "apply", "-k", dir)
-	t.Cleanup(func() {
-		if _, err := n.kubectlErr("", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-k", dir); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	if out, err := n.kubectlErr("", "-n", "macguard", "rollout", "status", "ds/macguard", "--timeout", "180s"); err != nil {
-		t.Fatalf("the DaemonSet did not roll out on both nodes: %v\n%s", err, out)
-	}
-	// The agent chained macguard into each node's primary conflist.
-	for _, nd := range nodes {
-		err := eventually(60*time.Second, func() error {
-			if _, mg := conflistPlugins(t, nd.env["PRIMARY_CONFLIST"]); mg == nil {
-				return fmt.Errorf("no macguard in %s", nd.env["PRIMARY_CONFLIST"])
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	n.installCalico(t, nodes)
 
 	n.ensureNamespace(t, churnNamespace)
 	nad := func(name, config string) { n.applyNAD(t, nadYAML(churnNamespace, name, config)) }
