@@ -571,6 +571,36 @@ func TestChurn(t *testing.T) {
 		}
 	}
 
+	// The doctor reports each node healthy: the macguardctl of the image
+	// the nodes run now (after the roll, the next version's), as root on
+	// the node.
+	ctl := os.Getenv("MACGUARDCTL_BIN")
+	if rolled {
+		ctl = filepath.Join(t.TempDir(), "macguardctl")
+		if err := os.WriteFile(ctl, imageFile(t, nextArchive, "/macguardctl"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ctl == "" {
+		t.Fatal("MACGUARDCTL_BIN is not set")
+	}
+	for _, nd := range nodes {
+		r := nd.doctor(t, ctl)
+		var findings strings.Builder
+		for _, f := range r.report.Findings {
+			fmt.Fprintf(&findings, "  %s %s pod=%s: %s\n", f.Severity, f.Code, f.Pod, f.Message)
+		}
+		if r.code != 0 || r.report.Node != nd.env["NODE_NAME"] {
+			t.Errorf("%s: the doctor after the churn reports node %q, exit %d, want 0 (healthy); findings:\n%s", nd.env["NODE_NAME"], r.report.Node, r.code, findings.String())
+		} else {
+			var pods []string
+			for _, p := range r.report.Pods {
+				pods = append(pods, p.Name)
+			}
+			t.Logf("churn: the doctor on %s: healthy (exit 0 in %s), pods %v, findings:\n%s", nd.env["NODE_NAME"], r.wall.Round(time.Millisecond), pods, findings.String())
+		}
+	}
+
 	// The counts.
 	perKind := map[string]int{}
 	perNode := map[string]int{}
