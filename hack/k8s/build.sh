@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/deb.sh"
 : "${K8S_CACHE:?}" "${K8S_VERSION:?}" "${MULTUS_VERSION:?}" "${CNI_PLUGINS_VERSION:?}" "${ETCD_DEB_VERSION:?}"
 GO=${GO:-go}
-K8S_CNI_PLUGINS=${K8S_CNI_PLUGINS:-main/loopback main/bridge main/macvlan main/host-device ipam/host-local}
+K8S_CNI_PLUGINS=${K8S_CNI_PLUGINS:-main/loopback main/bridge main/macvlan main/host-device ipam/host-local meta/tuning}
 
 log() { printf 'k8s-build: %s\n' "$*" >&2; }
 

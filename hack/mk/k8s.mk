@@ -19,7 +19,7 @@
 K8S_VERSION          := v1.34.2
 K8S_MULTUS_VERSION   := v4.1.4
 K8S_CNI_VERSION      := v1.9.1
-K8S_CNI_PLUGINS      := main/loopback main/bridge main/macvlan main/host-device ipam/host-local
+K8S_CNI_PLUGINS      := main/loopback main/bridge main/macvlan main/host-device ipam/host-local meta/tuning
 # Debian bookworm's etcd-server, unpacked (not installed): its version is
 # part of the cache key and what apt-get download asks for.
 K8S_ETCD_DEB_VERSION := 3.4.23-4+b4

@@ -125,7 +125,20 @@ type target struct {
 	// target is met, and Met is then false without meaning missed.
 	Judged bool `json:"judged"`
 	Met    bool `json:"met"`
+	// Retired says why the target is no longer judged: the measurements
+	// showed that what it measures is the kernel's, which tuning pays as
+	// well (docs/performance.md). Its figure is still reported.
+	Retired string `json:"retired,omitempty"`
 }
+
+// Why issue 14's targets on the plugin process were retired (issue 22):
+// what they measured is not macguard's. What a user notices, the pod
+// sandbox's start on a real node, is judged by make bench-node instead.
+const (
+	retiredSetlink = "the kernel's wait in RTM_SETLINK on a new macvlan, which tuning pays the same; judged on the real node's sandbox start instead (make bench-node)"
+	retiredStart   = "a process start: a Go program that does nothing is already +15% of this floor; judged as a share of the real node's sandbox start instead (make bench-node)"
+	retiredRTNL    = "the kernel's RTNL, held across that RTM_SETLINK wait: the tuning chain stops at the same place"
+)
 
 type microResult struct {
 	Package     string  `json:"package"`
@@ -231,7 +244,7 @@ func evaluate(r *results) []target {
 		}
 		ts = append(ts, target{
 			Name: "macguard enforcing a MAC vs tuning doing the same (ADD p50, plugin process alone)",
-			Want: "<= 0.95x", Value: v, Met: v <= 0.95, Figure: fig,
+			Want: "<= 0.95x", Value: v, Met: v <= 0.95, Figure: fig, Retired: retiredSetlink,
 		})
 	}
 	floorMv, tuChain, mgChain := findChain(r.Chains, vFloorMacvlan), findChain(r.Chains, vTuning), findChain(r.Chains, vMGEnforce)
@@ -240,7 +253,7 @@ func evaluate(r *results) []target {
 		v := ratio(mgOver, tuOver)
 		ts = append(ts, target{
 			Name: "the macguard chain's ADD overhead over the floor vs the tuning chain's (macvlan, ADD p50)",
-			Want: "<= 0.85x", Value: v, Met: v <= 0.85,
+			Want: "<= 0.85x", Value: v, Met: v <= 0.85, Retired: retiredSetlink,
 			Figure: fmt.Sprintf("%.2fx: macguard chain %.2f ms, tuning chain %.2f ms over the floor's %.2f ms (+%.2f vs +%.2f ms)",
 				v, mgChain.Latency.ADD.P50, tuChain.Latency.ADD.P50, floorMv.Latency.ADD.P50, mgOver, tuOver),
 		})
@@ -250,7 +263,7 @@ func evaluate(r *results) []target {
 		floor := findChain(r.Chains, vFloorPtp)
 		ts = append(ts, target{
 			Name: "macguard pass-through on top of the floor chain (ptp, ADD p50)",
-			Want: "<= +20%", Value: v, Met: v <= 0.20,
+			Want: "<= +20%", Value: v, Met: v <= 0.20, Retired: retiredStart,
 			Figure: fmt.Sprintf("%+.1f%%: %.2f ms vs floor %.2f ms (CHECK %+.1f%%, DEL %+.1f%%); the macguard process takes %.2f ms here, of which starting it at all (VERSION) %.2f ms",
 				v*100, pass.Latency.ADD.P50, floor.Latency.ADD.P50, (pass.VsFloor.CHECK-1)*100, (pass.VsFloor.DEL-1)*100,
 				findMeta(r.Meta, vMGPass).Wall.ADD.P50, findStartup(r.Startup, "macguard").Wall.P50),
@@ -271,6 +284,7 @@ func evaluate(r *results) []target {
 		})
 	}
 	if t, ok := throughputTarget(r); ok {
+		t.Retired = retiredRTNL
 		ts = append(ts, t)
 	}
 	if t, ok := fillTarget(r); ok {
@@ -510,6 +524,8 @@ func tables(r *results) []table {
 		switch {
 		case !t.Judged:
 			res = "not judged (quick run)"
+		case t.Retired != "":
+			res = "retired: " + t.Retired
 		case !t.Met:
 			res = "MISSED"
 		}

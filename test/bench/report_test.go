@@ -107,6 +107,22 @@ func TestThroughputBaseNamed(t *testing.T) {
 	}
 }
 
+// TestRetiredTargets: the plugin-process targets whose figures are the
+// kernel's (here the pass-through and the throughput, both missed by the
+// sample's figures) say so instead of MISSED.
+func TestRetiredTargets(t *testing.T) {
+	ts := tables(sampleResults())
+	rows := ts[len(ts)-1].rows
+	if len(rows) != 2 {
+		t.Fatalf("%d targets in the sample, want 2: %v", len(rows), rows)
+	}
+	for _, row := range rows {
+		if !strings.HasPrefix(row[2], "retired: ") {
+			t.Errorf("target %q: %q, want retired", row[0], row[2])
+		}
+	}
+}
+
 func TestQuickRunMarked(t *testing.T) {
 	r := sampleResults()
 	r.Settings.Quick, r.Notice = true, smokeNotice

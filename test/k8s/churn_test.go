@@ -123,6 +123,35 @@ images:
 	})
 }
 
+// installCalico applies churnOverlay (deleted again when the test ends),
+// waits for the DaemonSet's rollout and until the agent has chained
+// macguard into the primary conflist of each of nodes.
+func (n *node) installCalico(t *testing.T, nodes []*node) {
+	t.Helper()
+	dir := n.churnOverlay(t)
+	n.kubectl(t, "", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-k", dir)
+	n.kubectl(t, "", "apply", "-k", dir)
+	t.Cleanup(func() {
+		if _, err := n.kubectlErr("", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-k", dir); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	if out, err := n.kubectlErr("", "-n", "macguard", "rollout", "status", "ds/macguard", "--timeout", "180s"); err != nil {
+		t.Fatalf("the DaemonSet did not roll out: %v\n%s", err, out)
+	}
+	for _, nd := range nodes {
+		err := eventually(60*time.Second, func() error {
+			if _, mg := conflistPlugins(t, nd.env["PRIMARY_CONFLIST"]); mg == nil {
+				return fmt.Errorf("no macguard in %s", nd.env["PRIMARY_CONFLIST"])
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // agentPod is the DaemonSet's pod on the node.
 func (n *node) agentPod(t *testing.T) *corev1.Pod {
 	t.Helper()
@@ -284,29 +313,7 @@ func TestChurn(t *testing.T) {
 		}
 	}
 
-	dir := n.churnOverlay(t)
-	n.kubectl(t, "", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-k", dir)
-	n.kubectl(t, "", "apply", "-k", dir)
-	t.Cleanup(func() {
-		if _, err := n.kubectlErr("", "delete", "--ignore-not-found", "--wait", "--timeout", "120s", "-k", dir); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
-	if out, err := n.kubectlErr("", "-n", "macguard", "rollout", "status", "ds/macguard", "--timeout", "180s"); err != nil {
-		t.Fatalf("the DaemonSet did not roll out on both nodes: %v\n%s", err, out)
-	}
-	// The agent chained macguard into each node's primary conflist.
-	for _, nd := range nodes {
-		err := eventually(60*time.Second, func() error {
-			if _, mg := conflistPlugins(t, nd.env["PRIMARY_CONFLIST"]); mg == nil {
-				return fmt.Errorf("no macguard in %s", nd.env["PRIMARY_CONFLIST"])
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	n.installCalico(t, nodes)
 
 	n.ensureNamespace(t, churnNamespace)
 	nad := func(name, config string) { n.applyNAD(t, nadYAML(churnNamespace, name, config)) }
@@ -561,6 +568,36 @@ func TestChurn(t *testing.T) {
 		}
 		if !maps.Equal(after, b.links) {
 			t.Errorf("%s: links (name -> MAC) before %v, after %v", name, b.links, after)
+		}
+	}
+
+	// The doctor reports each node healthy: the macguardctl of the image
+	// the nodes run now (after the roll, the next version's), as root on
+	// the node.
+	ctl := os.Getenv("MACGUARDCTL_BIN")
+	if rolled {
+		ctl = filepath.Join(t.TempDir(), "macguardctl")
+		if err := os.WriteFile(ctl, imageFile(t, nextArchive, "/macguardctl"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ctl == "" {
+		t.Fatal("MACGUARDCTL_BIN is not set")
+	}
+	for _, nd := range nodes {
+		r := nd.doctor(t, ctl)
+		var findings strings.Builder
+		for _, f := range r.report.Findings {
+			fmt.Fprintf(&findings, "  %s %s pod=%s: %s\n", f.Severity, f.Code, f.Pod, f.Message)
+		}
+		if r.code != 0 || r.report.Node != nd.env["NODE_NAME"] {
+			t.Errorf("%s: the doctor after the churn reports node %q, exit %d, want 0 (healthy); findings:\n%s", nd.env["NODE_NAME"], r.report.Node, r.code, findings.String())
+		} else {
+			var pods []string
+			for _, p := range r.report.Pods {
+				pods = append(pods, p.Name)
+			}
+			t.Logf("churn: the doctor on %s: healthy (exit 0 in %s), pods %v, findings:\n%s", nd.env["NODE_NAME"], r.wall.Round(time.Millisecond), pods, findings.String())
 		}
 	}
 
