@@ -1,13 +1,14 @@
 package doctor
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/containernetworking/cni/libcni"
 
 	"github.com/macguard-cni/macguard/pkg/config"
 	"github.com/macguard-cni/macguard/pkg/identity"
@@ -558,22 +559,15 @@ func (a *analysis) binary() {
 	}
 }
 
-// withRuntimeMAC adds runtimeConfig.mac to a plugin entry, as libcni does
-// for a plugin that declares the mac capability.
+// withRuntimeMAC is macguard's entry as libcni hands it to a plugin that
+// declares the mac capability: libcni (injectRuntimeConfig) builds
+// runtimeConfig from the declared capabilities' arguments alone and sets it
+// with InjectConf, replacing any runtimeConfig the file holds; mac is the
+// only capability macguard reads.
 func withRuntimeMAC(raw []byte, mac string) []byte {
-	var m map[string]any
-	if json.Unmarshal(raw, &m) != nil {
-		return raw
-	}
-	rc, _ := m["runtimeConfig"].(map[string]any)
-	if rc == nil {
-		rc = map[string]any{}
-	}
-	rc["mac"] = mac
-	m["runtimeConfig"] = rc
-	out, err := json.Marshal(m)
+	p, err := libcni.InjectConf(&libcni.PluginConfig{Bytes: raw}, map[string]any{"runtimeConfig": map[string]any{"mac": mac}})
 	if err != nil {
 		return raw
 	}
-	return out
+	return p.Bytes
 }
