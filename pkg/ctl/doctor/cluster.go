@@ -15,6 +15,7 @@ import (
 
 	"github.com/macguard-cni/macguard/pkg/identity"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/policy"
 )
 
 // Annotation keys Multus reads and writes.
@@ -242,7 +243,7 @@ func (a *analysis) cluster() {
 						Remedy:  "run the doctor as root on the node (or in the DaemonSet's pod with the doctor component) so that it sees the pod's interfaces; if the VM does not start with unable to parse mac address '', " + remedy})
 					continue
 				}
-				if why := cannotCarry(*ifc); why != "" {
+				if why := policy.CannotCarry(ifc.observed()); why != "" {
 					remedy = why
 				} else if !macaddr.IsZero(parseMAC(ifc.MAC)) {
 					// The node sees a device that carries a MAC and has
