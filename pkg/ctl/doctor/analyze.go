@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/macguard-cni/macguard/pkg/config"
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/identity"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
@@ -140,7 +141,7 @@ func (a *analysis) add(f Finding) { a.r.Findings = append(a.r.Findings, f) }
 // pkg/plugin's attached.)
 type cachedAttachment struct {
 	entry *CacheEntry
-	chain *chain
+	chain *cniconf.Chain
 	// cfg is macguard's validated entry, with CNI_ARGS and the runtime's
 	// mac capability applied as libcni would pass them; nil without
 	// macguard in the chain or when the entry is invalid. req is the MAC
@@ -167,17 +168,17 @@ func newCachedAttachment(e *CacheEntry) *cachedAttachment {
 	if len(e.Config) == 0 {
 		return ca
 	}
-	ch, err := parseChain(e.Config, true)
+	ch, err := cniconf.Read(e.Config, true)
 	if err != nil {
 		return ca
 	}
 	ca.chain = ch
-	mg := ch.macguardEntry()
+	mg := ch.Macguard()
 	if mg == nil {
 		return ca
 	}
-	raw := mg.raw
-	if mg.macCapability && e.RuntimeMAC != "" {
+	raw := mg.Raw
+	if mg.MACCapability && e.RuntimeMAC != "" {
 		raw = withRuntimeMAC(raw, e.RuntimeMAC)
 	}
 	cfg, err := config.Parse(raw, cniArgsString(e.Args))
@@ -194,7 +195,7 @@ func newCachedAttachment(e *CacheEntry) *cachedAttachment {
 
 // chained reports whether macguard is in the attachment's chain.
 func (ca *cachedAttachment) chained() bool {
-	return ca != nil && ca.chain != nil && ca.chain.macguardIndex() >= 0
+	return ca != nil && ca.chain != nil && ca.chain.MacguardIndex() >= 0
 }
 
 // requested is the MAC the runtime asked for (CNI_ARGS MAC, or the mac

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 )
 
 // The cluster's side of the packet-path checks (paths.go is the node's):
@@ -253,8 +255,8 @@ func (a *analysis) clusterPaths() {
 	}
 	var macvlan []string
 	for _, n := range c.NADs {
-		ch, _ := parseChain([]byte(n.Config), false)
-		if ch != nil && len(ch.entries) > 0 && (ch.entries[0].typ == "macvlan" || ch.entries[0].typ == "ipvlan") {
+		ch, _ := cniconf.Read([]byte(n.Config), false)
+		if ch != nil && len(ch.Entries) > 0 && (ch.Entries[0].Type == "macvlan" || ch.Entries[0].Type == "ipvlan") {
 			macvlan = append(macvlan, n.Namespace+"/"+n.Name)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/identity"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
 	"github.com/macguard-cni/macguard/pkg/policy"
@@ -189,7 +190,7 @@ func clusterAccess(w *World, add func(Finding)) {
 // nadChains are the NADs' configurations by "namespace/name": the parsed
 // chain (nil when it does not parse) and whether it has none at all.
 type nadChains struct {
-	chains   map[string]*chain
+	chains   map[string]*cniconf.Chain
 	noConfig map[string]bool
 }
 
@@ -197,13 +198,13 @@ type nadChains struct {
 // (or does not parse) as a conf file is checked, and returns every NAD's
 // chain.
 func (a *analysis) clusterNADs(c *Cluster, add func(Finding)) nadChains {
-	nads := nadChains{chains: map[string]*chain{}, noConfig: map[string]bool{}}
+	nads := nadChains{chains: map[string]*cniconf.Chain{}, noConfig: map[string]bool{}}
 	for _, n := range c.NADs {
 		key := n.Namespace + "/" + n.Name
 		nads.noConfig[key] = strings.TrimSpace(n.Config) == ""
-		ch, _ := parseChain([]byte(n.Config), false)
+		ch, _ := cniconf.Read([]byte(n.Config), false)
 		nads.chains[key] = ch
-		if ch == nil || ch.macguardIndex() >= 0 {
+		if ch == nil || ch.MacguardIndex() >= 0 {
 			st, _, fs := checkConf(ConfFile{Path: "NAD " + key, NAD: key, Content: n.Config}, SectionCluster, a.w.roots())
 			a.r.Configs = append(a.r.Configs, st)
 			for _, f := range fs {
@@ -337,12 +338,12 @@ func nadsWithoutOwner(nads nadChains, requestedOn map[string][]string, add func(
 	sort.Strings(keys)
 	for _, key := range keys {
 		ch := nads.chains[key]
-		if ch == nil || ch.hasType(pluginType) || ch.hasType("tuning") || appliesMAC[ch.entries[0].typ] {
+		if ch == nil || ch.HasType(cniconf.PluginType) || ch.HasType("tuning") || appliesMAC[ch.Entries[0].Type] {
 			continue
 		}
 		declares := false
-		for _, e := range ch.entries {
-			declares = declares || e.macCapability || e.mac != ""
+		for _, e := range ch.Entries {
+			declares = declares || e.MACCapability || e.MAC != ""
 		}
 		pods := requestedOn[key]
 		if !declares && len(pods) == 0 {
@@ -353,8 +354,8 @@ func nadsWithoutOwner(nads nadChains, requestedOn map[string][]string, add func(
 			why = fmt.Sprintf("%d pod(s) request a MAC on it (%s)", len(pods), strings.Join(first(pods, 3), ", "))
 		}
 		add(Finding{Severity: Warning, Code: "cluster-nad-mac-without-owner", NAD: key,
-			Message: fmt.Sprintf("%s, but nothing in its chain (%s) applies a MAC: neither macguard nor tuning is there, and %s ignores the request", why, strings.Join(ch.types(), " -> "), ch.entries[0].typ),
-			Remedy:  fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in the NAD's config", ch.entries[len(ch.entries)-1].typ)})
+			Message: fmt.Sprintf("%s, but nothing in its chain (%s) applies a MAC: neither macguard nor tuning is there, and %s ignores the request", why, strings.Join(ch.Types(), " -> "), ch.Entries[0].Type),
+			Remedy:  fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in the NAD's config", ch.Entries[len(ch.Entries)-1].Type)})
 	}
 }
 
@@ -390,7 +391,7 @@ func matchStatus(statuses []nadv1.NetworkStatus, nad, ifc, mac string) *nadv1.Ne
 	return found
 }
 
-func nadRemedy(chains map[string]*chain, noConfig map[string]bool, nad string) string {
+func nadRemedy(chains map[string]*cniconf.Chain, noConfig map[string]bool, nad string) string {
 	ch, ok := chains[nad]
 	switch {
 	case !ok:
@@ -399,13 +400,13 @@ func nadRemedy(chains map[string]*chain, noConfig map[string]bool, nad string) s
 		return fmt.Sprintf("NetworkAttachmentDefinition %s has no spec.config: chain macguard, with \"capabilities\": {\"mac\": true}, in the file of Multus' conf dir that holds its configuration", nad)
 	case ch == nil:
 		return fmt.Sprintf("fix the config of NetworkAttachmentDefinition %s", nad)
-	case ch.hasType(pluginType):
-		if mg := ch.macguardEntry(); !mg.macCapability {
+	case ch.HasType(cniconf.PluginType):
+		if mg := ch.Macguard(); !mg.MACCapability {
 			return fmt.Sprintf("add \"capabilities\": {\"mac\": true} to macguard's entry in %s, so that the requested MAC reaches it", nad)
 		}
 		return "recreate the pod and look for a second owner of the MAC in the chain (macguardctl doctor on its node)"
 	}
-	return fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in %s's config", ch.entries[len(ch.entries)-1].typ, nad)
+	return fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in %s's config", ch.Entries[len(ch.Entries)-1].Type, nad)
 }
 
 // nodeInterface finds a pod's interface in the node inventory.

@@ -3,6 +3,8 @@ package doctor
 import (
 	"reflect"
 	"testing"
+
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 )
 
 // collect returns an add func for the cluster rules and the codes it got.
@@ -62,14 +64,14 @@ func TestAnnotatedPods(t *testing.T) {
 }
 
 func TestMACRequestsAndOwners(t *testing.T) {
-	mustChain := func(s string) *chain {
-		ch, err := parseChain([]byte(s), false)
+	mustChain := func(s string) *cniconf.Chain {
+		ch, err := cniconf.Read([]byte(s), false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ch
 	}
-	nads := nadChains{chains: map[string]*chain{
+	nads := nadChains{chains: map[string]*cniconf.Chain{
 		"d/mg":   mustChain(conflist("mg", `{"type":"macvlan"}`, mgEntry)),
 		"d/vlan": mustChain(conflist("vlan", `{"type":"vlan"}`)),
 		"d/cap":  mustChain(conflist("cap", `{"type":"vlan","capabilities":{"mac":true}}`)),

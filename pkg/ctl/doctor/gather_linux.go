@@ -25,6 +25,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/state"
@@ -98,7 +99,7 @@ func Gather(opts Options, self Build) (*World, error) {
 	if err := gatherConfs(w, opts.Confs); err != nil {
 		return nil, err
 	}
-	w.Binary = gatherBinary(filepath.Join(d.Bin, pluginType))
+	w.Binary = gatherBinary(filepath.Join(d.Bin, cniconf.PluginType))
 	return w, nil
 }
 

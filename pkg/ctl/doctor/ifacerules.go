@@ -194,11 +194,11 @@ func requestIgnoredRule(c *ifaceCheck) ([]Finding, bool) {
 	chained := ca.chained()
 	remedy := "recreate the pod; if it happens again, look for a second owner of the MAC in the chain"
 	switch {
-	case chained && ca.req == nil && c.reqSource == config.SourceRuntimeConfig && !ca.chain.macguardEntry().macCapability:
+	case chained && ca.req == nil && c.reqSource == config.SourceRuntimeConfig && !ca.chain.Macguard().MACCapability:
 		// libcni hands runtimeConfig.mac only to plugins that declare
 		// the capability: macguard never saw it.
 		remedy = fmt.Sprintf("add \"capabilities\": {\"mac\": true} to macguard's entry in network %q, so that the requested MAC (runtimeConfig.mac) reaches it", ca.entry.Network)
-	case !chained && (ca.chain == nil || !ca.chain.hasType("tuning")):
+	case !chained && (ca.chain == nil || !ca.chain.HasType("tuning")):
 		remedy = fmt.Sprintf("chain macguard with \"capabilities\": {\"mac\": true} into network %q: its main plugin ignores a requested MAC", ca.entry.Network)
 	}
 	return []Finding{c.finding(Error, "mac-request-ignored", remedy,
