@@ -363,7 +363,8 @@ func (a *analysis) duplicates(ifaces []podIface) {
 	}
 }
 
-// records classifies macguard's records as live, stale or corrupt.
+// records classifies macguard's records as live, stale or corrupt
+// (recordRule), after legacy records and before --fix's failures.
 func (a *analysis) records() {
 	for _, f := range a.w.LegacyRecords {
 		a.add(Finding{Severity: Info, Code: "record-legacy", Section: SectionRecords, File: f,
@@ -375,52 +376,9 @@ func (a *analysis) records() {
 		fixed[f] = true
 	}
 	for _, rec := range a.w.Records {
-		// A netns found through its sandbox's processes decides, whatever
-		// the record's netns path looked like from here.
-		for _, n := range a.w.Netns {
-			if rec.Err == "" && n.Err == "" && slices.Contains(n.ContainerIDs, rec.ContainerID) {
-				rec.NetnsGone, rec.NetnsErr, rec.IfPresent = false, "", false
-				for _, ifc := range n.Interfaces {
-					rec.IfPresent = rec.IfPresent || ifc.Name == rec.IfName
-				}
-			}
-		}
-		st := RecordState{File: rec.File, Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
-		base := Finding{Section: SectionRecords, File: rec.File}
-		switch {
-		case rec.Err != "":
-			st.State = "corrupt"
-			f := base
-			f.Severity, f.Code = Warning, "record-corrupt"
-			f.Message = fmt.Sprintf("holds no usable record: %s", rec.Err)
-			f.Remedy = "harmless: ADD writes over it and DEL drops it; delete it by hand if its pod is gone"
-			a.add(f)
-		case rec.NetnsErr != "":
-			st.State = "unknown"
-			f := base
-			f.Severity, f.Code = Warning, "record-unknown"
-			f.Message = fmt.Sprintf("cannot look into netns %s of %s/%s: %s", rec.Netns, rec.ContainerID, rec.IfName, rec.NetnsErr)
-			f.Remedy = "run the doctor as root with CAP_SYS_ADMIN (the DaemonSet's doctor component grants it), so it can tell a live record from a stale one"
-			a.add(f)
-		case rec.NetnsGone || !rec.IfPresent:
-			st.State = "stale"
-			why := fmt.Sprintf("its netns %s is gone", rec.Netns)
-			if !rec.NetnsGone {
-				why = fmt.Sprintf("interface %s is gone from netns %s", rec.IfName, rec.Netns)
-			}
-			f := base
-			if fixed[rec.File] {
-				st.State = "removed"
-				f.Severity, f.Code = Info, "record-removed"
-				f.Message = fmt.Sprintf("stale record of %s/%s removed (%s)", rec.ContainerID, rec.IfName, why)
-			} else {
-				f.Severity, f.Code = Warning, "record-stale"
-				f.Message = fmt.Sprintf("stale record of %s/%s: %s, and no DEL or GC removed the record", rec.ContainerID, rec.IfName, why)
-				f.Remedy = "macguardctl doctor --fix removes stale records (under the lock GC takes); the runtime's CNI GC would too"
-			}
-			a.add(f)
-		default:
-			st.State = "live"
+		st, f := recordRule(seenFromSandbox(rec, a.w.Netns), fixed[rec.File])
+		if f != nil {
+			a.add(*f)
 		}
 		a.r.Records = append(a.r.Records, st)
 	}
@@ -428,6 +386,60 @@ func (a *analysis) records() {
 		a.add(Finding{Severity: Error, Code: "fix-failed", Section: SectionRecords, Message: e,
 			Remedy: "run --fix again as root on the node (the dataDir must be writable); a record that is no longer stale was reused by a new pod and must stay"})
 	}
+}
+
+// seenFromSandbox returns rec as the netns found through its sandbox's
+// processes shows it: that netns decides, whatever the record's netns
+// path looked like from here.
+func seenFromSandbox(rec Record, netns []Netns) Record {
+	for _, n := range netns {
+		if rec.Err == "" && n.Err == "" && slices.Contains(n.ContainerIDs, rec.ContainerID) {
+			rec.NetnsGone, rec.NetnsErr, rec.IfPresent = false, "", false
+			for _, ifc := range n.Interfaces {
+				rec.IfPresent = rec.IfPresent || ifc.Name == rec.IfName
+			}
+		}
+	}
+	return rec
+}
+
+// recordRule says whether a record is corrupt, unknown (its netns cannot
+// be looked into), stale (netns or interface gone; removed if --fix did)
+// or live, and the finding that goes with it.
+func recordRule(rec Record, fixed bool) (RecordState, *Finding) {
+	st := RecordState{File: rec.File, Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
+	f := &Finding{Section: SectionRecords, File: rec.File}
+	switch {
+	case rec.Err != "":
+		st.State = "corrupt"
+		f.Severity, f.Code = Warning, "record-corrupt"
+		f.Message = fmt.Sprintf("holds no usable record: %s", rec.Err)
+		f.Remedy = "harmless: ADD writes over it and DEL drops it; delete it by hand if its pod is gone"
+	case rec.NetnsErr != "":
+		st.State = "unknown"
+		f.Severity, f.Code = Warning, "record-unknown"
+		f.Message = fmt.Sprintf("cannot look into netns %s of %s/%s: %s", rec.Netns, rec.ContainerID, rec.IfName, rec.NetnsErr)
+		f.Remedy = "run the doctor as root with CAP_SYS_ADMIN (the DaemonSet's doctor component grants it), so it can tell a live record from a stale one"
+	case rec.NetnsGone || !rec.IfPresent:
+		st.State = "stale"
+		why := fmt.Sprintf("its netns %s is gone", rec.Netns)
+		if !rec.NetnsGone {
+			why = fmt.Sprintf("interface %s is gone from netns %s", rec.IfName, rec.Netns)
+		}
+		if fixed {
+			st.State = "removed"
+			f.Severity, f.Code = Info, "record-removed"
+			f.Message = fmt.Sprintf("stale record of %s/%s removed (%s)", rec.ContainerID, rec.IfName, why)
+		} else {
+			f.Severity, f.Code = Warning, "record-stale"
+			f.Message = fmt.Sprintf("stale record of %s/%s: %s, and no DEL or GC removed the record", rec.ContainerID, rec.IfName, why)
+			f.Remedy = "macguardctl doctor --fix removes stale records (under the lock GC takes); the runtime's CNI GC would too"
+		}
+	default:
+		st.State = "live"
+		f = nil
+	}
+	return st, f
 }
 
 func (a *analysis) confs() {
