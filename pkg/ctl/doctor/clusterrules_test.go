@@ -119,3 +119,46 @@ func TestMACRequestsAndOwners(t *testing.T) {
 		})
 	}
 }
+
+func TestKubeVirtAccessAndWebhooks(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Cluster
+		want []string
+	}{
+		{"nothing", Cluster{}, nil},
+		{"unlisted", Cluster{WebhookErr: "forbidden", VMErr: "no CRD"}, []string{"cluster-webhooks-unlisted", "cluster-vms-unlisted"}},
+		{"macguard's webhook alone", Cluster{MACWebhooks: []string{"macguard/vm." + webhookMacguard}}, nil},
+		{"KubeMacPool alone", Cluster{MACWebhooks: []string{"kubemacpool/vm." + webhookKubeMacPool}}, nil},
+		{"both", Cluster{MACWebhooks: []string{"macguard/vm." + webhookMacguard, "kubemacpool/vm." + webhookKubeMacPool}}, []string{"cluster-mac-webhooks-both"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			add, got := collect()
+			kubevirtAccess(&tt.c, add)
+			macWebhooksRule(&tt.c, add)
+			if !reflect.DeepEqual(*got, tt.want) {
+				t.Errorf("codes %q, want %q", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestVMsWithoutSpecMAC(t *testing.T) {
+	c := &Cluster{VMs: []ClusterVM{
+		{Namespace: "v", Name: "masq", Interfaces: []VMInterface{{Name: "default", PodNetwork: true, Binding: "masquerade"}}},
+		{Namespace: "v", Name: "spec", Interfaces: []VMInterface{{Name: "default", PodNetwork: true, Binding: "masquerade", MAC: "02:00:00:00:00:01"}}},
+		{Namespace: "v", Name: "bridge", Interfaces: []VMInterface{{Name: "default", PodNetwork: true, Binding: "bridge"}}},
+		{Namespace: "v", Name: "secondary", Interfaces: []VMInterface{{Name: "net1", Binding: "bridge"}}},
+	}}
+	for _, tt := range []struct {
+		l3   string
+		want []string
+	}{{"", nil}, {"default/web eth0", []string{"cluster-vm-no-spec-mac"}}} {
+		add, got := collect()
+		vmsWithoutSpecMAC(c, tt.l3, add)
+		if !reflect.DeepEqual(*got, tt.want) {
+			t.Errorf("netkit L3 %q: codes %q, want %q", tt.l3, *got, tt.want)
+		}
+	}
+}
