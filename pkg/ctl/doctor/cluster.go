@@ -159,31 +159,49 @@ func (a *analysis) cluster() {
 }
 
 // clusterAccess reports what kept the doctor from reading the cluster, or
-// part of it.
+// part of it (the node, NADs, webhooks, KubeVirt's VMs).
 func clusterAccess(w *World, add func(Finding)) {
-	if w.ClusterErr != "" {
-		add(Finding{Severity: Warning, Code: "cluster-unavailable",
+	addEach(add, []unread{
+		{w.ClusterErr, Finding{Severity: Warning, Code: "cluster-unavailable",
 			Message: fmt.Sprintf("the cluster checks failed, so only the node was checked: %s", w.ClusterErr),
-			Remedy:  "check that the API server is reachable from here and that the doctor's service account (or the kubeconfig's user) may list pods and NetworkAttachmentDefinitions and get nodes (the ClusterRole of deploy/components/doctor); --no-cluster checks the node alone"})
-	}
-	if w.ClusterNotChecked != "" {
-		add(Finding{Severity: Info, Code: "cluster-not-checked",
+			Remedy:  "check that the API server is reachable from here and that the doctor's service account (or the kubeconfig's user) may list pods and NetworkAttachmentDefinitions and get nodes (the ClusterRole of deploy/components/doctor); --no-cluster checks the node alone"}},
+		{w.ClusterNotChecked, Finding{Severity: Info, Code: "cluster-not-checked",
 			Message: fmt.Sprintf("the cluster was not checked: %s", w.ClusterNotChecked),
-			Remedy:  "pass --kubeconfig FILE (or set $KUBECONFIG), or run the doctor in the DaemonSet's pod deployed with deploy/components/doctor; --no-cluster checks the node alone without this finding"})
-	}
+			Remedy:  "pass --kubeconfig FILE (or set $KUBECONFIG), or run the doctor in the DaemonSet's pod deployed with deploy/components/doctor; --no-cluster checks the node alone without this finding"}},
+	})
 	c := w.Cluster
 	if c == nil {
 		return
 	}
-	if c.NodeErr != "" {
-		add(Finding{Severity: Warning, Code: "cluster-node-unknown",
+	addEach(add, []unread{
+		{c.NodeErr, Finding{Severity: Warning, Code: "cluster-node-unknown",
 			Message: fmt.Sprintf("node %q: %s", c.Node, c.NodeErr),
-			Remedy:  "pass --node with the node's Kubernetes name (the DaemonSet sets NODE_NAME)"})
-	}
-	if c.NADErr != "" {
-		add(Finding{Severity: Info, Code: "cluster-nads-unlisted",
+			Remedy:  "pass --node with the node's Kubernetes name (the DaemonSet sets NODE_NAME)"}},
+		{c.NADErr, Finding{Severity: Info, Code: "cluster-nads-unlisted",
 			Message: fmt.Sprintf("cannot list NetworkAttachmentDefinitions: %s", c.NADErr),
-			Remedy:  "without Multus' CRD there are none; otherwise give the doctor the RBAC of deploy/components/doctor"})
+			Remedy:  "without Multus' CRD there are none; otherwise give the doctor the RBAC of deploy/components/doctor"}},
+		{c.WebhookErr, Finding{Severity: Info, Code: "cluster-webhooks-unlisted",
+			Message: fmt.Sprintf("cannot list MutatingWebhookConfigurations, so whether KubeMacPool and macguard's webhook both assign VM MACs is not known: %s", c.WebhookErr),
+			Remedy:  "give the doctor the RBAC of deploy/components/doctor (get/list mutatingwebhookconfigurations)"}},
+		{c.VMErr, Finding{Severity: Info, Code: "cluster-vms-unlisted",
+			Message: fmt.Sprintf("cannot list KubeVirt VirtualMachines: %s", c.VMErr),
+			Remedy:  "give the doctor the RBAC of deploy/components/doctor (get/list virtualmachines)"}},
+	})
+}
+
+// unread is something the doctor could not read (err, "" when it could)
+// and the finding that says so.
+type unread struct {
+	err string
+	f   Finding
+}
+
+// addEach adds the finding of every unread whose err is set.
+func addEach(add func(Finding), us []unread) {
+	for _, u := range us {
+		if u.err != "" {
+			add(u.f)
+		}
 	}
 }
 

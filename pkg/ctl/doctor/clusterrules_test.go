@@ -120,7 +120,7 @@ func TestMACRequestsAndOwners(t *testing.T) {
 	}
 }
 
-func TestKubeVirtAccessAndWebhooks(t *testing.T) {
+func TestKubeVirtUnlistedAndWebhooks(t *testing.T) {
 	tests := []struct {
 		name string
 		c    Cluster
@@ -135,7 +135,7 @@ func TestKubeVirtAccessAndWebhooks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			add, got := collect()
-			kubevirtAccess(&tt.c, add)
+			clusterAccess(&World{Cluster: &tt.c}, add)
 			macWebhooksRule(&tt.c, add)
 			if !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("codes %q, want %q", *got, tt.want)

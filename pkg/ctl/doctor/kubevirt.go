@@ -114,30 +114,15 @@ func vmOf(u *unstructured.Unstructured) ClusterVM {
 }
 
 // kubevirt applies the VM rules to the cluster c seen from this node, in
-// this order: what could not be listed, the MAC webhooks, the VMs a netkit
+// this order (what could not be listed is clusterAccess's): the MAC webhooks, the VMs a netkit
 // L3 node cannot give a MAC, the node's vm-cannot-start findings revised
 // for VMs whose spec sets the MAC (so it runs after pods and launchers),
 // and MACs two workloads carry.
 func (a *analysis) kubevirt(c *Cluster, add func(Finding)) {
-	kubevirtAccess(c, add)
 	macWebhooksRule(c, add)
 	vmsWithoutSpecMAC(c, a.netkitL3(), add)
 	a.specMACStartsVM(c)
 	a.duplicateMACs(c, add)
-}
-
-// kubevirtAccess reports what of KubeVirt's side could not be listed.
-func kubevirtAccess(c *Cluster, add func(Finding)) {
-	if c.WebhookErr != "" {
-		add(Finding{Severity: Info, Code: "cluster-webhooks-unlisted",
-			Message: fmt.Sprintf("cannot list MutatingWebhookConfigurations, so whether KubeMacPool and macguard's webhook both assign VM MACs is not known: %s", c.WebhookErr),
-			Remedy:  "give the doctor the RBAC of deploy/components/doctor (get/list mutatingwebhookconfigurations)"})
-	}
-	if c.VMErr != "" {
-		add(Finding{Severity: Info, Code: "cluster-vms-unlisted",
-			Message: fmt.Sprintf("cannot list KubeVirt VirtualMachines: %s", c.VMErr),
-			Remedy:  "give the doctor the RBAC of deploy/components/doctor (get/list virtualmachines)"})
-	}
 }
 
 // macWebhooksRule: KubeMacPool and macguard's webhook both assign VM MACs.
