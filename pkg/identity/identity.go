@@ -45,6 +45,13 @@ func (i Identity) String() string { return i.Kind + " " + i.Key }
 // must never change.
 func VM(namespace, name string) Identity { return Identity{Kind: KindVM, Key: namespace + "/" + name} }
 
+// Container is the identity of an attachment known only by its container
+// ID (CNI_CONTAINERID): the key the plugin (identity "container", or "auto"
+// without Kubernetes arguments) and `macguardctl mac --container-id`
+// derive from. Its form is part of the derivation input, so it must never
+// change.
+func Container(containerID string) Identity { return Identity{Kind: KindContainer, Key: containerID} }
+
 // Pod carries the Kubernetes arguments runtimes put into CNI_ARGS.
 type Pod struct {
 	Namespace string
@@ -105,7 +112,7 @@ func Resolve(mode Mode, pod Pod, containerID string) (Identity, error) {
 	hasPod := pod.Namespace != "" && pod.Name != ""
 	switch mode {
 	case ModeContainer:
-		return Identity{Kind: KindContainer, Key: containerID}, nil
+		return Container(containerID), nil
 	case ModePod:
 		if !hasPod {
 			return Identity{}, fmt.Errorf(`identity "pod" needs K8S_POD_NAMESPACE and K8S_POD_NAME in CNI_ARGS; the runtime did not pass them (use identity "auto" or "container" outside Kubernetes)`)
@@ -113,7 +120,7 @@ func Resolve(mode Mode, pod Pod, containerID string) (Identity, error) {
 		return Identity{Kind: KindPod, Key: pod.Namespace + "/" + pod.Name}, nil
 	case ModeAuto, "":
 		if !hasPod {
-			return Identity{Kind: KindContainer, Key: containerID}, nil
+			return Container(containerID), nil
 		}
 		if vm := VMName(pod.Name); vm != "" {
 			return VM(pod.Namespace, vm), nil

@@ -67,7 +67,7 @@ func Decide(in Input) Decision {
 			return Decision{Action: Keep, MAC: r.MAC, Reason: fmt.Sprintf("already has the MAC requested via %s", r.Source)}
 		}
 		reason := fmt.Sprintf("requested via %s", r.Source)
-		if why := unsupported(in.Link); why != "" {
+		if why := WhyUnsupported(in.Link); why != "" {
 			return Decision{Action: Unsupported, MAC: r.MAC, Reason: reason + "; " + why}
 		}
 		return Decision{Action: Set, MAC: r.MAC, Reason: reason}
@@ -91,22 +91,38 @@ func Decide(in Input) Decision {
 		}
 		reason = "interface has no MAC (empty or all zeros): stable MAC of " + in.Identity
 	}
-	if why := unsupported(in.Link); why != "" {
+	if why := WhyUnsupported(in.Link); why != "" {
 		return Decision{Action: Unsupported, MAC: in.Derived, Reason: reason + "; " + why}
 	}
 	return Decision{Action: Set, MAC: in.Derived, Reason: reason}
 }
 
-// unsupported explains why the device cannot take any MAC of its own, or
-// returns "" when it can (as far as can be known before trying).
-func unsupported(o link.Observed) string {
+// WhyUnsupported explains why the device cannot take any MAC of its own, or
+// returns "" when it can (as far as can be known before trying). Decide asks
+// it before every change; macguardctl doctor asks it about the interfaces
+// it finds, so the two cannot disagree about a device.
+func WhyUnsupported(o link.Observed) string {
+	if why := CannotCarry(o); why != "" {
+		return why
+	}
+	if !o.HasLinkLayer() {
+		return fmt.Sprintf("%s has no Ethernet address at all (link type %q), so it cannot carry a MAC", o.Name, o.EncapType)
+	}
+	return ""
+}
+
+// CannotCarry is the part of WhyUnsupported that the device's kind decides,
+// whatever address it shows: netkit in L3 mode has no link layer, and an
+// ipvlan or ipvtap slave shares its parent's MAC. It returns "" for every
+// other device. (A device without a link layer of another kind, a tun or
+// wireguard, has no MAC anyone expects; the doctor speaks of it only when
+// a MAC was requested for it.)
+func CannotCarry(o link.Observed) string {
 	switch {
 	case o.Kind == link.KindNetkit && o.NetkitMode == link.NetkitL3:
 		return link.NetkitL3Remedy(o.Name)
 	case o.Kind == link.KindIPVlan || o.Kind == link.KindIPVtap:
 		return link.IPVlanRemedy(o.Name)
-	case !o.HasLinkLayer():
-		return fmt.Sprintf("%s has no Ethernet address at all (link type %q), so it cannot carry a MAC", o.Name, o.EncapType)
 	}
 	return ""
 }

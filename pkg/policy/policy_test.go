@@ -71,3 +71,31 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestWhyUnsupported(t *testing.T) {
+	tests := []struct {
+		name          string
+		link          link.Observed
+		cannot, whyNo string // substrings of CannotCarry and WhyUnsupported; "" = none
+	}{
+		{"veth", link.Observed{Name: "eth0", Kind: "veth", EncapType: "ether"}, "", ""},
+		{"netkit L2", link.Observed{Name: "eth0", Kind: link.KindNetkit, NetkitMode: link.NetkitL2, EncapType: "ether"}, "", ""},
+		{"netkit L3", link.Observed{Name: "eth0", Kind: link.KindNetkit, NetkitMode: link.NetkitL3, EncapType: "none"}, "netkit-l2", "netkit-l2"},
+		{"ipvlan", link.Observed{Name: "eth0", Kind: link.KindIPVlan, EncapType: "ether"}, "macvlan", "macvlan"},
+		{"ipvtap", link.Observed{Name: "eth0", Kind: link.KindIPVtap, EncapType: "ether"}, "macvlan", "macvlan"},
+		{"tun", link.Observed{Name: "tun0", Kind: "tun", EncapType: "none"}, "", "no Ethernet address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, c := range []struct {
+				fn   string
+				got  string
+				want string
+			}{{"CannotCarry", CannotCarry(tt.link), tt.cannot}, {"WhyUnsupported", WhyUnsupported(tt.link), tt.whyNo}} {
+				if (c.got == "") != (c.want == "") || !strings.Contains(c.got, c.want) {
+					t.Errorf("%s = %q, want %q", c.fn, c.got, c.want)
+				}
+			}
+		})
+	}
+}

@@ -233,6 +233,26 @@ func TestDoctorNamesEveryProblem(t *testing.T) {
 			want: []nodeworld.Problem{p(doctor.Error, "mac-request-ignored", "default/web", "net1", "")},
 		},
 		{
+			// ADD refuses a MAC for a device without a link layer (or skips
+			// it with onUnsupported "skip"); the doctor asks the same rule.
+			name: "a requested MAC on a tun, which has no link layer",
+			build: func(t *testing.T, w *nodeworld.World) {
+				pod := w.NewPod(t, "default", "vpn", true)
+				w.Tun(t, pod, "net1")
+				w.CacheAttachment(t, pod, nodeworld.Attachment{Network: "net", IfName: "net1", Conflist: nodeworld.Conflist("net", bridge, macguard),
+					RuntimeMAC: "0a:58:0a:00:00:42"})
+			},
+			want: []nodeworld.Problem{p(doctor.Error, "mac-unsupported", "default/vpn", "net1", "")},
+		},
+		{
+			name: "a tun without a requested MAC is none of the doctor's business",
+			build: func(t *testing.T, w *nodeworld.World) {
+				pod := w.NewPod(t, "default", "vpn", true)
+				w.Tun(t, pod, "net1")
+				w.CacheAttachment(t, pod, nodeworld.Attachment{Network: "net", IfName: "net1", Conflist: nodeworld.Conflist("net", bridge, macguard)})
+			},
+		},
+		{
 			name: "a netns held only by a process, and one seen twice",
 			build: func(t *testing.T, w *nodeworld.World) {
 				pod := webPod(t, w, "web", webMAC)

@@ -105,7 +105,7 @@ func macCmd(args []string, stdout, stderr io.Writer) int {
 	case *cid != "" && (*pod != "" || *vm != "" || *ns != ""):
 		return fail("--container-id cannot be combined with --namespace, --pod or --vm")
 	case *cid != "":
-		id = identity.Identity{Kind: identity.KindContainer, Key: *cid}
+		id = identity.Container(*cid)
 	case *ns == "" || (*pod == "") == (*vm == ""):
 		return fail("give --namespace with exactly one of --pod or --vm (or --container-id)")
 	case *vm != "":

@@ -1,15 +1,16 @@
 package doctor
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/containernetworking/cni/libcni"
+
 	"github.com/macguard-cni/macguard/pkg/config"
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/identity"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
@@ -22,38 +23,57 @@ func Analyze(w *World) Report {
 	r := Report{SchemaVersion: SchemaVersion, Node: w.Node, Macguardctl: w.Self, Dirs: w.Dirs, Binary: w.Binary,
 		Pods: []Pod{}, Records: []RecordState{}, Configs: []ConfigState{}, Findings: []Finding{}}
 	a := &analysis{w: w, r: &r}
-	a.pods()
+	// The steps run in this order because the later ones read what the
+	// earlier ones wrote: pods puts the node's pods into the report
+	// (r.Pods), which paths and cluster look up, and returns their
+	// interfaces for duplicates; cluster reads the pods' findings (a VM the
+	// node already reports is not reported again from its network-status),
+	// and its kubevirt rules downgrade those findings for a VM whose spec
+	// sets the MAC.
+	ifaces := a.pods()
 	a.paths()
-	a.duplicates()
+	a.duplicates(ifaces)
 	a.records()
 	a.confs()
 	a.binary()
 	a.cluster()
 	a.clusterPaths()
-	for _, d := range w.Missing {
-		a.add(Finding{Severity: Info, Code: "dir-missing", Section: sectionOfDir(w, d), File: d,
+	a.missingDirs()
+	sortFindings(r.Findings)
+	r.Summary = summarize(r.Findings)
+	return r
+}
+
+// missingDirs notes the default directories that do not exist.
+func (a *analysis) missingDirs() {
+	for _, d := range a.w.Missing {
+		a.add(Finding{Severity: Info, Code: "dir-missing", Section: sectionOfDir(a.w, d), File: d,
 			Message: "does not exist (nothing to look at there yet)"})
 	}
-	sortFindings(r.Findings)
-	for _, f := range r.Findings {
+}
+
+// summarize counts the findings by severity and says what they add up to.
+func summarize(fs []Finding) Summary {
+	var s Summary
+	for _, f := range fs {
 		switch f.Severity {
 		case Error:
-			r.Summary.Errors++
+			s.Errors++
 		case Warning:
-			r.Summary.Warnings++
+			s.Warnings++
 		default:
-			r.Summary.Info++
+			s.Info++
 		}
 	}
 	switch {
-	case r.Summary.Errors > 0:
-		r.Summary.Status = "errors"
-	case r.Summary.Warnings > 0:
-		r.Summary.Status = "warnings"
+	case s.Errors > 0:
+		s.Status = "errors"
+	case s.Warnings > 0:
+		s.Status = "warnings"
 	default:
-		r.Summary.Status = "healthy"
+		s.Status = "healthy"
 	}
-	return r
+	return s
 }
 
 func sectionOfDir(w *World, d string) Section {
@@ -105,10 +125,9 @@ func sortFindings(fs []Finding) {
 type analysis struct {
 	w *World
 	r *Report
-	// ifaces indexes every pod interface for the duplicate check.
-	ifaces []podIface
 }
 
+// podIface is a pod interface, indexed for the duplicate check.
 type podIface struct {
 	pod   string
 	netns uint64
@@ -117,10 +136,12 @@ type podIface struct {
 
 func (a *analysis) add(f Finding) { a.r.Findings = append(a.r.Findings, f) }
 
-// attachment is an interface's cache entry with what its chain says.
-type attachment struct {
+// cachedAttachment is an interface's entry in libcni's cache with what its
+// chain says. (The plugin's own view of an attachment, at ADD time, is
+// pkg/plugin's attached.)
+type cachedAttachment struct {
 	entry *CacheEntry
-	chain *chain
+	chain *cniconf.Chain
 	// cfg is macguard's validated entry, with CNI_ARGS and the runtime's
 	// mac capability applied as libcni would pass them; nil without
 	// macguard in the chain or when the entry is invalid. req is the MAC
@@ -142,102 +163,78 @@ func cniArgsString(args map[string]string) string {
 	return strings.Join(parts, ";")
 }
 
-func newAttachment(e *CacheEntry) *attachment {
-	at := &attachment{entry: e}
+func newCachedAttachment(e *CacheEntry) *cachedAttachment {
+	ca := &cachedAttachment{entry: e}
 	if len(e.Config) == 0 {
-		return at
+		return ca
 	}
-	ch, err := parseChain(e.Config, true)
+	ch, err := cniconf.Read(e.Config, true)
 	if err != nil {
-		return at
+		return ca
 	}
-	at.chain = ch
-	mg := ch.macguardEntry()
+	ca.chain = ch
+	mg := ch.Macguard()
 	if mg == nil {
-		return at
+		return ca
 	}
-	raw := mg.raw
-	if mg.macCapability && e.RuntimeMAC != "" {
+	raw := mg.Raw
+	if mg.MACCapability && e.RuntimeMAC != "" {
 		raw = withRuntimeMAC(raw, e.RuntimeMAC)
 	}
 	cfg, err := config.Parse(raw, cniArgsString(e.Args))
 	if err != nil {
-		return at
+		return ca
 	}
 	req, err := cfg.Requested()
 	if err != nil {
-		return at
+		return ca
 	}
-	at.cfg, at.req = cfg, req
-	return at
+	ca.cfg, ca.req = cfg, req
+	return ca
+}
+
+// chained reports whether macguard is in the attachment's chain.
+func (ca *cachedAttachment) chained() bool {
+	return ca != nil && ca.chain != nil && ca.chain.MacguardIndex() >= 0
 }
 
 // requested is the MAC the runtime asked for (CNI_ARGS MAC, or the mac
 // capability), whoever was meant to apply it, and where it came from.
-func (at *attachment) requested() (string, string) {
-	if at.req != nil {
-		return at.req.MAC.String(), at.req.Source
+func (ca *cachedAttachment) requested() (string, string) {
+	if ca == nil {
+		return "", ""
 	}
-	if at.entry.RuntimeMAC != "" {
-		return at.entry.RuntimeMAC, config.SourceRuntimeConfig
+	if ca.req != nil {
+		return ca.req.MAC.String(), ca.req.Source
 	}
-	if m := at.entry.Args["MAC"]; m != "" {
+	if ca.entry.RuntimeMAC != "" {
+		return ca.entry.RuntimeMAC, config.SourceRuntimeConfig
+	}
+	if m := ca.entry.Args["MAC"]; m != "" {
 		return m, config.SourceCNIArgs
 	}
 	return "", ""
 }
 
-// podNames resolves how a netns is named, from the cache (pod), then the
-// records (container ID), then its path.
-func (a *analysis) pods() {
+// pods puts every pod network namespace into the report with its
+// interfaces, applies the per-interface rules (ifacerules.go) and returns
+// the interfaces for the duplicate check.
+func (a *analysis) pods() []podIface {
+	var ifaces []podIface
 	for i := range a.w.Netns {
 		n := &a.w.Netns[i]
-		var ats []*attachment
-		for j := range a.w.Cache {
-			e := &a.w.Cache[j]
-			if holds(n, e.NetnsInode, e.Netns, e.ContainerID) {
-				ats = append(ats, newAttachment(e))
-			}
-		}
-		var recs []*Record
-		for j := range a.w.Records {
-			rec := &a.w.Records[j]
-			if rec.Err == "" && holds(n, rec.NetnsInode, rec.Netns, rec.ContainerID) {
-				recs = append(recs, rec)
-			}
-		}
-		p := Pod{Netns: n.Path, Seen: n.Seen, Interfaces: []PodInterface{}}
-		for _, at := range ats {
-			if p.ContainerID == "" {
-				p.ContainerID = at.entry.ContainerID
-			}
-			if p.Namespace == "" && at.entry.Args["K8S_POD_NAME"] != "" {
-				p.Namespace, p.PodName = at.entry.Args["K8S_POD_NAMESPACE"], at.entry.Args["K8S_POD_NAME"]
-			}
-		}
-		if p.ContainerID == "" && len(recs) > 0 {
-			p.ContainerID = recs[0].ContainerID
-		}
-		switch {
-		case p.PodName != "":
-			p.Name = p.Namespace + "/" + p.PodName
-			p.VM = identity.VMName(p.PodName)
-		case p.ContainerID != "":
-			p.Name = "container " + p.ContainerID
-		default:
-			p.Name = n.Path
-		}
+		cached, recs := a.attachmentsIn(n)
+		p := namePod(n, cached, recs)
 		if n.Err != "" {
 			a.add(Finding{Severity: Warning, Code: "netns-unreadable", Section: SectionPods, Pod: p.Name,
 				Message: fmt.Sprintf("cannot list the interfaces of netns %s: %s", n.Path, n.Err),
 				Remedy:  "run the doctor as root with CAP_SYS_ADMIN (the DaemonSet's doctor component grants it)"})
 		}
 		for _, ifc := range n.Interfaces {
-			pi := PodInterface{Interface: ifc}
-			var at *attachment
-			for _, c := range ats {
+			var ca *cachedAttachment
+			for _, c := range cached {
 				if c.entry.IfName == ifc.Name {
-					at = c
+					ca = c
 				}
 			}
 			var rec *Record
@@ -246,22 +243,73 @@ func (a *analysis) pods() {
 					rec = c
 				}
 			}
-			if at != nil {
-				pi.Network = at.entry.Network
-				pi.Macguard = at.chain != nil && at.chain.macguardIndex() >= 0
+			pi := PodInterface{Interface: ifc}
+			if ca != nil {
+				pi.Network, pi.Macguard = ca.entry.Network, ca.chained()
 			}
 			if rec != nil {
 				pi.Applied = rec.AppliedMAC
 			}
 			p.Interfaces = append(p.Interfaces, pi)
-			if ifc.Encap != "loopback" {
-				a.ifaces = append(a.ifaces, podIface{pod: p.Name, netns: n.Inode, ifc: ifc})
+			if ifc.Encap == "loopback" {
+				continue
 			}
-			a.iface(&p, n, ifc, at, rec)
+			ifaces = append(ifaces, podIface{pod: p.Name, netns: n.Inode, ifc: ifc})
+			for _, f := range checkInterface(newIfaceCheck(&p, ifc, ca, rec)) {
+				a.add(f)
+			}
 		}
 		a.r.Pods = append(a.r.Pods, p)
 	}
 	sort.SliceStable(a.r.Pods, func(i, j int) bool { return a.r.Pods[i].Name < a.r.Pods[j].Name })
+	return ifaces
+}
+
+// attachmentsIn returns the cache entries and the intact records of the
+// attachments in netns n.
+func (a *analysis) attachmentsIn(n *Netns) ([]*cachedAttachment, []*Record) {
+	var cached []*cachedAttachment
+	for j := range a.w.Cache {
+		e := &a.w.Cache[j]
+		if holds(n, e.NetnsInode, e.Netns, e.ContainerID) {
+			cached = append(cached, newCachedAttachment(e))
+		}
+	}
+	var recs []*Record
+	for j := range a.w.Records {
+		rec := &a.w.Records[j]
+		if rec.Err == "" && holds(n, rec.NetnsInode, rec.Netns, rec.ContainerID) {
+			recs = append(recs, rec)
+		}
+	}
+	return cached, recs
+}
+
+// namePod resolves how a netns is named: from the cache (pod), then the
+// records (container ID), then its path.
+func namePod(n *Netns, cached []*cachedAttachment, recs []*Record) Pod {
+	p := Pod{Netns: n.Path, Seen: n.Seen, Interfaces: []PodInterface{}}
+	for _, ca := range cached {
+		if p.ContainerID == "" {
+			p.ContainerID = ca.entry.ContainerID
+		}
+		if p.Namespace == "" && ca.entry.Args["K8S_POD_NAME"] != "" {
+			p.Namespace, p.PodName = ca.entry.Args["K8S_POD_NAMESPACE"], ca.entry.Args["K8S_POD_NAME"]
+		}
+	}
+	if p.ContainerID == "" && len(recs) > 0 {
+		p.ContainerID = recs[0].ContainerID
+	}
+	switch {
+	case p.PodName != "":
+		p.Name = p.Namespace + "/" + p.PodName
+		p.VM = identity.VMName(p.PodName)
+	case p.ContainerID != "":
+		p.Name = "container " + p.ContainerID
+	default:
+		p.Name = n.Path
+	}
+	return p
 }
 
 // holds reports whether the attachment of containerID, whose netns was
@@ -281,123 +329,11 @@ func parseMAC(s string) net.HardwareAddr {
 	return m
 }
 
-// cannotCarry says why an interface cannot have a MAC of its own, in the
-// plugin's words, or "".
-func cannotCarry(ifc Interface) string {
-	switch {
-	case ifc.Kind == link.KindNetkit && ifc.NetkitMode == link.NetkitL3:
-		return link.NetkitL3Remedy(ifc.Name)
-	case ifc.Kind == link.KindIPVlan || ifc.Kind == link.KindIPVtap:
-		return link.IPVlanRemedy(ifc.Name)
-	}
-	return ""
-}
-
-// iface applies the per-interface rules.
-func (a *analysis) iface(p *Pod, n *Netns, ifc Interface, at *attachment, rec *Record) {
-	if ifc.Encap == "loopback" {
-		return
-	}
-	base := Finding{Section: SectionPods, Pod: p.Name, Interface: ifc.Name, MAC: ifc.MAC}
-	add := func(sev Severity, code, remedy, format string, args ...any) {
-		f := base
-		f.Severity, f.Code, f.Remedy, f.Message = sev, code, remedy, fmt.Sprintf(format, args...)
-		a.add(f)
-	}
-	mac := parseMAC(ifc.MAC)
-	chained := at != nil && at.chain != nil && at.chain.macguardIndex() >= 0
-	var reqMAC, reqSource string
-	if at != nil {
-		reqMAC, reqSource = at.requested()
-	}
-	if why := cannotCarry(ifc); why != "" {
-		kind := "ipvlan"
-		if ifc.Kind == link.KindNetkit {
-			kind = "netkit in L3 mode"
-		}
-		switch {
-		case p.VM != "":
-			add(Error, "vm-cannot-start", why,
-				"virt-launcher pod of VM %s: %s is %s and cannot carry a MAC, so the VM will not start (KubeVirt: unable to parse mac address '')", p.VM, ifc.Name, kind)
-		case reqMAC != "":
-			add(Error, "mac-unsupported", why,
-				"MAC %s was requested via %s, but %s is %s and cannot carry a MAC of its own", reqMAC, reqSource, ifc.Name, kind)
-		default:
-			add(Info, "mac-unsupported-device", "",
-				"%s is %s: it has no MAC of its own, which is fine for pods but not for a VM", ifc.Name, kind)
-		}
-		return
-	}
-	if ifc.Encap != "ether" && ifc.Kind != link.KindNetkit {
-		// No link layer (tunnels, wireguard, tun): nothing to say about a
-		// MAC the device does not have.
-		return
-	}
-	if macaddr.IsZero(mac) {
-		remedy := "chain macguard after the main plugin (assign \"zero\", the default, gives such an interface the stable MAC of its pod or VM)"
-		if chained {
-			remedy = "something cleared it after macguard's ADD; recreate the pod, and find what else touches this interface"
-		}
-		add(Warning, "mac-missing", remedy, "%s has no MAC (empty or all zeros)", ifc.Name)
-		return
-	}
-	if macaddr.IsMulticast(mac) {
-		add(Error, "mac-multicast", "give it a unicast MAC: a requested MAC must be unicast, and macguard's derived MACs always are",
-			"%s has the multicast MAC %s, which no peer will answer", ifc.Name, ifc.MAC)
-	}
-	if rec != nil && rec.AppliedMAC != "" && !macaddr.Equal(mac, parseMAC(rec.AppliedMAC)) {
-		add(Warning, "mac-drift",
-			"find what else sets MACs on this network (tuning, the main plugin's \"mac\", an agent in the pod) and leave one owner; DEL will not restore the original MAC, because it only undoes a MAC it set",
-			"%s has %s, but macguard applied %s (record %s): something changed it after ADD", ifc.Name, ifc.MAC, rec.AppliedMAC, filepath.Base(rec.File))
-	}
-	if at != nil {
-		for _, ri := range at.entry.Result {
-			if ri.Name != ifc.Name || ri.Sandbox == "" || ri.MAC == "" {
-				continue
-			}
-			if rm := parseMAC(ri.MAC); rm != nil && !macaddr.Equal(rm, mac) {
-				add(Warning, "mac-differs-from-result",
-					"the runtime and Multus's network-status report the cached MAC; recreate the pod so that they match, and leave one owner of the MAC (see the record and the chain)",
-					"%s has %s, but the cached CNI result of network %q reports %s", ifc.Name, ifc.MAC, at.entry.Network, ri.MAC)
-			}
-		}
-		if reqMAC != "" {
-			if rm := parseMAC(reqMAC); rm != nil && !macaddr.Equal(rm, mac) {
-				remedy := "recreate the pod; if it happens again, look for a second owner of the MAC in the chain"
-				switch {
-				case chained && at.req == nil && reqSource == config.SourceRuntimeConfig && !at.chain.macguardEntry().macCapability:
-					// libcni hands runtimeConfig.mac only to plugins that
-					// declare the capability: macguard never saw it.
-					remedy = fmt.Sprintf("add \"capabilities\": {\"mac\": true} to macguard's entry in network %q, so that the requested MAC (runtimeConfig.mac) reaches it", at.entry.Network)
-				case !chained && (at.chain == nil || !at.chain.hasType("tuning")):
-					remedy = fmt.Sprintf("chain macguard with \"capabilities\": {\"mac\": true} into network %q: its main plugin ignores a requested MAC", at.entry.Network)
-				}
-				add(Error, "mac-request-ignored", remedy,
-					"%s has %s, not the MAC %s requested via %s: the request did not stick", ifc.Name, ifc.MAC, reqMAC, reqSource)
-			}
-		}
-		if at.cfg != nil && at.req == nil && at.cfg.Assign != config.AssignNever {
-			id, err := identity.Resolve(at.cfg.Identity, at.cfg.Pod, at.entry.ContainerID)
-			if err == nil {
-				derived := macaddr.Derive(macaddr.Input{Kind: id.Kind, Key: id.Key, IfName: ifc.Name, Salt: at.cfg.Salt, Prefix: at.cfg.Prefix})
-				derives := at.cfg.Assign == config.AssignAlways || (rec != nil && macaddr.Equal(parseMAC(rec.AppliedMAC), derived))
-				if derives && !macaddr.IsLocal(mac) {
-					add(Warning, "mac-not-local", "recreate the pod so that macguard derives its MAC again, and find what set this one",
-						"%s has %s, which is not locally administered, where macguard derives the stable MAC %s of %s", ifc.Name, ifc.MAC, derived, id)
-				} else if at.cfg.Assign == config.AssignAlways && !macaddr.Equal(mac, derived) {
-					add(Warning, "mac-not-derived", "recreate the pod so that macguard derives its MAC again, and find what set this one",
-						"assign is \"always\", but %s has %s instead of the stable MAC %s of %s", ifc.Name, ifc.MAC, derived, id)
-				}
-			}
-		}
-	}
-}
-
 // duplicates finds a MAC on interfaces of two different pods. ipvlan slaves
 // share their parent's MAC by design and are left out.
-func (a *analysis) duplicates() {
+func (a *analysis) duplicates(ifaces []podIface) {
 	by := map[string][]podIface{}
-	for _, pi := range a.ifaces {
+	for _, pi := range ifaces {
 		m := parseMAC(pi.ifc.MAC)
 		if macaddr.IsZero(m) || pi.ifc.Kind == link.KindIPVlan || pi.ifc.Kind == link.KindIPVtap {
 			continue
@@ -427,7 +363,8 @@ func (a *analysis) duplicates() {
 	}
 }
 
-// records classifies macguard's records as live, stale or corrupt.
+// records classifies macguard's records as live, stale or corrupt
+// (recordRule), after legacy records and before --fix's failures.
 func (a *analysis) records() {
 	for _, f := range a.w.LegacyRecords {
 		a.add(Finding{Severity: Info, Code: "record-legacy", Section: SectionRecords, File: f,
@@ -439,52 +376,9 @@ func (a *analysis) records() {
 		fixed[f] = true
 	}
 	for _, rec := range a.w.Records {
-		// A netns found through its sandbox's processes decides, whatever
-		// the record's netns path looked like from here.
-		for _, n := range a.w.Netns {
-			if rec.Err == "" && n.Err == "" && slices.Contains(n.ContainerIDs, rec.ContainerID) {
-				rec.NetnsGone, rec.NetnsErr, rec.IfPresent = false, "", false
-				for _, ifc := range n.Interfaces {
-					rec.IfPresent = rec.IfPresent || ifc.Name == rec.IfName
-				}
-			}
-		}
-		st := RecordState{File: rec.File, Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
-		base := Finding{Section: SectionRecords, File: rec.File}
-		switch {
-		case rec.Err != "":
-			st.State = "corrupt"
-			f := base
-			f.Severity, f.Code = Warning, "record-corrupt"
-			f.Message = fmt.Sprintf("holds no usable record: %s", rec.Err)
-			f.Remedy = "harmless: ADD writes over it and DEL drops it; delete it by hand if its pod is gone"
-			a.add(f)
-		case rec.NetnsErr != "":
-			st.State = "unknown"
-			f := base
-			f.Severity, f.Code = Warning, "record-unknown"
-			f.Message = fmt.Sprintf("cannot look into netns %s of %s/%s: %s", rec.Netns, rec.ContainerID, rec.IfName, rec.NetnsErr)
-			f.Remedy = "run the doctor as root with CAP_SYS_ADMIN (the DaemonSet's doctor component grants it), so it can tell a live record from a stale one"
-			a.add(f)
-		case rec.NetnsGone || !rec.IfPresent:
-			st.State = "stale"
-			why := fmt.Sprintf("its netns %s is gone", rec.Netns)
-			if !rec.NetnsGone {
-				why = fmt.Sprintf("interface %s is gone from netns %s", rec.IfName, rec.Netns)
-			}
-			f := base
-			if fixed[rec.File] {
-				st.State = "removed"
-				f.Severity, f.Code = Info, "record-removed"
-				f.Message = fmt.Sprintf("stale record of %s/%s removed (%s)", rec.ContainerID, rec.IfName, why)
-			} else {
-				f.Severity, f.Code = Warning, "record-stale"
-				f.Message = fmt.Sprintf("stale record of %s/%s: %s, and no DEL or GC removed the record", rec.ContainerID, rec.IfName, why)
-				f.Remedy = "macguardctl doctor --fix removes stale records (under the lock GC takes); the runtime's CNI GC would too"
-			}
-			a.add(f)
-		default:
-			st.State = "live"
+		st, f := recordRule(seenFromSandbox(rec, a.w.Netns), fixed[rec.File])
+		if f != nil {
+			a.add(*f)
 		}
 		a.r.Records = append(a.r.Records, st)
 	}
@@ -492,6 +386,60 @@ func (a *analysis) records() {
 		a.add(Finding{Severity: Error, Code: "fix-failed", Section: SectionRecords, Message: e,
 			Remedy: "run --fix again as root on the node (the dataDir must be writable); a record that is no longer stale was reused by a new pod and must stay"})
 	}
+}
+
+// seenFromSandbox returns rec as the netns found through its sandbox's
+// processes shows it: that netns decides, whatever the record's netns
+// path looked like from here.
+func seenFromSandbox(rec Record, netns []Netns) Record {
+	for _, n := range netns {
+		if rec.Err == "" && n.Err == "" && slices.Contains(n.ContainerIDs, rec.ContainerID) {
+			rec.NetnsGone, rec.NetnsErr, rec.IfPresent = false, "", false
+			for _, ifc := range n.Interfaces {
+				rec.IfPresent = rec.IfPresent || ifc.Name == rec.IfName
+			}
+		}
+	}
+	return rec
+}
+
+// recordRule says whether a record is corrupt, unknown (its netns cannot
+// be looked into), stale (netns or interface gone; removed if --fix did)
+// or live, and the finding that goes with it.
+func recordRule(rec Record, fixed bool) (RecordState, *Finding) {
+	st := RecordState{File: rec.File, Network: rec.Network, ContainerID: rec.ContainerID, IfName: rec.IfName, Netns: rec.Netns, AppliedMAC: rec.AppliedMAC}
+	f := &Finding{Section: SectionRecords, File: rec.File}
+	switch {
+	case rec.Err != "":
+		st.State = "corrupt"
+		f.Severity, f.Code = Warning, "record-corrupt"
+		f.Message = fmt.Sprintf("holds no usable record: %s", rec.Err)
+		f.Remedy = "harmless: ADD writes over it and DEL drops it; delete it by hand if its pod is gone"
+	case rec.NetnsErr != "":
+		st.State = "unknown"
+		f.Severity, f.Code = Warning, "record-unknown"
+		f.Message = fmt.Sprintf("cannot look into netns %s of %s/%s: %s", rec.Netns, rec.ContainerID, rec.IfName, rec.NetnsErr)
+		f.Remedy = "run the doctor as root with CAP_SYS_ADMIN (the DaemonSet's doctor component grants it), so it can tell a live record from a stale one"
+	case rec.NetnsGone || !rec.IfPresent:
+		st.State = "stale"
+		why := fmt.Sprintf("its netns %s is gone", rec.Netns)
+		if !rec.NetnsGone {
+			why = fmt.Sprintf("interface %s is gone from netns %s", rec.IfName, rec.Netns)
+		}
+		if fixed {
+			st.State = "removed"
+			f.Severity, f.Code = Info, "record-removed"
+			f.Message = fmt.Sprintf("stale record of %s/%s removed (%s)", rec.ContainerID, rec.IfName, why)
+		} else {
+			f.Severity, f.Code = Warning, "record-stale"
+			f.Message = fmt.Sprintf("stale record of %s/%s: %s, and no DEL or GC removed the record", rec.ContainerID, rec.IfName, why)
+			f.Remedy = "macguardctl doctor --fix removes stale records (under the lock GC takes); the runtime's CNI GC would too"
+		}
+	default:
+		st.State = "live"
+		f = nil
+	}
+	return st, f
 }
 
 func (a *analysis) confs() {
@@ -558,22 +506,15 @@ func (a *analysis) binary() {
 	}
 }
 
-// withRuntimeMAC adds runtimeConfig.mac to a plugin entry, as libcni does
-// for a plugin that declares the mac capability.
+// withRuntimeMAC is macguard's entry as libcni hands it to a plugin that
+// declares the mac capability: libcni (injectRuntimeConfig) builds
+// runtimeConfig from the declared capabilities' arguments alone and sets it
+// with InjectConf, replacing any runtimeConfig the file holds; mac is the
+// only capability macguard reads.
 func withRuntimeMAC(raw []byte, mac string) []byte {
-	var m map[string]any
-	if json.Unmarshal(raw, &m) != nil {
-		return raw
-	}
-	rc, _ := m["runtimeConfig"].(map[string]any)
-	if rc == nil {
-		rc = map[string]any{}
-	}
-	rc["mac"] = mac
-	m["runtimeConfig"] = rc
-	out, err := json.Marshal(m)
+	p, err := libcni.InjectConf(&libcni.PluginConfig{Bytes: raw}, map[string]any{"runtimeConfig": map[string]any{"mac": mac}})
 	if err != nil {
 		return raw
 	}
-	return out
+	return p.Bytes
 }

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 )
 
 // The cluster's side of the packet-path checks (paths.go is the node's):
@@ -204,7 +206,8 @@ func ebpfRedirecting(fs []FelixConfig) []string {
 	return out
 }
 
-// clusterPaths applies the cluster's packet-path rules.
+// clusterPaths applies the cluster's packet-path rules: what could not be
+// read, then calicoBPFBridgeRule and calicoVXLANMacvlanRule.
 func (a *analysis) clusterPaths() {
 	c := a.w.Cluster
 	if c == nil || c.Paths == nil {
@@ -220,28 +223,44 @@ func (a *analysis) clusterPaths() {
 			Message: fmt.Sprintf("the packet-path checks could not read: %s", e),
 			Remedy:  "give the doctor get and list on Calico's felixconfigurations and ippools and KubeVirt's virtualmachines and virtualmachineinstances (the ClusterRole of deploy/components/doctor)"})
 	}
-	if redirecting := ebpfRedirecting(pc.Felix); len(redirecting) > 0 {
-		var bridged []string
-		vms := map[string]bool{}
-		for _, v := range c.VMs {
-			vms[v.Namespace+"/"+v.Name] = true
-			if b := vmPodBridges(v); len(b) > 0 {
-				bridged = append(bridged, fmt.Sprintf("VirtualMachine %s/%s (%s)", v.Namespace, v.Name, strings.Join(b, ", ")))
-			}
-		}
-		for _, v := range pc.VMIs {
-			// A VM's VMI has the VM's name and its template's interfaces.
-			if len(v.PodBridge) > 0 && !vms[v.Namespace+"/"+v.Name] {
-				bridged = append(bridged, fmt.Sprintf("%s %s/%s (%s)", v.Kind, v.Namespace, v.Name, strings.Join(v.PodBridge, ", ")))
-			}
-		}
-		if len(bridged) > 0 {
-			add(Finding{Severity: Warning, Code: "cluster-calico-bpf-bridge-vm",
-				Message: fmt.Sprintf("Calico's eBPF data plane is on with redirect to the pod's peer in FelixConfiguration %s, and %d VM(s) bind the pod network with bridge: %s. From other nodes such a VM answers only the first packet of a flow and TCP never completes: the packets after the first are redirected straight into the pod's interface, and the VM bridged behind it drops them (wrong MAC or packet type)",
-					strings.Join(redirecting, ", "), len(bridged), strings.Join(first(bridged, 5), "; ")),
-				Remedy: "set bpfRedirectToPeer: Disabled in the FelixConfiguration (kubectl patch felixconfiguration default --type merge -p '{\"spec\":{\"bpfRedirectToPeer\":\"Disabled\"}}'), or give these VMs' pod network interface the masquerade binding instead of bridge"})
+	calicoBPFBridgeRule(c, add)
+	calicoVXLANMacvlanRule(c, add)
+}
+
+// calicoBPFBridgeRule: Calico's eBPF data plane redirects to the pod's peer
+// while VMs bind the pod network with bridge.
+func calicoBPFBridgeRule(c *Cluster, add func(Finding)) {
+	pc := c.Paths
+	redirecting := ebpfRedirecting(pc.Felix)
+	if len(redirecting) == 0 {
+		return
+	}
+	var bridged []string
+	vms := map[string]bool{}
+	for _, v := range c.VMs {
+		vms[v.Namespace+"/"+v.Name] = true
+		if b := vmPodBridges(v); len(b) > 0 {
+			bridged = append(bridged, fmt.Sprintf("VirtualMachine %s/%s (%s)", v.Namespace, v.Name, strings.Join(b, ", ")))
 		}
 	}
+	for _, v := range pc.VMIs {
+		// A VM's VMI has the VM's name and its template's interfaces.
+		if len(v.PodBridge) > 0 && !vms[v.Namespace+"/"+v.Name] {
+			bridged = append(bridged, fmt.Sprintf("%s %s/%s (%s)", v.Kind, v.Namespace, v.Name, strings.Join(v.PodBridge, ", ")))
+		}
+	}
+	if len(bridged) > 0 {
+		add(Finding{Severity: Warning, Code: "cluster-calico-bpf-bridge-vm",
+			Message: fmt.Sprintf("Calico's eBPF data plane is on with redirect to the pod's peer in FelixConfiguration %s, and %d VM(s) bind the pod network with bridge: %s. From other nodes such a VM answers only the first packet of a flow and TCP never completes: the packets after the first are redirected straight into the pod's interface, and the VM bridged behind it drops them (wrong MAC or packet type)",
+				strings.Join(redirecting, ", "), len(bridged), strings.Join(first(bridged, 5), "; ")),
+			Remedy: "set bpfRedirectToPeer: Disabled in the FelixConfiguration (kubectl patch felixconfiguration default --type merge -p '{\"spec\":{\"bpfRedirectToPeer\":\"Disabled\"}}'), or give these VMs' pod network interface the masquerade binding instead of bridge"})
+	}
+}
+
+// calicoVXLANMacvlanRule: Calico carries the pod network over VXLAN while
+// NADs attach macvlan or ipvlan secondaries, whose replies may go missing.
+func calicoVXLANMacvlanRule(c *Cluster, add func(Finding)) {
+	pc := c.Paths
 	var vxlan []string
 	for _, p := range pc.IPPools {
 		if p.VXLANMode == "Always" || p.VXLANMode == "CrossSubnet" {
@@ -253,8 +272,8 @@ func (a *analysis) clusterPaths() {
 	}
 	var macvlan []string
 	for _, n := range c.NADs {
-		ch, _ := parseChain([]byte(n.Config), false)
-		if ch != nil && len(ch.entries) > 0 && (ch.entries[0].typ == "macvlan" || ch.entries[0].typ == "ipvlan") {
+		ch, _ := cniconf.Read([]byte(n.Config), false)
+		if ch != nil && len(ch.Entries) > 0 && (ch.Entries[0].Type == "macvlan" || ch.Entries[0].Type == "ipvlan") {
 			macvlan = append(macvlan, n.Namespace+"/"+n.Name)
 		}
 	}

@@ -13,8 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/identity"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/policy"
 )
 
 // Annotation keys Multus reads and writes.
@@ -131,58 +133,119 @@ func selections(s, podNamespace string) ([]nadv1.NetworkSelectionElement, error)
 	return out, nil
 }
 
+// cluster applies the cluster rules, in this order: whether the cluster
+// could be read; the NADs' configurations (the rules after read their
+// chains); the pods' Multus annotations, then the MACs they request and
+// the VMs' launcher pods on this node (which read the node's pods and
+// findings, so cluster runs after pods); KubeVirt's rules (kubevirt.go,
+// which revise the launcher findings); last the NADs that MACs are
+// requested on but nothing applies them.
 func (a *analysis) cluster() {
 	add := func(f Finding) {
 		f.Section = SectionCluster
 		a.add(f)
 	}
-	if a.w.ClusterErr != "" {
-		add(Finding{Severity: Warning, Code: "cluster-unavailable",
-			Message: fmt.Sprintf("the cluster checks failed, so only the node was checked: %s", a.w.ClusterErr),
-			Remedy:  "check that the API server is reachable from here and that the doctor's service account (or the kubeconfig's user) may list pods and NetworkAttachmentDefinitions and get nodes (the ClusterRole of deploy/components/doctor); --no-cluster checks the node alone"})
-	}
-	if a.w.ClusterNotChecked != "" {
-		add(Finding{Severity: Info, Code: "cluster-not-checked",
-			Message: fmt.Sprintf("the cluster was not checked: %s", a.w.ClusterNotChecked),
-			Remedy:  "pass --kubeconfig FILE (or set $KUBECONFIG), or run the doctor in the DaemonSet's pod deployed with deploy/components/doctor; --no-cluster checks the node alone without this finding"})
-	}
+	clusterAccess(a.w, add)
 	c := a.w.Cluster
 	if c == nil {
 		return
 	}
-	if c.NodeErr != "" {
-		add(Finding{Severity: Warning, Code: "cluster-node-unknown",
+	nads := a.clusterNADs(c, add)
+	pods := annotatedPods(c, add)
+	requestedOn := macRequests(pods, nads, add)
+	a.launchers(c, pods, add)
+	a.kubevirt(c, add)
+	nadsWithoutOwner(nads, requestedOn, add)
+}
+
+// clusterAccess reports what kept the doctor from reading the cluster, or
+// part of it (the node, NADs, webhooks, KubeVirt's VMs).
+func clusterAccess(w *World, add func(Finding)) {
+	addEach(add, []unread{
+		{w.ClusterErr, Finding{Severity: Warning, Code: "cluster-unavailable",
+			Message: fmt.Sprintf("the cluster checks failed, so only the node was checked: %s", w.ClusterErr),
+			Remedy:  "check that the API server is reachable from here and that the doctor's service account (or the kubeconfig's user) may list pods and NetworkAttachmentDefinitions and get nodes (the ClusterRole of deploy/components/doctor); --no-cluster checks the node alone"}},
+		{w.ClusterNotChecked, Finding{Severity: Info, Code: "cluster-not-checked",
+			Message: fmt.Sprintf("the cluster was not checked: %s", w.ClusterNotChecked),
+			Remedy:  "pass --kubeconfig FILE (or set $KUBECONFIG), or run the doctor in the DaemonSet's pod deployed with deploy/components/doctor; --no-cluster checks the node alone without this finding"}},
+	})
+	c := w.Cluster
+	if c == nil {
+		return
+	}
+	addEach(add, []unread{
+		{c.NodeErr, Finding{Severity: Warning, Code: "cluster-node-unknown",
 			Message: fmt.Sprintf("node %q: %s", c.Node, c.NodeErr),
-			Remedy:  "pass --node with the node's Kubernetes name (the DaemonSet sets NODE_NAME)"})
-	}
-	if c.NADErr != "" {
-		add(Finding{Severity: Info, Code: "cluster-nads-unlisted",
+			Remedy:  "pass --node with the node's Kubernetes name (the DaemonSet sets NODE_NAME)"}},
+		{c.NADErr, Finding{Severity: Info, Code: "cluster-nads-unlisted",
 			Message: fmt.Sprintf("cannot list NetworkAttachmentDefinitions: %s", c.NADErr),
-			Remedy:  "without Multus' CRD there are none; otherwise give the doctor the RBAC of deploy/components/doctor"})
+			Remedy:  "without Multus' CRD there are none; otherwise give the doctor the RBAC of deploy/components/doctor"}},
+		{c.WebhookErr, Finding{Severity: Info, Code: "cluster-webhooks-unlisted",
+			Message: fmt.Sprintf("cannot list MutatingWebhookConfigurations, so whether KubeMacPool and macguard's webhook both assign VM MACs is not known: %s", c.WebhookErr),
+			Remedy:  "give the doctor the RBAC of deploy/components/doctor (get/list mutatingwebhookconfigurations)"}},
+		{c.VMErr, Finding{Severity: Info, Code: "cluster-vms-unlisted",
+			Message: fmt.Sprintf("cannot list KubeVirt VirtualMachines: %s", c.VMErr),
+			Remedy:  "give the doctor the RBAC of deploy/components/doctor (get/list virtualmachines)"}},
+	})
+}
+
+// unread is something the doctor could not read (err, "" when it could)
+// and the finding that says so.
+type unread struct {
+	err string
+	f   Finding
+}
+
+// addEach adds the finding of every unread whose err is set.
+func addEach(add func(Finding), us []unread) {
+	for _, u := range us {
+		if u.err != "" {
+			add(u.f)
+		}
 	}
-	chains := map[string]*chain{}
-	noConfig := map[string]bool{}
+}
+
+// nadChains are the NADs' configurations by "namespace/name": the parsed
+// chain (nil when it does not parse) and whether it has none at all.
+type nadChains struct {
+	chains   map[string]*cniconf.Chain
+	noConfig map[string]bool
+}
+
+// clusterNADs checks the configuration of every NAD that chains macguard
+// (or does not parse) as a conf file is checked, and returns every NAD's
+// chain.
+func (a *analysis) clusterNADs(c *Cluster, add func(Finding)) nadChains {
+	nads := nadChains{chains: map[string]*cniconf.Chain{}, noConfig: map[string]bool{}}
 	for _, n := range c.NADs {
 		key := n.Namespace + "/" + n.Name
-		noConfig[key] = strings.TrimSpace(n.Config) == ""
-		cf := ConfFile{Path: "NAD " + key, NAD: key, Content: n.Config}
-		ch, _ := parseChain([]byte(n.Config), false)
-		chains[key] = ch
-		if ch == nil || ch.macguardIndex() >= 0 {
-			st, _, fs := checkConf(cf, SectionCluster, a.w.roots())
+		nads.noConfig[key] = strings.TrimSpace(n.Config) == ""
+		ch, _ := cniconf.Read([]byte(n.Config), false)
+		nads.chains[key] = ch
+		if ch == nil || ch.MacguardIndex() >= 0 {
+			st, _, fs := checkConf(ConfFile{Path: "NAD " + key, NAD: key, Content: n.Config}, SectionCluster, a.w.roots())
 			a.r.Configs = append(a.r.Configs, st)
 			for _, f := range fs {
 				add(f)
 			}
 		}
 	}
-	requestedOn := map[string][]string{}
-	nodeReported := map[string]bool{}
-	for _, f := range a.r.Findings {
-		if f.Code == "vm-cannot-start" {
-			nodeReported[f.Pod] = true
-		}
-	}
+	return nads
+}
+
+// annotatedPod is a pod with its Multus annotations parsed.
+type annotatedPod struct {
+	ClusterPod
+	key      string
+	sels     []nadv1.NetworkSelectionElement
+	statuses []nadv1.NetworkStatus
+}
+
+// annotatedPods parses every pod's networks and network-status
+// annotations; a pod whose annotations do not parse is reported and left
+// out of the rules that read them.
+func annotatedPods(c *Cluster, add func(Finding)) []annotatedPod {
+	var out []annotatedPod
 	for _, p := range c.Pods {
 		key := p.Namespace + "/" + p.Name
 		sels, err := selections(p.Networks, p.Namespace)
@@ -191,28 +254,37 @@ func (a *analysis) cluster() {
 				Remedy: "fix the pod's annotation: Multus refuses to start it"})
 			continue
 		}
-		var statuses []nadv1.NetworkStatus
-		if p.NetworkStatus != "" {
-			if err := json.Unmarshal([]byte(p.NetworkStatus), &statuses); err != nil {
-				add(Finding{Severity: Warning, Code: "cluster-status-invalid", Pod: key,
-					Message: fmt.Sprintf("annotation %s is not a JSON list: %v", annotationNetworkStatus, err),
-					Remedy:  "Multus writes this annotation: recreate the pod, and check that nothing else edits it"})
-				continue
-			}
+		statuses, err := parseStatuses(p.NetworkStatus)
+		if err != nil {
+			add(Finding{Severity: Warning, Code: "cluster-status-invalid", Pod: key,
+				Message: fmt.Sprintf("annotation %s is not a JSON list: %v", annotationNetworkStatus, err),
+				Remedy:  "Multus writes this annotation: recreate the pod, and check that nothing else edits it"})
+			continue
 		}
-		for _, s := range sels {
+		out = append(out, annotatedPod{ClusterPod: p, key: key, sels: sels, statuses: statuses})
+	}
+	return out
+}
+
+// macRequests compares the MAC each pod's network selection requests with
+// the one its network-status reports, and returns the pods that request a
+// MAC, by NAD.
+func macRequests(pods []annotatedPod, nads nadChains, add func(Finding)) map[string][]string {
+	requestedOn := map[string][]string{}
+	for _, p := range pods {
+		for _, s := range p.sels {
 			if s.MacRequest == "" {
 				continue
 			}
 			nad := s.Namespace + "/" + s.Name
-			requestedOn[nad] = append(requestedOn[nad], key)
-			st := matchStatus(statuses, nad, s.InterfaceRequest, s.MacRequest)
-			remedy := nadRemedy(chains, noConfig, nad)
+			requestedOn[nad] = append(requestedOn[nad], p.key)
+			st := matchStatus(p.statuses, nad, s.InterfaceRequest, s.MacRequest)
+			remedy := nadRemedy(nads.chains, nads.noConfig, nad)
 			switch {
 			case p.NetworkStatus == "":
 				// Not started yet, or Multus did not report: nothing to compare.
 			case st == nil:
-				add(Finding{Severity: Warning, Code: "cluster-mac-unreported", Pod: key, NAD: nad, MAC: s.MacRequest,
+				add(Finding{Severity: Warning, Code: "cluster-mac-unreported", Pod: p.key, NAD: nad, MAC: s.MacRequest,
 					Message: fmt.Sprintf("requests MAC %s on network %s, but its network-status has no entry for that network", s.MacRequest, nad),
 					Remedy:  remedy})
 			case !sameMAC(st.Mac, s.MacRequest):
@@ -220,55 +292,76 @@ func (a *analysis) cluster() {
 				if got == "" {
 					got = "no MAC"
 				}
-				add(Finding{Severity: Error, Code: "cluster-mac-not-applied", Pod: key, Interface: st.Interface, NAD: nad, MAC: s.MacRequest,
+				add(Finding{Severity: Error, Code: "cluster-mac-not-applied", Pod: p.key, Interface: st.Interface, NAD: nad, MAC: s.MacRequest,
 					Message: fmt.Sprintf("requests MAC %s on network %s, but network-status reports %s on %s: the request did not stick", s.MacRequest, nad, got, st.Interface),
 					Remedy:  remedy})
 			}
 		}
-		if p.Launcher && p.Node == c.Node && !nodeReported[key] {
-			for _, st := range statuses {
-				if st.Mac != "" || st.Interface == "" {
-					continue
-				}
-				remedy := "give the VM interface an explicit macAddress, or attach it through a device that carries a MAC (macvlan, bridge; on Cilium, bpf.datapathMode=netkit-l2, Cilium >= 1.17.3)"
-				ifc := a.nodeInterface(p.Namespace, p.Name, st.Interface)
-				if ifc == nil {
-					// Not seen on this node (the doctor cannot enter the
-					// pod's netns, or the pod is not named in libcni's
-					// cache): report what is known, not a guess at the
-					// device.
-					add(Finding{Severity: Info, Code: "cluster-vm-mac-unknown", Pod: key, Interface: st.Interface, NAD: st.Name,
-						Message: fmt.Sprintf("virt-launcher pod on this node: network-status reports no MAC on %s (network %s), and the doctor cannot see that interface on this node, so it cannot tell whether the VM can start", st.Interface, st.Name),
-						Remedy:  "run the doctor as root on the node (or in the DaemonSet's pod with the doctor component) so that it sees the pod's interfaces; if the VM does not start with unable to parse mac address '', " + remedy})
-					continue
-				}
-				if why := cannotCarry(*ifc); why != "" {
-					remedy = why
-				} else if !macaddr.IsZero(parseMAC(ifc.MAC)) {
-					// The node sees a device that carries a MAC and has
-					// one: network-status just does not report it.
-					continue
-				}
-				add(Finding{Severity: Error, Code: "cluster-vm-cannot-start", Pod: key, Interface: st.Interface, NAD: st.Name,
-					Message: fmt.Sprintf("virt-launcher pod on this node: network-status reports no MAC on %s (network %s), so the VM will not start (KubeVirt: unable to parse mac address '')", st.Interface, st.Name),
-					Remedy:  remedy})
-			}
+	}
+	return requestedOn
+}
+
+// launchers finds the virt-launcher pods on this node whose network-status
+// reports an interface without a MAC, which KubeVirt cannot start a VM
+// on. It reads the node's pods and findings: a pod the node already
+// reports (vm-cannot-start) is not reported again.
+func (a *analysis) launchers(c *Cluster, pods []annotatedPod, add func(Finding)) {
+	nodeReported := map[string]bool{}
+	for _, f := range a.r.Findings {
+		if f.Code == "vm-cannot-start" {
+			nodeReported[f.Pod] = true
 		}
 	}
-	a.kubevirt(c, add)
-	keys := make([]string, 0, len(chains))
-	for k := range chains {
+	for _, p := range pods {
+		if !p.Launcher || p.Node != c.Node || nodeReported[p.key] {
+			continue
+		}
+		for _, st := range p.statuses {
+			if st.Mac != "" || st.Interface == "" {
+				continue
+			}
+			remedy := "give the VM interface an explicit macAddress, or attach it through a device that carries a MAC (macvlan, bridge; on Cilium, bpf.datapathMode=netkit-l2, Cilium >= 1.17.3)"
+			ifc := a.nodeInterface(p.Namespace, p.Name, st.Interface)
+			if ifc == nil {
+				// Not seen on this node (the doctor cannot enter the
+				// pod's netns, or the pod is not named in libcni's
+				// cache): report what is known, not a guess at the
+				// device.
+				add(Finding{Severity: Info, Code: "cluster-vm-mac-unknown", Pod: p.key, Interface: st.Interface, NAD: st.Name,
+					Message: fmt.Sprintf("virt-launcher pod on this node: network-status reports no MAC on %s (network %s), and the doctor cannot see that interface on this node, so it cannot tell whether the VM can start", st.Interface, st.Name),
+					Remedy:  "run the doctor as root on the node (or in the DaemonSet's pod with the doctor component) so that it sees the pod's interfaces; if the VM does not start with unable to parse mac address '', " + remedy})
+				continue
+			}
+			if why := policy.CannotCarry(ifc.observed()); why != "" {
+				remedy = why
+			} else if !macaddr.IsZero(parseMAC(ifc.MAC)) {
+				// The node sees a device that carries a MAC and has
+				// one: network-status just does not report it.
+				continue
+			}
+			add(Finding{Severity: Error, Code: "cluster-vm-cannot-start", Pod: p.key, Interface: st.Interface, NAD: st.Name,
+				Message: fmt.Sprintf("virt-launcher pod on this node: network-status reports no MAC on %s (network %s), so the VM will not start (KubeVirt: unable to parse mac address '')", st.Interface, st.Name),
+				Remedy:  remedy})
+		}
+	}
+}
+
+// nadsWithoutOwner finds the NADs on which a MAC is requested (by a pod,
+// or declared in the chain) but nothing in the chain applies one.
+func nadsWithoutOwner(nads nadChains, requestedOn map[string][]string, add func(Finding)) {
+	keys := make([]string, 0, len(nads.chains))
+	for k := range nads.chains {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		ch := chains[key]
-		if ch == nil || ch.hasType(pluginType) || ch.hasType("tuning") || appliesMAC[ch.entries[0].typ] {
+		ch := nads.chains[key]
+		if ch == nil || ch.HasType(cniconf.PluginType) || ch.HasType("tuning") || appliesMAC[ch.Entries[0].Type] {
 			continue
 		}
 		declares := false
-		for _, e := range ch.entries {
-			declares = declares || e.macCapability || e.mac != ""
+		for _, e := range ch.Entries {
+			declares = declares || e.MACCapability || e.MAC != ""
 		}
 		pods := requestedOn[key]
 		if !declares && len(pods) == 0 {
@@ -279,8 +372,8 @@ func (a *analysis) cluster() {
 			why = fmt.Sprintf("%d pod(s) request a MAC on it (%s)", len(pods), strings.Join(first(pods, 3), ", "))
 		}
 		add(Finding{Severity: Warning, Code: "cluster-nad-mac-without-owner", NAD: key,
-			Message: fmt.Sprintf("%s, but nothing in its chain (%s) applies a MAC: neither macguard nor tuning is there, and %s ignores the request", why, strings.Join(ch.types(), " -> "), ch.entries[0].typ),
-			Remedy:  fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in the NAD's config", ch.entries[len(ch.entries)-1].typ)})
+			Message: fmt.Sprintf("%s, but nothing in its chain (%s) applies a MAC: neither macguard nor tuning is there, and %s ignores the request", why, strings.Join(ch.Types(), " -> "), ch.Entries[0].Type),
+			Remedy:  fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in the NAD's config", ch.Entries[len(ch.Entries)-1].Type)})
 	}
 }
 
@@ -316,7 +409,7 @@ func matchStatus(statuses []nadv1.NetworkStatus, nad, ifc, mac string) *nadv1.Ne
 	return found
 }
 
-func nadRemedy(chains map[string]*chain, noConfig map[string]bool, nad string) string {
+func nadRemedy(chains map[string]*cniconf.Chain, noConfig map[string]bool, nad string) string {
 	ch, ok := chains[nad]
 	switch {
 	case !ok:
@@ -325,13 +418,13 @@ func nadRemedy(chains map[string]*chain, noConfig map[string]bool, nad string) s
 		return fmt.Sprintf("NetworkAttachmentDefinition %s has no spec.config: chain macguard, with \"capabilities\": {\"mac\": true}, in the file of Multus' conf dir that holds its configuration", nad)
 	case ch == nil:
 		return fmt.Sprintf("fix the config of NetworkAttachmentDefinition %s", nad)
-	case ch.hasType(pluginType):
-		if mg := ch.macguardEntry(); !mg.macCapability {
+	case ch.HasType(cniconf.PluginType):
+		if mg := ch.Macguard(); !mg.MACCapability {
 			return fmt.Sprintf("add \"capabilities\": {\"mac\": true} to macguard's entry in %s, so that the requested MAC reaches it", nad)
 		}
 		return "recreate the pod and look for a second owner of the MAC in the chain (macguardctl doctor on its node)"
 	}
-	return fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in %s's config", ch.entries[len(ch.entries)-1].typ, nad)
+	return fmt.Sprintf("add {\"type\": \"macguard\", \"capabilities\": {\"mac\": true}} after %s in %s's config", ch.Entries[len(ch.Entries)-1].Type, nad)
 }
 
 // nodeInterface finds a pod's interface in the node inventory.

@@ -1,130 +1,26 @@
 package doctor
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 
-	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/macguard-cni/macguard/pkg/config"
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 )
-
-// pluginType is the "type" macguard's entry has in a chain.
-const pluginType = "macguard"
-
-// chain is a parsed configuration: the network's name and its plugins.
-type chain struct {
-	name    string
-	entries []entry
-}
-
-// entry is one plugin of a chain.
-type entry struct {
-	typ string
-	raw []byte
-	// macCapability: "capabilities": {"mac": true}.
-	macCapability bool
-	// mac is the entry's own "mac" field (tuning's, and some main plugins').
-	mac string
-}
-
-// parseChain reads a conflist (an object with "plugins") or a single
-// plugin configuration the way libcni does. asList forces the conflist
-// reading (".conflist" files); otherwise the presence of "plugins" decides,
-// as Multus does for a NetworkAttachmentDefinition's config.
-func parseChain(content []byte, asList bool) (*chain, error) {
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(content, &probe); err != nil {
-		return nil, fmt.Errorf("not JSON: %w", err)
-	}
-	_, hasPlugins := probe["plugins"]
-	var list *libcni.NetworkConfigList
-	if asList || hasPlugins {
-		l, err := libcni.ConfListFromBytes(content)
-		if err != nil {
-			return nil, err
-		}
-		list = l
-	} else {
-		// A single plugin (a .conf file, a NAD without "plugins"): a
-		// chain of one, as runtimes and Multus treat it.
-		p, err := libcni.NetworkPluginConfFromBytes(content)
-		if err != nil {
-			return nil, err
-		}
-		if p.Network.Type == "" {
-			return nil, errors.New(`no "type": not a plugin configuration`)
-		}
-		list = &libcni.NetworkConfigList{Name: p.Network.Name, CNIVersion: p.Network.CNIVersion, Plugins: []*libcni.PluginConfig{p}}
-	}
-	ch := &chain{name: list.Name}
-	for _, p := range list.Plugins {
-		e := entry{typ: p.Network.Type, raw: p.Bytes, macCapability: p.Network.Capabilities["mac"]}
-		var fields struct {
-			MAC any `json:"mac"`
-		}
-		if json.Unmarshal(p.Bytes, &fields) == nil {
-			if s, ok := fields.MAC.(string); ok {
-				e.mac = s
-			}
-		}
-		ch.entries = append(ch.entries, e)
-	}
-	return ch, nil
-}
-
-func (c *chain) types() []string {
-	out := make([]string, len(c.entries))
-	for i, e := range c.entries {
-		out[i] = e.typ
-	}
-	return out
-}
-
-// macguardIndex is the position of the first macguard entry, or -1.
-func (c *chain) macguardIndex() int {
-	for i, e := range c.entries {
-		if e.typ == pluginType {
-			return i
-		}
-	}
-	return -1
-}
-
-// macguardEntry returns macguard's entry, or nil.
-func (c *chain) macguardEntry() *entry {
-	if i := c.macguardIndex(); i >= 0 {
-		return &c.entries[i]
-	}
-	return nil
-}
-
-// hasType reports whether a plugin of type typ is in the chain.
-func (c *chain) hasType(typ string) bool {
-	for _, e := range c.entries {
-		if e.typ == typ {
-			return true
-		}
-	}
-	return false
-}
 
 // asList says whether libcni reads the file as a conflist: by extension,
 // as the runtimes do.
 func asList(path string) bool { return filepath.Ext(path) == ".conflist" }
 
-// checkEntry validates macguard's entry exactly as the plugin does on ADD:
-// config.Parse then Requested, and returns the plugin's own message.
+// checkEntry validates macguard's entry exactly as the plugin does on ADD
+// (cniconf.CheckEntry) and returns the plugin's own message.
 func checkEntry(raw []byte) (*config.Config, string) {
-	cfg, err := config.Parse(raw, "")
-	if err == nil {
-		_, err = cfg.Requested()
-	}
+	cfg, err := cniconf.CheckEntry(raw)
 	if err != nil {
 		var e *types.Error
 		if errors.As(err, &e) {
@@ -145,105 +41,162 @@ func prevResultMessage() string {
 	return err.Error()
 }
 
-// checkConf checks one configuration and returns its state and findings.
-// where fills in Finding.File and NAD. roots are the node's allowed roots
-// for dataDir and logFile.
-func checkConf(cf ConfFile, section Section, roots pathpolicy.Roots) (ConfigState, *chain, []Finding) {
+// confFinder makes the findings of one configuration: its section, file
+// and NAD filled in.
+type confFinder Finding
+
+func (b confFinder) finding(sev Severity, code, remedy, format string, a ...any) Finding {
+	out := Finding(b)
+	out.Severity, out.Code, out.Remedy, out.Message = sev, code, remedy, fmt.Sprintf(format, a...)
+	return out
+}
+
+// checkConf checks one configuration and returns its state and findings:
+// readConf, then, when the chain has macguard, macguardEntryRule on each of
+// its entries and the chain rules in chainRules' order. roots are the
+// node's allowed roots for dataDir and logFile.
+func checkConf(cf ConfFile, section Section, roots pathpolicy.Roots) (ConfigState, *cniconf.Chain, []Finding) {
 	st := ConfigState{File: cf.Path, NAD: cf.NAD, Source: map[Section]string{SectionConfig: "conf-dir", SectionCluster: "cluster"}[section]}
-	base := Finding{Section: section, File: cf.Path, NAD: cf.NAD}
-	f := func(sev Severity, code, remedy, format string, a ...any) Finding {
-		out := base
-		out.Severity, out.Code, out.Remedy, out.Message = sev, code, remedy, fmt.Sprintf(format, a...)
-		return out
-	}
-	if cf.Err != "" {
-		return st, nil, []Finding{f(Error, "conf-unreadable", "make the file readable by root", "cannot read: %s", cf.Err)}
-	}
-	if cf.NAD != "" && strings.TrimSpace(cf.Content) == "" {
+	f := confFinder{Section: section, File: cf.Path, NAD: cf.NAD}
+	ch, noConfig, out := readConf(cf, f)
+	if noConfig {
 		// Valid: Multus then reads the network's configuration from the
 		// file of its conf dir whose "name" is the NAD's name.
 		st.Valid, st.NoConfig = true, true
-		return st, nil, []Finding{f(Info, "conf-nad-no-config",
-			fmt.Sprintf("to check that configuration, run macguardctl doctor --conf FILE on a node with the file of Multus' conf dir whose \"name\" is %q", nadName(cf.NAD)),
-			"has no spec.config: Multus reads the configuration of network %q from its conf dir (the file whose \"name\" is %q in Multus' confDir, /etc/cni/multus/net.d by default), which the doctor does not check", nadName(cf.NAD), nadName(cf.NAD))}
 	}
-	ch, err := parseChain([]byte(cf.Content), cf.NAD == "" && asList(cf.Path))
-	if err != nil {
-		remedy := "fix the JSON: a runtime skips (containerd, CRI-O) or fails on a configuration it cannot load"
-		if cf.NAD != "" {
-			remedy = "fix spec.config: Multus fails every pod that selects this network"
-		}
-		return st, nil, []Finding{f(Error, "conf-invalid", remedy, "not a valid CNI configuration: %v", err)}
+	if ch == nil {
+		return st, nil, out
 	}
-	st.Network, st.Plugins, st.Valid = ch.name, ch.types(), true
-	var out []Finding
-	idx := ch.macguardIndex()
+	st.Network, st.Plugins, st.Valid = ch.Name, ch.Types(), true
+	idx := ch.MacguardIndex()
 	if idx < 0 {
 		return st, ch, out
 	}
 	st.Macguard = true
 	if idx > 0 {
-		st.After = ch.entries[idx-1].typ
+		st.After = ch.Entries[idx-1].Type
 	}
-	count := 0
-	for i, e := range ch.entries {
-		if e.typ != pluginType {
+	for i, e := range ch.Entries {
+		if e.Type != cniconf.PluginType {
 			continue
 		}
-		count++
-		if i == 0 {
+		if fs := macguardEntryRule(f, ch, i, roots); len(fs) > 0 {
+			// Each of them makes every ADD of the network fail.
 			st.Valid = false
-			out = append(out, f(Error, "conf-macguard-first",
-				"move macguard's entry after the main plugin in \"plugins\"",
-				"macguard is the first plugin of network %q; every ADD fails with: %s", ch.name, prevResultMessage()))
-		}
-		cfg, msg := checkEntry(e.raw)
-		if msg != "" {
-			st.Valid = false
-			out = append(out, f(Error, "conf-entry-invalid",
-				"fix the field the message names; until then every ADD and CHECK of this network fails",
-				"macguard refuses its entry (plugin %d of network %q): %s", i+1, ch.name, msg))
-			continue
-		}
-		// The plugin's own rule (pathpolicy), asked the same way.
-		_, dataErr := roots.DataDir(cfg.DataDir)
-		var logErr error
-		if cfg.LogFile != "" {
-			_, logErr = roots.LogFile(cfg.LogFile)
-		}
-		for _, err := range []error{dataErr, logErr} {
-			if err != nil {
-				st.Valid = false
-				out = append(out, f(Error, "conf-path-not-allowed",
-					fmt.Sprintf("put the path beneath an allowed root (or leave the field out for the default); only the node's operator can widen the roots, through the container runtime's environment (%s, %s)", pathpolicy.EnvDataRoots, pathpolicy.EnvLogRoots),
-					"macguard refuses a path of its entry (plugin %d of network %q): %v; every ADD of this network fails", i+1, ch.name, err))
-			}
+			out = append(out, fs...)
 		}
 	}
-	if count > 1 {
-		out = append(out, f(Warning, "conf-macguard-twice", "keep one macguard entry",
-			"macguard is listed %d times in network %q; every one of them runs on each ADD", count, ch.name))
-	}
-	mg := ch.macguardEntry()
-	// Other plugins of the chain that set the MAC from a literal "mac" of
-	// their own (tuning's, a main plugin's). One that only declares the
-	// mac capability is no second owner: libcni hands it the same
-	// runtimeConfig.mac it hands macguard, so both set the same MAC.
-	for _, e := range ch.entries {
-		if e.typ == pluginType || e.mac == "" {
-			continue
-		}
-		how := fmt.Sprintf("\"mac\": %q", e.mac)
-		out = append(out, f(Warning, "conf-two-owners",
-			fmt.Sprintf("let one plugin own the MAC: remove %s from %s's entry and give macguard the MAC (its \"mac\" field, or \"capabilities\": {\"mac\": true})", how, e.typ),
-			"%s also sets the MAC in network %q (%s): two owners of one MAC; whichever runs last wins, and macguard's CHECK reports the other's as wrong", e.typ, ch.name, how))
-	}
-	if !mg.macCapability && mg.mac == "" {
-		out = append(out, f(Info, "conf-no-mac-capability",
-			`add "capabilities": {"mac": true} to macguard's entry if pods request MACs for this network`,
-			"macguard's entry in network %q does not declare the mac capability: a MAC requested in a pod's network selection (or runtimeConfig.mac) never reaches it", ch.name))
+	for _, rule := range chainRules {
+		out = append(out, rule(f, ch)...)
 	}
 	return st, ch, out
+}
+
+// readConf reads a configuration as the runtime (or Multus) will. It
+// returns the chain, or nil with the finding that says why there is none;
+// noConfig is a NAD without a config of its own, which is valid.
+func readConf(cf ConfFile, f confFinder) (ch *cniconf.Chain, noConfig bool, fs []Finding) {
+	if cf.Err != "" {
+		return nil, false, []Finding{f.finding(Error, "conf-unreadable", "make the file readable by root", "cannot read: %s", cf.Err)}
+	}
+	if cf.NAD != "" && strings.TrimSpace(cf.Content) == "" {
+		return nil, true, []Finding{f.finding(Info, "conf-nad-no-config",
+			fmt.Sprintf("to check that configuration, run macguardctl doctor --conf FILE on a node with the file of Multus' conf dir whose \"name\" is %q", nadName(cf.NAD)),
+			"has no spec.config: Multus reads the configuration of network %q from its conf dir (the file whose \"name\" is %q in Multus' confDir, /etc/cni/multus/net.d by default), which the doctor does not check", nadName(cf.NAD), nadName(cf.NAD))}
+	}
+	ch, err := cniconf.Read([]byte(cf.Content), cf.NAD == "" && asList(cf.Path))
+	if err != nil {
+		remedy := "fix the JSON: a runtime skips (containerd, CRI-O) or fails on a configuration it cannot load"
+		if cf.NAD != "" {
+			remedy = "fix spec.config: Multus fails every pod that selects this network"
+		}
+		return nil, false, []Finding{f.finding(Error, "conf-invalid", remedy, "not a valid CNI configuration: %v", err)}
+	}
+	return ch, false, nil
+}
+
+// macguardEntryRule judges macguard's entry i of ch as the plugin will on
+// ADD: its place in the chain, its options (cniconf.CheckEntry) and its
+// paths (pathpolicy). Every finding is an ADD that fails.
+func macguardEntryRule(f confFinder, ch *cniconf.Chain, i int, roots pathpolicy.Roots) []Finding {
+	var out []Finding
+	if i == 0 {
+		out = append(out, f.finding(Error, "conf-macguard-first",
+			"move macguard's entry after the main plugin in \"plugins\"",
+			"macguard is the first plugin of network %q; every ADD fails with: %s", ch.Name, prevResultMessage()))
+	}
+	cfg, msg := checkEntry(ch.Entries[i].Raw)
+	if msg != "" {
+		return append(out, f.finding(Error, "conf-entry-invalid",
+			"fix the field the message names; until then every ADD and CHECK of this network fails",
+			"macguard refuses its entry (plugin %d of network %q): %s", i+1, ch.Name, msg))
+	}
+	// The plugin's own rule (pathpolicy), asked the same way.
+	_, dataErr := roots.DataDir(cfg.DataDir)
+	var logErr error
+	if cfg.LogFile != "" {
+		_, logErr = roots.LogFile(cfg.LogFile)
+	}
+	for _, err := range []error{dataErr, logErr} {
+		if err != nil {
+			out = append(out, f.finding(Error, "conf-path-not-allowed",
+				fmt.Sprintf("put the path beneath an allowed root (or leave the field out for the default); only the node's operator can widen the roots, through the container runtime's environment (%s, %s)", pathpolicy.EnvDataRoots, pathpolicy.EnvLogRoots),
+				"macguard refuses a path of its entry (plugin %d of network %q): %v; every ADD of this network fails", i+1, ch.Name, err))
+		}
+	}
+	return out
+}
+
+// chainRules are the rules over a chain that has macguard, in the order
+// they run.
+var chainRules = []func(f confFinder, ch *cniconf.Chain) []Finding{
+	macguardTwiceRule,
+	twoOwnersRule,
+	noMACCapabilityRule,
+}
+
+// macguardTwiceRule: more than one macguard entry, each of which runs.
+func macguardTwiceRule(f confFinder, ch *cniconf.Chain) []Finding {
+	count := 0
+	for _, e := range ch.Entries {
+		if e.Type == cniconf.PluginType {
+			count++
+		}
+	}
+	if count < 2 {
+		return nil
+	}
+	return []Finding{f.finding(Warning, "conf-macguard-twice", "keep one macguard entry",
+		"macguard is listed %d times in network %q; every one of them runs on each ADD", count, ch.Name)}
+}
+
+// twoOwnersRule: other plugins of the chain that set the MAC from a
+// literal "mac" of their own (tuning's, a main plugin's). One that only
+// declares the mac capability is no second owner: libcni hands it the
+// same runtimeConfig.mac it hands macguard, so both set the same MAC.
+func twoOwnersRule(f confFinder, ch *cniconf.Chain) []Finding {
+	var out []Finding
+	for _, e := range ch.Entries {
+		if e.Type == cniconf.PluginType || e.MAC == "" {
+			continue
+		}
+		how := fmt.Sprintf("\"mac\": %q", e.MAC)
+		out = append(out, f.finding(Warning, "conf-two-owners",
+			fmt.Sprintf("let one plugin own the MAC: remove %s from %s's entry and give macguard the MAC (its \"mac\" field, or \"capabilities\": {\"mac\": true})", how, e.Type),
+			"%s also sets the MAC in network %q (%s): two owners of one MAC; whichever runs last wins, and macguard's CHECK reports the other's as wrong", e.Type, ch.Name, how))
+	}
+	return out
+}
+
+// noMACCapabilityRule: macguard's entry neither declares the mac
+// capability nor sets a MAC, so no requested MAC reaches it.
+func noMACCapabilityRule(f confFinder, ch *cniconf.Chain) []Finding {
+	if mg := ch.Macguard(); mg.MACCapability || mg.MAC != "" {
+		return nil
+	}
+	return []Finding{f.finding(Info, "conf-no-mac-capability",
+		`add "capabilities": {"mac": true} to macguard's entry if pods request MACs for this network`,
+		"macguard's entry in network %q does not declare the mac capability: a MAC requested in a pod's network selection (or runtimeConfig.mac) never reaches it", ch.Name)}
 }
 
 // nadName is the name part of "namespace/name".
@@ -254,8 +207,8 @@ func nadName(key string) string {
 
 // isMultus reports whether a chain is Multus itself, which delegates the
 // pod's networks instead of chaining plugins.
-func isMultus(c *chain) bool {
-	return c != nil && len(c.entries) > 0 && strings.HasPrefix(c.entries[0].typ, "multus")
+func isMultus(c *cniconf.Chain) bool {
+	return c != nil && len(c.Entries) > 0 && strings.HasPrefix(c.Entries[0].Type, "multus")
 }
 
 // checkConfDir checks every file of the conf dir, then which one the
@@ -265,10 +218,10 @@ func checkConfDir(w *World) ([]ConfigState, []Finding) {
 	var states []ConfigState
 	var out []Finding
 	loaded := -1
-	var chains []*chain
+	var chains []*cniconf.Chain
 	for _, cf := range w.Confs {
 		st, ch, fs := checkConf(cf, SectionConfig, w.roots())
-		if loaded < 0 && ch != nil && len(ch.entries) > 0 {
+		if loaded < 0 && ch != nil && len(ch.Entries) > 0 {
 			loaded = len(states)
 			st.Loaded = true
 		}

@@ -423,6 +423,11 @@ metadata: {resourceVersion: ""}
 `, []string{"vms/a", "infra/b"}, false},
 		{"kubectl get -o json", "list.json", `{"apiVersion":"k8s.cni.cncf.io/v1","kind":"NetworkAttachmentDefinitionList","items":[{"kind":"NetworkAttachmentDefinition","metadata":{"name":"c","namespace":"n"},"spec":{"config":"{}"}}]}`, []string{"n/c"}, false},
 		{"not YAML", "bad.yaml", "a: [", nil, true},
+		// Documents are split as kubectl splits them (apimachinery's
+		// YAML reader): a leading "---", a comment after one, and an empty
+		// document are all fine.
+		{"kubectl's separators", "seps.yaml", "---\n---   # first\n" + manifest + "---\n\n", []string{"vms/mv", "default/plain"}, false},
+		{"text after a separator", "sep.yaml", "kind: Namespace\n--- kind: x\n", nil, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,11 +1,13 @@
 package doctor
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -20,8 +22,10 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 	"golang.org/x/sys/unix"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/pathpolicy"
 	"github.com/macguard-cni/macguard/pkg/state"
@@ -95,7 +99,7 @@ func Gather(opts Options, self Build) (*World, error) {
 	if err := gatherConfs(w, opts.Confs); err != nil {
 		return nil, err
 	}
-	w.Binary = gatherBinary(filepath.Join(d.Bin, pluginType))
+	w.Binary = gatherBinary(filepath.Join(d.Bin, cniconf.PluginType))
 	return w, nil
 }
 
@@ -463,7 +467,10 @@ func ExtraConfs(path string, data []byte) ([]ConfFile, error) {
 		return []ConfFile{{Path: path, Content: string(data)}}, nil
 	}
 	var out []ConfFile
-	docs := splitYAML(data)
+	docs, err := yamlDocuments(data)
+	if err != nil {
+		return nil, fmt.Errorf("not a YAML manifest: %w", err)
+	}
 	for i, doc := range docs {
 		j, err := yaml.YAMLToJSON(doc)
 		if err != nil {
@@ -519,24 +526,24 @@ func manifestNADs(path string, j []byte) ([]ConfFile, error) {
 	return []ConfFile{{Path: path, NAD: ns + "/" + m.Metadata.Name, Content: m.Spec.Config}}, nil
 }
 
-func splitYAML(data []byte) [][]byte {
+// yamlDocuments splits a multi-document manifest as kubectl does, with
+// apimachinery's YAML reader (a line "---", which a comment may follow,
+// separates documents); blank documents are dropped.
+func yamlDocuments(data []byte) ([][]byte, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs [][]byte
-	var cur []string
-	flush := func() {
-		if d := strings.TrimSpace(strings.Join(cur, "\n")); d != "" {
-			docs = append(docs, []byte(d))
+	for {
+		d, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
 		}
-		cur = nil
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.TrimRight(line, " \t\r") == "---" {
-			flush()
-			continue
+		if err != nil {
+			return nil, err
 		}
-		cur = append(cur, line)
+		if d = bytes.TrimSpace(d); len(d) > 0 {
+			docs = append(docs, d)
+		}
 	}
-	flush()
-	return docs
 }
 
 // gatherBinary looks at the plugin and asks it for its version, the way a

@@ -113,18 +113,20 @@ func vmOf(u *unstructured.Unstructured) ClusterVM {
 	return vm
 }
 
-// kubevirt applies the VM rules to the cluster c seen from this node.
+// kubevirt applies the VM rules to the cluster c seen from this node, in
+// this order (what could not be listed is clusterAccess's): the MAC webhooks, the VMs a netkit
+// L3 node cannot give a MAC, the node's vm-cannot-start findings revised
+// for VMs whose spec sets the MAC (so it runs after pods and launchers),
+// and MACs two workloads carry.
 func (a *analysis) kubevirt(c *Cluster, add func(Finding)) {
-	if c.WebhookErr != "" {
-		add(Finding{Severity: Info, Code: "cluster-webhooks-unlisted",
-			Message: fmt.Sprintf("cannot list MutatingWebhookConfigurations, so whether KubeMacPool and macguard's webhook both assign VM MACs is not known: %s", c.WebhookErr),
-			Remedy:  "give the doctor the RBAC of deploy/components/doctor (get/list mutatingwebhookconfigurations)"})
-	}
-	if c.VMErr != "" {
-		add(Finding{Severity: Info, Code: "cluster-vms-unlisted",
-			Message: fmt.Sprintf("cannot list KubeVirt VirtualMachines: %s", c.VMErr),
-			Remedy:  "give the doctor the RBAC of deploy/components/doctor (get/list virtualmachines)"})
-	}
+	macWebhooksRule(c, add)
+	vmsWithoutSpecMAC(c, a.netkitL3(), add)
+	a.specMACStartsVM(c)
+	a.duplicateMACs(c, add)
+}
+
+// macWebhooksRule: KubeMacPool and macguard's webhook both assign VM MACs.
+func macWebhooksRule(c *Cluster, add func(Finding)) {
 	var mg, kmp []string
 	for _, h := range c.MACWebhooks {
 		switch {
@@ -139,24 +141,32 @@ func (a *analysis) kubevirt(c *Cluster, add func(Finding)) {
 			Message: fmt.Sprintf("both KubeMacPool (%s) and macguard's webhook (%s) assign VM MACs: whichever the API server calls first sets the MAC, so a VM's MAC depends on webhook order and a restored VM may get the other one's", strings.Join(kmp, ", "), strings.Join(mg, ", ")),
 			Remedy:  "keep one: remove the other, or split the namespaces between them (label a namespace macguard.io/webhook=disabled to leave it to KubeMacPool; KubeMacPool's own opt-in/opt-out labels for the reverse)"})
 	}
+}
 
-	// VMs whose guest MAC would come from a pod interface that has none.
-	if l3 := a.netkitL3(); l3 != "" {
-		for _, vm := range c.VMs {
-			for _, ifc := range vm.Interfaces {
-				if !ifc.PodNetwork || ifc.MAC != "" || ifc.Binding == "bridge" {
-					continue
-				}
-				add(Finding{Severity: Error, Code: "cluster-vm-no-spec-mac", Pod: "vm " + vm.Namespace + "/" + vm.Name, Interface: ifc.Name,
-					Message: fmt.Sprintf("VM interface %s (binding %s, pod network) has no macAddress, and pod interfaces on this node are netkit in L3 mode (%s), which carry no MAC: started here, KubeVirt gives the guest no MAC (unable to parse mac address '')", ifc.Name, orUnset(ifc.Binding), l3),
-					Remedy: fmt.Sprintf("deploy macguard's webhook (deploy/components/webhook): it writes the stable MAC into the spec on the VM's next update; or set macAddress yourself (macguardctl mac --namespace %s --vm %s --vm-interface %s prints the same MAC); or run Cilium with bpf.datapathMode=netkit-l2",
-						vm.Namespace, vm.Name, ifc.Name)})
+// vmsWithoutSpecMAC: on a node whose pod interfaces are netkit L3 (l3
+// names one, "" when there is none), VMs whose guest MAC would come from a
+// pod interface that has none.
+func vmsWithoutSpecMAC(c *Cluster, l3 string, add func(Finding)) {
+	if l3 == "" {
+		return
+	}
+	for _, vm := range c.VMs {
+		for _, ifc := range vm.Interfaces {
+			if !ifc.PodNetwork || ifc.MAC != "" || ifc.Binding == "bridge" {
+				continue
 			}
+			add(Finding{Severity: Error, Code: "cluster-vm-no-spec-mac", Pod: "vm " + vm.Namespace + "/" + vm.Name, Interface: ifc.Name,
+				Message: fmt.Sprintf("VM interface %s (binding %s, pod network) has no macAddress, and pod interfaces on this node are netkit in L3 mode (%s), which carry no MAC: started here, KubeVirt gives the guest no MAC (unable to parse mac address '')", ifc.Name, orUnset(ifc.Binding), l3),
+				Remedy: fmt.Sprintf("deploy macguard's webhook (deploy/components/webhook): it writes the stable MAC into the spec on the VM's next update; or set macAddress yourself (macguardctl mac --namespace %s --vm %s --vm-interface %s prints the same MAC); or run Cilium with bpf.datapathMode=netkit-l2",
+					vm.Namespace, vm.Name, ifc.Name)})
 		}
 	}
+}
 
-	// A VM whose spec MAC the guest gets does not depend on the pod
-	// interface: the node's vm-cannot-start is then not true for it.
+// specMACStartsVM revises the node's and the launchers' findings that a
+// VM cannot start: a VM whose spec MAC the guest gets does not depend on
+// the pod interface, so they are downgraded to info and say why.
+func (a *analysis) specMACStartsVM(c *Cluster) {
 	specMAC := map[string]VMInterface{}
 	for _, vm := range c.VMs {
 		for _, ifc := range vm.Interfaces {
@@ -179,8 +189,6 @@ func (a *analysis) kubevirt(c *Cluster, add func(Finding)) {
 		f.Message += fmt.Sprintf("; but VM %s/%s sets macAddress %s on interface %s (binding %s), which KubeVirt gives the guest instead, so the VM starts", ns, identity.VMName(name), ifc.MAC, ifc.Name, orUnset(ifc.Binding))
 		f.Remedy = ""
 	}
-
-	a.duplicateMACs(c, add)
 }
 
 // parseStatuses reads a network-status annotation; the pod loop of

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/macguard-cni/macguard/pkg/buildinfo"
+	"github.com/macguard-cni/macguard/pkg/ctl/cli"
 )
 
 // Exit codes.
@@ -37,11 +38,6 @@ Exit code: 0 healthy, 1 warnings or errors found, 2 could not look.
 Flags:
 `
 
-type stringList []string
-
-func (s *stringList) String() string     { return fmt.Sprint(*s) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
 // Main is `macguardctl doctor`; it returns the exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
@@ -63,7 +59,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig for the cluster checks (default: $KUBECONFIG when set, else in-cluster credentials when present)")
 	node := fs.String("node", os.Getenv("NODE_NAME"), "this node's Kubernetes name (default $NODE_NAME, else the hostname)")
 	noCluster := fs.Bool("no-cluster", false, "skip the cluster checks even with credentials")
-	var confs stringList
+	var confs cli.ListFlag
 	fs.Var(&confs, "conf", "also check this conflist, plugin config or NetworkAttachmentDefinition manifest (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -106,7 +102,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			required[f.Value.String()] = true
 		}
 	})
-	w, err := Gather(Options{Dirs: d, Required: required, Confs: confs, Node: *node}, self)
+	w, err := Gather(Options{Dirs: d, Required: required, Confs: confs.Values, Node: *node}, self)
 	if err != nil {
 		return fail(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	types100 "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/link"
 )
 
@@ -262,14 +263,14 @@ func (a *analysis) sbrRemedy(n *Netns, ri RoutedInterface) string {
 		if e.IfName != ri.Name || !holds(n, e.NetnsInode, e.Netns, e.ContainerID) || len(e.Config) == 0 {
 			continue
 		}
-		ch, err := parseChain(e.Config, true)
-		if err != nil || len(ch.entries) == 0 {
+		ch, err := cniconf.Read(e.Config, true)
+		if err != nil || len(ch.Entries) == 0 {
 			break
 		}
-		if ch.hasType("sbr") {
+		if ch.HasType("sbr") {
 			return fmt.Sprintf("network %q chains sbr, yet the reply leaves elsewhere: compare `ip rule` and `ip route show table all` in the pod with what sbr set up, and look for what changed them; %s", e.Network, own)
 		}
-		types := ch.types()
+		types := ch.Types()
 		with := append([]string{types[0], "sbr"}, types[1:]...)
 		return fmt.Sprintf("chain {\"type\": \"sbr\"} right after %s, the main plugin, in network %q (the NAD's config): plugins %s; %s; %s",
 			types[0], e.Network, strings.Join(with, " -> "), what, own)

@@ -57,32 +57,54 @@ func orDash(s string) string {
 func RenderText(w io.Writer, r Report) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "macguard doctor on node %s (macguardctl %s, commit %s)\n", orDash(r.Node), r.Macguardctl.Version, r.Macguardctl.Commit)
+	bySection, byPod := groupFindings(r.Findings)
+	writePods(&b, r.Pods, byPod, bySection[SectionPods])
+	writeRecords(&b, r, bySection[SectionRecords])
+	writeConfigs(&b, r, bySection[SectionConfig])
+	writeBinary(&b, r, bySection[SectionBinary])
+	writeCluster(&b, r.Configs, bySection[SectionCluster])
+	writeSummary(&b, r.Summary)
+	// tabwriter pads the last column of short rows; no line ends in blanks.
+	lines := strings.Split(b.String(), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimRight(lines[i], " ")
+	}
+	_, err := io.WriteString(w, strings.Join(lines, "\n"))
+	return err
+}
 
-	bySection := map[Section][]Finding{}
-	byPod := map[string][]Finding{}
-	for _, f := range r.Findings {
+// groupFindings sorts the findings into those of a pod (printed under it)
+// and the rest, by section.
+func groupFindings(fs []Finding) (bySection map[Section][]Finding, byPod map[string][]Finding) {
+	bySection, byPod = map[Section][]Finding{}, map[string][]Finding{}
+	for _, f := range fs {
 		if f.Section == SectionPods && f.Pod != "" {
 			byPod[f.Pod] = append(byPod[f.Pod], f)
 			continue
 		}
 		bySection[f.Section] = append(bySection[f.Section], f)
 	}
+	return bySection, byPod
+}
 
-	fmt.Fprintf(&b, "\nPods (%d)\n", len(r.Pods))
-	if len(r.Pods) == 0 {
+// writePods writes each pod with its interfaces and findings, then the
+// pod section's findings of no pod.
+func writePods(b *strings.Builder, pods []Pod, byPod map[string][]Finding, rest []Finding) {
+	fmt.Fprintf(b, "\nPods (%d)\n", len(pods))
+	if len(pods) == 0 {
 		b.WriteString("  none found\n")
 	}
-	for _, p := range r.Pods {
-		fmt.Fprintf(&b, "  %s\n", p.Name)
-		fmt.Fprintf(&b, "    netns %s (%s)", p.Netns, strings.Join(p.Seen, ", "))
+	for _, p := range pods {
+		fmt.Fprintf(b, "  %s\n", p.Name)
+		fmt.Fprintf(b, "    netns %s (%s)", p.Netns, strings.Join(p.Seen, ", "))
 		if p.ContainerID != "" && p.PodName != "" {
-			fmt.Fprintf(&b, ", container %s", p.ContainerID)
+			fmt.Fprintf(b, ", container %s", p.ContainerID)
 		}
 		if p.VM != "" {
-			fmt.Fprintf(&b, ", VM %s", p.VM)
+			fmt.Fprintf(b, ", VM %s", p.VM)
 		}
 		b.WriteString("\n")
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 		for _, ifc := range p.Interfaces {
 			net := ""
 			if ifc.Network != "" {
@@ -97,11 +119,13 @@ func RenderText(w io.Writer, r Report) error {
 			fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\n", ifc.Name, describeKind(ifc.Interface), orDash(ifc.MAC), strings.TrimPrefix(net, ", "))
 		}
 		tw.Flush()
-		writeFindings(&b, byPod[p.Name], "    ")
-		delete(byPod, p.Name)
+		writeFindings(b, byPod[p.Name], "    ")
 	}
-	writeFindings(&b, bySection[SectionPods], "  ")
+	writeFindings(b, rest, "  ")
+}
 
+// writeRecords writes the count of records by state and their findings.
+func writeRecords(b *strings.Builder, r Report, fs []Finding) {
 	live, stale := 0, 0
 	for _, rec := range r.Records {
 		switch rec.State {
@@ -111,11 +135,15 @@ func RenderText(w io.Writer, r Report) error {
 			stale++
 		}
 	}
-	fmt.Fprintf(&b, "\nRecords in %s (%d: %d live, %d stale)\n", orDash(r.Dirs.Data), len(r.Records), live, stale)
-	writeFindings(&b, bySection[SectionRecords], "  ")
+	fmt.Fprintf(b, "\nRecords in %s (%d: %d live, %d stale)\n", orDash(r.Dirs.Data), len(r.Records), live, stale)
+	writeFindings(b, fs, "  ")
+}
 
-	fmt.Fprintf(&b, "\nConfiguration (%s)\n", orDash(r.Dirs.Conf))
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+// writeConfigs writes one line per configuration of the node (the
+// cluster's NADs are under Cluster) and their findings.
+func writeConfigs(b *strings.Builder, r Report, fs []Finding) {
+	fmt.Fprintf(b, "\nConfiguration (%s)\n", orDash(r.Dirs.Conf))
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 	for _, c := range r.Configs {
 		if c.Source == "cluster" {
 			continue
@@ -124,67 +152,74 @@ func RenderText(w io.Writer, r Report) error {
 		if c.NAD != "" {
 			name = fmt.Sprintf("%s (NAD %s)", name, c.NAD)
 		}
-		var notes []string
-		if c.Loaded {
-			notes = append(notes, "loaded by the runtime")
-		}
-		switch {
-		case c.NoConfig:
-			notes = append(notes, "no spec.config: Multus reads it from its conf dir")
-		case !c.Valid && len(c.Plugins) == 0:
-			notes = append(notes, "invalid")
-		case c.Macguard && c.After != "":
-			notes = append(notes, "chains macguard after "+c.After)
-		case c.Macguard:
-			notes = append(notes, "has macguard first")
-		default:
-			notes = append(notes, "no macguard")
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, orDash(strings.Join(c.Plugins, " -> ")), strings.Join(notes, ", "))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", name, orDash(strings.Join(c.Plugins, " -> ")), strings.Join(configNotes(c), ", "))
 	}
 	tw.Flush()
-	writeFindings(&b, bySection[SectionConfig], "  ")
+	writeFindings(b, fs, "  ")
+}
 
+// configNotes says what the runtime makes of a configuration.
+func configNotes(c ConfigState) []string {
+	var notes []string
+	if c.Loaded {
+		notes = append(notes, "loaded by the runtime")
+	}
+	switch {
+	case c.NoConfig:
+		notes = append(notes, "no spec.config: Multus reads it from its conf dir")
+	case !c.Valid && len(c.Plugins) == 0:
+		notes = append(notes, "invalid")
+	case c.Macguard && c.After != "":
+		notes = append(notes, "chains macguard after "+c.After)
+	case c.Macguard:
+		notes = append(notes, "has macguard first")
+	default:
+		notes = append(notes, "no macguard")
+	}
+	return notes
+}
+
+// writeBinary writes the plugin binary's state and findings.
+func writeBinary(b *strings.Builder, r Report, fs []Finding) {
 	b.WriteString("\nBinary\n")
 	switch bin := r.Binary; {
 	case !bin.Present:
-		fmt.Fprintf(&b, "  %s: missing\n", bin.Path)
+		fmt.Fprintf(b, "  %s: missing\n", bin.Path)
 	case bin.Version != "" && bin.Version == buildString(r.Macguardctl):
-		fmt.Fprintf(&b, "  %s: %s, the same build as this macguardctl\n", bin.Path, bin.Version)
+		fmt.Fprintf(b, "  %s: %s, the same build as this macguardctl\n", bin.Path, bin.Version)
 	case bin.Version != "":
-		fmt.Fprintf(&b, "  %s: %s\n", bin.Path, bin.Version)
+		fmt.Fprintf(b, "  %s: %s\n", bin.Path, bin.Version)
 	default:
-		fmt.Fprintf(&b, "  %s\n", bin.Path)
+		fmt.Fprintf(b, "  %s\n", bin.Path)
 	}
-	writeFindings(&b, bySection[SectionBinary], "  ")
+	writeFindings(b, fs, "  ")
+}
 
-	if cl := bySection[SectionCluster]; len(cl) > 0 || hasNAD(r.Configs) {
-		b.WriteString("\nCluster\n")
-		for _, c := range r.Configs {
-			if c.Source == "cluster" {
-				plugins := orDash(strings.Join(c.Plugins, " -> "))
-				if c.NoConfig {
-					plugins = "no spec.config (Multus' conf dir)"
-				}
-				fmt.Fprintf(&b, "  NAD %s: %s\n", c.NAD, plugins)
+// writeCluster writes the cluster's NADs and findings, when there are any.
+func writeCluster(b *strings.Builder, configs []ConfigState, fs []Finding) {
+	if len(fs) == 0 && !hasNAD(configs) {
+		return
+	}
+	b.WriteString("\nCluster\n")
+	for _, c := range configs {
+		if c.Source == "cluster" {
+			plugins := orDash(strings.Join(c.Plugins, " -> "))
+			if c.NoConfig {
+				plugins = "no spec.config (Multus' conf dir)"
 			}
+			fmt.Fprintf(b, "  NAD %s: %s\n", c.NAD, plugins)
 		}
-		writeFindings(&b, cl, "  ")
 	}
+	writeFindings(b, fs, "  ")
+}
 
-	s := r.Summary
+// writeSummary writes the last line.
+func writeSummary(b *strings.Builder, s Summary) {
 	if s.Status == "healthy" {
-		fmt.Fprintf(&b, "\nHealthy: nothing wrong found (%d info).\n", s.Info)
-	} else {
-		fmt.Fprintf(&b, "\n%d error(s), %d warning(s), %d info.\n", s.Errors, s.Warnings, s.Info)
+		fmt.Fprintf(b, "\nHealthy: nothing wrong found (%d info).\n", s.Info)
+		return
 	}
-	// tabwriter pads the last column of short rows; no line ends in blanks.
-	lines := strings.Split(b.String(), "\n")
-	for i := range lines {
-		lines[i] = strings.TrimRight(lines[i], " ")
-	}
-	_, err := io.WriteString(w, strings.Join(lines, "\n"))
-	return err
+	fmt.Fprintf(b, "\n%d error(s), %d warning(s), %d info.\n", s.Errors, s.Warnings, s.Info)
 }
 
 // buildString is pkg/buildinfo's version line for b.

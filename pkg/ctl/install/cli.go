@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/macguard-cni/macguard/pkg/buildinfo"
+	"github.com/macguard-cni/macguard/pkg/ctl/cli"
 )
 
 const installUsage = `usage: macguardctl install [flags]
@@ -58,33 +59,6 @@ func UninstallMain(args []string, stdout, stderr io.Writer) int {
 	return runCLI(true, args, stdout, stderr, os.LookupEnv)
 }
 
-// listFlag is a repeatable flag. A value from the environment is a
-// comma-separated list that the first value on the command line replaces.
-type listFlag struct {
-	vals    []string
-	fromEnv bool
-}
-
-func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
-
-func (l *listFlag) Set(v string) error {
-	if l.fromEnv {
-		l.vals, l.fromEnv = nil, false
-	}
-	l.vals = append(l.vals, v)
-	return nil
-}
-
-func (l *listFlag) setEnv(v string) {
-	l.vals = nil
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			l.vals = append(l.vals, p)
-		}
-	}
-	l.fromEnv = true
-}
-
 // envName is the environment variable for a flag: --cni-bin-dir is
 // MACGUARD_CNI_BIN_DIR.
 func envName(flagName string) string {
@@ -99,7 +73,7 @@ func parse(uninstall bool, args []string, stderr io.Writer, lookup func(string) 
 		name, usage = "uninstall", uninstallUsage
 	}
 	var o Options
-	var chain listFlag
+	var chain cli.ListFlag
 	var check bool
 	fs := flag.NewFlagSet("macguardctl "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -127,7 +101,7 @@ func parse(uninstall bool, args []string, stderr io.Writer, lookup func(string) 
 			return
 		}
 		if f.Name == "chain-into" {
-			chain.setEnv(v)
+			chain.SetFromEnv(v)
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
@@ -143,7 +117,7 @@ func parse(uninstall bool, args []string, stderr io.Writer, lookup func(string) 
 	if fs.NArg() > 0 {
 		return o, false, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	o.ChainInto = chain.vals
+	o.ChainInto = chain.Values
 	return o, check, nil
 }
 

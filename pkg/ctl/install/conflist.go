@@ -10,11 +10,12 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/macguard-cni/macguard/pkg/config"
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 )
 
 // PluginType is the "type" of macguard's entry in a conflist; it is also the
 // name of the binary in the CNI bin directory.
-const PluginType = "macguard"
+const PluginType = cniconf.PluginType
 
 // DefaultPluginConfig is the entry chained into a conflist when no
 // --plugin-config is given: every option at the plugin's default.
@@ -129,16 +130,6 @@ func render(raw json.RawMessage) []byte {
 	return b.Bytes()
 }
 
-// pluginType returns the "type" of one plugin entry, or "" when the entry
-// has none (runtimes reject such an entry, so callers have validated first).
-func pluginType(entry json.RawMessage) string {
-	var t struct {
-		Type string `json:"type"`
-	}
-	_ = json.Unmarshal(entry, &t)
-	return t.Type
-}
-
 // canonical is a form of a JSON value in which two values with the same
 // meaning are byte-equal: object keys sorted, insignificant space dropped,
 // numbers kept as written.
@@ -175,7 +166,7 @@ func Entry(pluginConfig string) (json.RawMessage, error) {
 	switch {
 	case !ok:
 		o = append(object{{"type", json.RawMessage(`"macguard"`)}}, o...)
-	case pluginType(o.compact()) != PluginType:
+	case !isMacguard(o.compact()):
 		return nil, fmt.Errorf(`--plugin-config: "type" is %s; it must be %q (or left out)`, typ, PluginType)
 	}
 	if _, ok := o.get("prevResult"); ok {
@@ -190,33 +181,36 @@ func Entry(pluginConfig string) (json.RawMessage, error) {
 	if err := strict.Decode(new(config.NetConf)); err != nil {
 		return nil, fmt.Errorf("--plugin-config: %w", err)
 	}
-	c, err := config.Parse(entry, "")
-	if err != nil {
-		return nil, fmt.Errorf("--plugin-config: %w", err)
-	}
-	if _, err := c.Requested(); err != nil {
+	if _, err := cniconf.CheckEntry(entry); err != nil {
 		return nil, fmt.Errorf("--plugin-config: %w", err)
 	}
 	return entry, nil
 }
 
-// listDoc is a parsed conflist: the top-level object and its plugins.
+// isMacguard reports whether a plugin entry is macguard's.
+func isMacguard(entry json.RawMessage) bool { return cniconf.EntryType(entry) == PluginType }
+
+// listDoc is a parsed conflist: the top-level object and its plugins as
+// written, and the chain the runtime reads from them (entry i of chain is
+// plugins[i]).
 type listDoc struct {
 	top     object
 	plugins []json.RawMessage
+	chain   *cniconf.Chain
 }
 
-// validateList accepts exactly the configuration lists the runtime accepts:
-// it is libcni's own parser, the one containerd, CRI-O and Multus load
-// configurations with.
-func validateList(data []byte) error {
-	if _, err := libcni.NetworkConfFromBytes(data); err != nil {
-		return fmt.Errorf("the runtime would refuse it: %w", err)
+// readList reads a configuration list exactly as the runtime does
+// (cniconf.ReadList: libcni's own parser, the one containerd, CRI-O and
+// Multus load configurations with), and refuses what it would refuse.
+func readList(data []byte) (*cniconf.Chain, error) {
+	ch, err := cniconf.ReadList(data)
+	if err != nil {
+		return nil, fmt.Errorf("the runtime would refuse it: %w", err)
 	}
-	return nil
+	return ch, nil
 }
 
-// validatePlugin is validateList for a single plugin's configuration (a
+// validatePlugin is readList for a single plugin's configuration (a
 // .conf), and returns what libcni decoded.
 func validatePlugin(data []byte) (*libcni.PluginConfig, error) {
 	conf, err := libcni.NetworkPluginConfFromBytes(data)
@@ -226,11 +220,12 @@ func validatePlugin(data []byte) (*libcni.PluginConfig, error) {
 	return conf, nil
 }
 
-// parseList checks a conflist as the runtime will (validateList) and then
+// parseList reads a conflist as the runtime will (readList) and then
 // keeps its parts exactly as written. It refuses anything macguard could
 // not chain into without guessing.
 func parseList(data []byte) (*listDoc, error) {
-	if err := validateList(data); err != nil {
+	ch, err := readList(data)
+	if err != nil {
 		return nil, err
 	}
 	top, err := parseObject(data)
@@ -245,7 +240,10 @@ func parseList(data []byte) (*listDoc, error) {
 	if err := json.Unmarshal(raw, &plugins); err != nil {
 		return nil, fmt.Errorf(`"plugins": %w`, err)
 	}
-	return &listDoc{top: top, plugins: plugins}, nil
+	if len(plugins) != len(ch.Entries) {
+		return nil, fmt.Errorf("internal error: %d plugins as written, %d as the runtime reads them", len(plugins), len(ch.Entries))
+	}
+	return &listDoc{top: top, plugins: plugins, chain: ch}, nil
 }
 
 func (d *listDoc) bytes() ([]byte, error) {
@@ -261,7 +259,7 @@ func (d *listDoc) bytes() ([]byte, error) {
 	out := render(d.top.with("plugins", b.Bytes()).compact())
 	// The same check the input passed: never hand the runtime a file it
 	// would refuse.
-	if err := validateList(out); err != nil {
+	if _, err := readList(out); err != nil {
 		return nil, fmt.Errorf("internal error: the rewritten conflist does not pass the runtime's checks: %w", err)
 	}
 	return out, nil
@@ -305,8 +303,8 @@ func chainList(data []byte, entry json.RawMessage) ([]byte, Change, error) {
 	}
 	var kept []json.RawMessage
 	found, same := false, false
-	for _, p := range d.plugins {
-		if pluginType(p) != PluginType {
+	for i, p := range d.plugins {
+		if d.chain.Entries[i].Type != PluginType {
 			kept = append(kept, p)
 			continue
 		}
@@ -342,8 +340,8 @@ func unchainList(data []byte) ([]byte, Change, error) {
 		return nil, "", err
 	}
 	var kept []json.RawMessage
-	for _, p := range d.plugins {
-		if pluginType(p) != PluginType {
+	for i, p := range d.plugins {
+		if d.chain.Entries[i].Type != PluginType {
 			kept = append(kept, p)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/macguard-cni/macguard/internal/testutil"
+	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 )
 
 // fixtures are the conflists real agents write (see cni-conf/installer).
@@ -380,3 +381,6 @@ func TestConvertConf(t *testing.T) {
 		}
 	}
 }
+
+// pluginType is the "type" of one plugin entry, for the tests' checks.
+func pluginType(entry json.RawMessage) string { return cniconf.EntryType(entry) }

@@ -220,6 +220,20 @@ func (w *World) IPVlan(t testing.TB, p *Pod, ifName string, mode netlink.IPVlanM
 	})
 }
 
+// Tun gives the pod interface ifName, a tun device (no link layer, as a
+// VPN or a user-space data path makes one); it lives as long as the pod's
+// netns.
+func (w *World) Tun(t testing.TB, p *Pod, ifName string) {
+	t.Helper()
+	testutil.InNetns(t, p.NS, func() error {
+		tun := &netlink.Tuntap{LinkAttrs: netlink.LinkAttrs{Name: ifName}, Mode: netlink.TUNTAP_MODE_TUN, Flags: netlink.TUNTAP_DEFAULTS}
+		if err := netlink.LinkAdd(tun); err != nil {
+			return fmt.Errorf("adding tun %s: %w", ifName, err)
+		}
+		return nil
+	})
+}
+
 func (w *World) nextIndex() int {
 	w.nextIf++
 	return w.nextIf
