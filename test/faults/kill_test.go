@@ -237,14 +237,13 @@ func (w *world) phaseOf(t *testing.T) string {
 // a minute old.
 //
 // The first kills are spread over the time an ADD takes. Some phases last
-// microseconds, so the kills after that are aimed: for the first phase no
-// kill has landed in yet, the delay is drawn between the delays that landed
-// in the phases around it, until every phase of killPhases has had a kill
+// microseconds, so the kills after that are aimed (see aim) where kills
+// have landed mid-change, until every phase of killPhases has had a kill
 // or maxKills is spent. A phase with no kill fails the test, by name.
 func TestKilledAtRandomTimes(t *testing.T) {
 	const (
 		spreadKills = 30
-		maxKills    = 400
+		maxKills    = 1000
 	)
 	bin := testutil.PluginBinary(t)
 	seed := uint64(time.Now().UnixNano())
@@ -280,8 +279,7 @@ func TestKilledAtRandomTimes(t *testing.T) {
 	for ; kills < maxKills && (kills < spreadKills || len(missing()) > 0); kills++ {
 		delay := time.Duration(rng.Int64N(int64(span)))
 		if kills >= spreadKills {
-			lo, hi := aim(delays, missing()[0], span)
-			delay = lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+			delay = aim(rng, delays, missing()[0], span)
 		}
 		w := newWorld(t)
 		cmd := exec.Command(bin)
@@ -315,41 +313,51 @@ func TestKilledAtRandomTimes(t *testing.T) {
 			t.Fatalf("kill %d %s (after %s of a %s ADD) left the pod unclean (see above)", kills, phase, delay, span)
 		}
 	}
-	counts := map[string]int{}
-	for p, d := range delays {
-		counts[p] = len(d)
+	t.Logf("%d kills, the first %d over 0-%s", kills, spreadKills, span)
+	for _, p := range append(slices.Clone(killPhases), phaseFinished) {
+		if d := delays[p]; len(d) > 0 {
+			t.Logf("%s: %d kills, after %s-%s (median %s)", p, len(d), slices.Min(d), slices.Max(d), median(d))
+		}
 	}
-	t.Logf("%d kills, the first %d over 0-%s: %v", kills, spreadKills, span, counts)
 	for _, p := range missing() {
 		t.Errorf("no kill landed %s in %d kills (seed %d): that phase's cleanup went untested", p, kills, seed)
 	}
 }
 
-// aim returns the delays between which kills land in phase: from the
-// median delay of the last phase before it that had a kill to the median
-// of the first after it (ADDs that finished count as the last phase).
-// Start-up time varies from run to run, so the medians bracket the phase
-// better than the extremes would.
-func aim(delays map[string][]time.Duration, phase string, span time.Duration) (lo, hi time.Duration) {
-	order := append(slices.Clone(killPhases), phaseFinished)
-	i := slices.Index(order, phase)
-	lo, hi = 0, span
-	for j := i - 1; j >= 0; j-- {
-		if d := delays[order[j]]; len(d) > 0 {
-			lo = median(d)
-			break
+// aim draws the delay of a kill meant to land in phase, where none has
+// yet. The steps of an ADD last microseconds, but when the ADD reaches
+// them varies by far more from run to run (starting the process), so the
+// delays that landed kills in the phases either side of it (of those after
+// the start of the record write) are where the next kill is likeliest to
+// land in it: aim takes one of those (or, while they have none, of any
+// such phase), moved by up to span/40 either way. Before any kill has
+// landed mid-change, it draws from where kills have both landed before any
+// change and got further (finished): the zone where the change happens.
+func aim(rng *rand.Rand, delays map[string][]time.Duration, phase string, span time.Duration) time.Duration {
+	i := slices.Index(killPhases, phase)
+	var near, mid []time.Duration
+	for j, p := range killPhases[1:] {
+		mid = append(mid, delays[p]...)
+		if j+1 == i-1 || j+1 == i+1 {
+			near = append(near, delays[p]...)
 		}
 	}
-	for j := i + 1; j < len(order); j++ {
-		if d := delays[order[j]]; len(d) > 0 {
-			hi = median(d)
-			break
-		}
+	if len(near) == 0 {
+		near = mid
 	}
-	if hi <= lo {
+	if len(near) > 0 {
+		d := near[rng.IntN(len(near))] + time.Duration(rng.Int64N(int64(span/20)+1)) - span/40
+		return max(d, 0)
+	}
+	before, later := delays[phaseBeforeChange], delays[phaseFinished]
+	if len(before) == 0 || len(later) == 0 {
+		return time.Duration(rng.Int64N(int64(span)))
+	}
+	lo, hi := slices.Min(later), slices.Max(before)
+	if hi < lo {
 		lo, hi = hi, lo
 	}
-	return lo, hi
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
 }
 
 func median(d []time.Duration) time.Duration {
