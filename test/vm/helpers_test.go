@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -110,8 +111,9 @@ func (o outcome) mustSucceed(t *testing.T, what string) []byte {
 // (when a capability is set) runtimeConfig.
 func (n *node) macguardConf(t *testing.T, fields map[string]any, prev []byte, runtimeConfig map[string]any) []byte {
 	t.Helper()
-	c := n.MacguardEntry(fields)
-	c["cniVersion"], c["name"] = cniVersion, netName
+	c := map[string]any{"cniVersion": cniVersion, "name": netName}
+	maps.Copy(c, fields)
+	c = n.MacguardEntry(c)
 	if prev != nil {
 		c["prevResult"] = json.RawMessage(prev)
 	}
