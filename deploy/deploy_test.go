@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -330,18 +331,48 @@ func env(c corev1.Container) map[string]string {
 	return m
 }
 
-// entrypoint is the image's ENTRYPOINT, read from the Dockerfile (which
-// hack/image's tests hold to the image `make image` builds).
+// entrypoint is the ENTRYPOINT of the image `make image` built (the OCI
+// layout `make test-deploy` names in MACGUARD_IMAGE_LAYOUT), the same on
+// every platform, which the DaemonSet runs when it sets no command.
 func entrypoint(t *testing.T) []string {
 	t.Helper()
-	b, err := os.ReadFile("../Dockerfile")
+	dir := os.Getenv("MACGUARD_IMAGE_LAYOUT")
+	if dir == "" {
+		t.Fatal("MACGUARD_IMAGE_LAYOUT is not set; run `make test-deploy`, which builds the image first")
+	}
+	top, err := layout.ImageIndexFromPath(dir)
+	if err != nil {
+		t.Fatalf("%s is not an OCI layout: %v", dir, err)
+	}
+	tm, err := top.IndexManifest()
+	if err != nil || len(tm.Manifests) != 1 {
+		t.Fatalf("%s: want one image index, got %v (%v)", dir, tm, err)
+	}
+	idx, err := top.ImageIndex(tm.Manifests[0].Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^ENTRYPOINT\s+(\[.*\])\s*$`).FindSubmatch(b)
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var ep []string
-	if m == nil || json.Unmarshal(m[1], &ep) != nil {
-		t.Fatal("no exec-form ENTRYPOINT in the Dockerfile")
+	for i, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && !slices.Equal(cf.Config.Entrypoint, ep) {
+			t.Fatalf("%s: entrypoint %q on %v, %q on another platform", dir, cf.Config.Entrypoint, d.Platform, ep)
+		}
+		ep = cf.Config.Entrypoint
+	}
+	if len(ep) == 0 {
+		t.Fatalf("%s: the image has no entrypoint", dir)
 	}
 	return ep
 }

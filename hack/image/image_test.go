@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -521,81 +520,4 @@ func stderrOf(err error) error {
 		return fmt.Errorf("%w: %s", err, ee.Stderr)
 	}
 	return err
-}
-
-// TestDockerfileBuildsTheSameImage holds the Dockerfile (for people with
-// Docker) to the image hack/image builds.
-func TestDockerfileBuildsTheSameImage(t *testing.T) {
-	b, err := os.ReadFile("../../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Join continuation lines, drop comments.
-	text := regexp.MustCompile(`\\\n\s*`).ReplaceAllString(string(b), " ")
-	var lines []string
-	for _, l := range strings.Split(text, "\n") {
-		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-			lines = append(lines, l)
-		}
-	}
-	var froms, entrypoints []string
-	labels := map[string]string{}
-	args := map[string]string{}
-	for _, l := range lines {
-		instr, rest, _ := strings.Cut(l, " ")
-		switch strings.ToUpper(instr) {
-		case "FROM":
-			froms = append(froms, rest)
-		case "ENTRYPOINT":
-			entrypoints = append(entrypoints, rest)
-		case "LABEL":
-			for _, m := range regexp.MustCompile(`(\S+?)="([^"]*)"`).FindAllStringSubmatch(rest, -1) {
-				labels[m[1]] = m[2]
-			}
-		case "ARG":
-			for _, a := range strings.Fields(rest) {
-				k, v, _ := strings.Cut(a, "=")
-				args[k] = v
-			}
-		}
-	}
-	if len(froms) == 0 || froms[len(froms)-1] != "scratch" {
-		t.Errorf("final stage is FROM %v, want scratch", froms)
-	}
-	var ep []string
-	if len(entrypoints) != 1 || json.Unmarshal([]byte(entrypoints[0]), &ep) != nil || strings.Join(ep, " ") != strings.Join(Entrypoint, " ") {
-		t.Errorf("ENTRYPOINT %v, want exec form %q", entrypoints, Entrypoint)
-	}
-	for _, k := range []string{LabelVersion, LabelRevision, LabelSource, LabelTitle, LabelDescription} {
-		if _, ok := labels[k]; !ok {
-			t.Errorf("Dockerfile has no %s label (labels: %v)", k, labels)
-		}
-	}
-	if labels[LabelVersion] != "${VERSION}" || labels[LabelSource] != DefaultSource {
-		t.Errorf("labels %v: want %s=${VERSION}, %s=%s", labels, LabelVersion, LabelSource, DefaultSource)
-	}
-	if v := testutil.MakefileVersion(t); args["VERSION"] != v {
-		t.Errorf("ARG VERSION=%s, want the Makefile's %s (run `make manifests`)", args["VERSION"], v)
-	}
-	for _, f := range Files {
-		if !strings.Contains(text, "COPY --from=build --chmod=0755 /out/"+filepath.Base(f)+" "+f) {
-			t.Errorf("%s is not copied to %s with mode 0755", filepath.Base(f), f)
-		}
-	}
-	// The same build as the Makefile: static, trimmed, stamped.
-	mk, _ := os.ReadFile("../../Makefile")
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "-s -w", "/pkg/buildinfo.Version=", "/pkg/buildinfo.Commit="} {
-		if !strings.Contains(text, want) || !strings.Contains(string(mk), want) {
-			t.Errorf("%q is not in both the Dockerfile and the Makefile build", want)
-		}
-	}
-	// The Go of the build stage is the one go.mod asks for.
-	gomod, _ := os.ReadFile("../../go.mod")
-	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)`).FindSubmatch(gomod)
-	if m == nil {
-		t.Fatal("no go directive in go.mod")
-	}
-	if !strings.Contains(froms[0], "golang:"+string(m[1])) {
-		t.Errorf("build stage %q does not use golang:%s from go.mod", froms[0], m[1])
-	}
 }

@@ -11,8 +11,12 @@
 //	  --version v0.1.0 --revision abc1234 \
 //	  --out bin/image/macguard-v0.1.0.oci.tar
 //
-// `make image` runs it. The Dockerfile builds the same image for people
-// with Docker; deploy tests keep the two in step.
+// `make image` runs it, and it is the one way the project builds its image:
+// the archive it writes is reproducible (the same digest for the same
+// commit), needs no container daemon or base image from a registry, and is
+// what the tests read back, run and import into the test node's
+// containerd. People with Docker load it (`docker load -i`, Docker 25+) or
+// push it with skopeo; there is no Dockerfile to keep in step.
 package main
 
 import (
@@ -35,8 +39,8 @@ import (
 	"github.com/macguard-cni/macguard/hack/image/ociarchive"
 )
 
-// The image's fixed shape; deploy/deploy_test.go and the Dockerfile test
-// hold the Dockerfile and the DaemonSet to it.
+// The image's fixed shape; deploy/deploy_test.go holds the DaemonSet to the
+// image built with it.
 const (
 	// PluginPath is where the CNI plugin lives in the image; the installer
 	// copies it to the node.

@@ -4,16 +4,17 @@
 #   make image          bin/image/macguard-$(VERSION).oci.tar: an OCI image
 #                       index (linux/amd64 + linux/arm64) FROM scratch with the
 #                       static plugin and macguardctl, named
-#                       $(IMAGE_REPO):$(VERSION), as an oci-archive (+ the layout in .oci.d/)
+#                       $(IMAGE_REPO):$(VERSION), as an oci-archive (+ the layout in .oci.d/);
+#                       the one way the project builds its image (no
+#                       Dockerfile: see hack/image). With Docker 25+:
+#                       docker load -i bin/image/macguard-$(VERSION).oci.tar
 #   make test-deploy    manifest tests (strict decoding, kustomize-rendered
 #                       overlays run on a fake node, the Helm chart rendered
 #                       by Helm 3 and 4 compared with them) and image tests (the
 #                       archive read back, its binary run, skopeo's view);
 #                       part of `make test`. pkg/ctl/install runs in test-unit.
 #   make manifests      write $(VERSION) into deploy/ (the chart's Chart.yaml
-#                       too) and the Dockerfile
-#   make image-docker   the same image with docker buildx (needs Docker;
-#                       IMAGE_PUSH=1 pushes it)
+#                       too)
 #
 # Publishing the daemon-less image: skopeo copy --all
 #   oci-archive:bin/image/macguard-$(VERSION).oci.tar docker://$(IMAGE_REPO):$(VERSION)
@@ -22,12 +23,13 @@ IMAGE_REPO        ?= ghcr.io/macguard-cni/macguard
 IMAGE_ARCHES      := amd64 arm64
 IMAGE_DIR         := $(BIN_DIR)/image
 IMAGE_ARCHIVE     := $(IMAGE_DIR)/macguard-$(VERSION).oci.tar
+IMAGE_LAYOUT      := $(IMAGE_DIR)/macguard-$(VERSION).oci.d
 # The commit time, so rebuilding a commit gives the same image digest.
 IMAGE_CREATED     ?= $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
 KUSTOMIZE_VERSION := v5.8.2
 KUSTOMIZE         := $(CURDIR)/$(TOOLS_DIR)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
 
-.PHONY: image image-binaries image-docker test-deploy deploy-deps manifests
+.PHONY: image image-binaries test-deploy deploy-deps manifests
 
 # Static binaries per architecture, built like `make build`.
 image-binaries:
@@ -41,12 +43,7 @@ image: image-binaries
 	$(GO) run ./hack/image --version $(VERSION) --revision $(COMMIT) --created $(IMAGE_CREATED) \
 		--repository $(IMAGE_REPO) \
 		$(foreach a,$(IMAGE_ARCHES),--binaries linux/$(a)=$(BIN_DIR)/linux-$(a)) \
-		--out $(IMAGE_ARCHIVE)
-
-image-docker:
-	docker buildx build --platform $$(echo $(foreach a,$(IMAGE_ARCHES),linux/$(a)) | tr ' ' ,) \
-		--build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
-		-t $(IMAGE_REPO):$(VERSION) $(if $(IMAGE_PUSH),--push,) .
+		--out $(IMAGE_ARCHIVE) --layout $(IMAGE_LAYOUT)
 
 $(KUSTOMIZE):
 	@mkdir -p $(dir $@)
@@ -65,14 +62,13 @@ deploy-deps: $(KUSTOMIZE)
 	fi
 
 test-deploy: deploy-deps image helm
-	KUSTOMIZE=$(KUSTOMIZE) HELM3=$(HELM3) HELM4=$(HELM4) MACGUARD_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) MACGUARD_IMAGE_VERSION=$(VERSION) \
+	KUSTOMIZE=$(KUSTOMIZE) HELM3=$(HELM3) HELM4=$(HELM4) MACGUARD_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) MACGUARD_IMAGE_LAYOUT=$(CURDIR)/$(IMAGE_LAYOUT) MACGUARD_IMAGE_VERSION=$(VERSION) \
 	MACGUARD_REQUIRE_SKOPEO=$$([ "$$(id -u)" = 0 ] && echo 1) \
 		$(GO) test -count=1 ./deploy/... ./hack/image/...
 
 manifests:
 	sed -i -E 's|(image: $(IMAGE_REPO)):[^[:space:]]+|\1:$(VERSION)|' deploy/base/daemonset.yaml deploy/components/webhook/webhook.yaml
 	sed -i -E 's|^(    newTag: ).*|\1$(VERSION)|' deploy/base/kustomization.yaml
-	sed -i -E 's|^ARG VERSION=.*|ARG VERSION=$(VERSION)|' Dockerfile
 	sed -i -E 's|^version: .*|version: $(patsubst v%,%,$(VERSION))|; s|^appVersion: .*|appVersion: $(VERSION)|' $(CHART_DIR)/Chart.yaml
 
 TEST_TARGETS += test-deploy

@@ -366,7 +366,7 @@ func RepoRoot() (string, error) {
 }
 
 // MakefileVersion is the VERSION the top-level Makefile builds (`VERSION ?=`),
-// which the manifests, the Dockerfile and the image must carry.
+// which the manifests, the chart and the image must carry.
 func MakefileVersion(t testing.TB) string {
 	t.Helper()
 	root, err := RepoRoot()

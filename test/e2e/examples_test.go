@@ -94,7 +94,7 @@ func TestExamples(t *testing.T) {
 			}
 			name := uniqueName(list["name"].(string))
 			n.localize(list, name)
-			n.writeConf(name, list)
+			n.WriteConfList(t, list)
 
 			a := n.attach(name, testutil.NewNetns(t), ex.pod, ex.capArgs)
 			r, raw := a.add()
@@ -165,7 +165,7 @@ func (n *node) localize(list obj, name string) {
 			p["master"] = parentIf
 		}
 		if ipam, ok := p["ipam"].(obj); ok && ipam["type"] == "host-local" {
-			ipam["dataDir"] = n.ipamDir
+			ipam["dataDir"] = n.IPAMDir
 		}
 	}
 }

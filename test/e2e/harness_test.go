@@ -18,14 +18,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
-	"net"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/containernetworking/plugins/pkg/ns"
@@ -44,14 +41,13 @@ const (
 	parentPeer = "mgparent1"
 )
 
-// node is one simulated host: testutil's Node (a network namespace for
-// cnitool and the host side of the chains, macguard's dataDir and logFile)
-// and directories for conflists and the other plugins' state.
+// node is one simulated host, testutil's Node (a network namespace for
+// cnitool and the host side of the chains, its NETCONFPATH, host-local's
+// and macguard's files), with what this suite adds: the test it reports
+// to, the pinned cnitool and reference plugins, and tuning's dataDir.
 type node struct {
 	t *testing.T
 	*testutil.Node
-	confDir   string // NETCONFPATH
-	ipamDir   string // host-local's dataDir
 	tuningDir string // tuning's dataDir
 	tool      *testutil.CNITool
 }
@@ -59,23 +55,12 @@ type node struct {
 func newNode(t *testing.T) *node {
 	t.Helper()
 	base := testutil.NewNode(t)
-	n := &node{
+	return &node{
 		t:         t,
 		Node:      base,
-		confDir:   filepath.Join(base.Dir, "net.d"),
-		ipamDir:   filepath.Join(base.Dir, "ipam"),
 		tuningDir: filepath.Join(base.Dir, "tuning"),
+		tool:      base.CNITool(testutil.CNIToolBinary(t), testutil.CNIPath(t)),
 	}
-	if err := os.Mkdir(n.confDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	n.tool = &testutil.CNITool{
-		Bin:         testutil.CNIToolBinary(t),
-		CNIPath:     testutil.CNIPath(t),
-		NetConfPath: n.confDir,
-		Node:        n.NS,
-	}
-	return n
 }
 
 // withParent adds the macvlan/ipvlan parent veth pair to the node.
@@ -100,28 +85,14 @@ type obj = map[string]any
 func (n *node) writeList(base, cniVersion string, plugins ...obj) string {
 	n.t.Helper()
 	name := uniqueName(base)
-	list := obj{"cniVersion": cniVersion, "name": name, "plugins": plugins}
-	n.writeConf(name, list)
+	n.WriteConfList(n.t, obj{"cniVersion": cniVersion, "name": name, "plugins": plugins})
 	return name
-}
-
-func (n *node) writeConf(name string, list obj) {
-	n.t.Helper()
-	b, err := json.MarshalIndent(list, "", "  ")
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(n.confDir, name+".conflist"), b, 0o644); err != nil {
-		n.t.Fatal(err)
-	}
 }
 
 // Plugin entries. Every stateful plugin gets a dataDir under the test's
 // temporary directory.
 
-func (n *node) hostLocal(subnet string) obj {
-	return obj{"type": "host-local", "dataDir": n.ipamDir, "ranges": [][]obj{{{"subnet": subnet}}}}
-}
+func (n *node) hostLocal(subnet string) obj { return n.HostLocal(subnet) }
 
 func ptp(ipam obj) obj { return obj{"type": "ptp", "ipam": ipam} }
 
@@ -153,11 +124,9 @@ func (n *node) tuning(extra obj) obj {
 // macguard is the plugin's entry with the node's dataDir and logFile and
 // the "mac" capability, plus fields.
 func (n *node) macguard(fields obj) obj {
-	p := obj{"type": "macguard", "dataDir": n.DataDir, "logFile": n.LogFile, "capabilities": obj{"mac": true}}
-	for k, v := range fields {
-		p[k] = v
-	}
-	return p
+	p := obj{"capabilities": obj{"mac": true}}
+	maps.Copy(p, fields)
+	return n.MacguardEntry(p)
 }
 
 // attachment is one pod interface on one network, driven through cnitool.
@@ -281,20 +250,7 @@ func (a *attachment) stateRecord() (original, applied string) {
 // leases lists host-local's reserved addresses for a network.
 func (n *node) leases(network string) []string {
 	n.t.Helper()
-	entries, err := os.ReadDir(filepath.Join(n.ipamDir, network))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	var ips []string
-	for _, e := range entries {
-		if net.ParseIP(e.Name()) != nil {
-			ips = append(ips, e.Name())
-		}
-	}
-	return ips
+	return n.Leases(n.t, network)
 }
 
 // cacheFile is libcni's cached result for the attachment.
@@ -331,13 +287,10 @@ func (a *attachment) assertClean(nodeLinks ...string) {
 	}
 }
 
-// logLine is one line of macguard's logFile, as key/value pairs (logfmt).
-type logLine map[string]string
-
 // addLog returns macguard's single ADD log line for this attachment.
-func (a *attachment) addLog() logLine {
+func (a *attachment) addLog() testutil.LogLine {
 	a.n.t.Helper()
-	var found []logLine
+	var found []testutil.LogLine
 	for _, l := range a.n.logLines() {
 		if l["msg"] == "ADD" && l["container"] == a.containerID() && l["ifname"] == podIf {
 			found = append(found, l)
@@ -354,46 +307,9 @@ func (n *node) readLog() string {
 	return n.ReadLog(n.t)
 }
 
-func (n *node) logLines() []logLine {
+func (n *node) logLines() []testutil.LogLine {
 	n.t.Helper()
-	var lines []logLine
-	for _, s := range strings.Split(n.readLog(), "\n") {
-		if s == "" {
-			continue
-		}
-		l, err := parseLogfmt(s)
-		if err != nil {
-			n.t.Fatalf("macguard log line %q: %v", s, err)
-		}
-		lines = append(lines, l)
-	}
-	return lines
-}
-
-// parseLogfmt splits `k=v k="quoted \"v\""` (what log/slog's text handler
-// writes).
-func parseLogfmt(s string) (logLine, error) {
-	l := logLine{}
-	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
-		k, rest, ok := strings.Cut(s, "=")
-		if !ok || k == "" || strings.ContainsAny(k, " \"") {
-			return nil, fmt.Errorf("no key=value at %q", s)
-		}
-		var v string
-		if strings.HasPrefix(rest, `"`) {
-			q, err := strconv.QuotedPrefix(rest)
-			if err != nil {
-				return nil, fmt.Errorf("value of %s: %w", k, err)
-			}
-			v, _ = strconv.Unquote(q)
-			rest = rest[len(q):]
-		} else {
-			v, rest, _ = strings.Cut(rest, " ")
-		}
-		l[k] = v
-		s = rest
-	}
-	return l, nil
+	return n.LogLines(n.t)
 }
 
 // in is the same node seen from a subtest: failures and cleanups belong to t.

@@ -424,7 +424,7 @@ func TestGC(t *testing.T) {
 	}
 	crashed.deleted, forgotten.deleted = true, true // nothing left for cleanup to DEL
 
-	list, err := libcni.ConfListFromFile(filepath.Join(n.confDir, network+".conflist"))
+	list, err := libcni.ConfListFromFile(filepath.Join(n.ConfDir, network+".conflist"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/macguard-cni/macguard/internal/testutil"
 	"github.com/macguard-cni/macguard/pkg/link"
+	"github.com/macguard-cni/macguard/pkg/macaddr"
 	"github.com/macguard-cni/macguard/pkg/plugin"
 )
 
@@ -178,14 +179,72 @@ func TestKilledADDThenDEL(t *testing.T) {
 	}
 }
 
-// TestKilledAtRandomTimes kills the real binary's ADD after random delays
-// spread over the time an ADD takes, so kills also land inside steps the
-// named pauses cannot reach (inside the record write, between adding the
-// new link-local address and removing the old one). DEL must always clean
-// up; a temporary file from a write cut short is the one thing DEL leaves,
-// and GC removes it once it is a minute old.
+// The phases of an ADD a random kill can land in, in the order the ADD
+// passes them, each told apart afterwards by what the pod and dataDir show
+// (see phaseOf). The named pauses of TestKilledADDThenDEL stop only between
+// steps; these include the inside of two steps.
+const (
+	phaseBeforeChange = "before any change"          // nothing written, nothing changed
+	phaseInWrite      = "inside the record write"    // a temporary file, no record yet
+	phaseRecorded     = "after the record write"     // the record, the original MAC
+	phaseMACChanged   = "after the MAC change"       // the new MAC, only the old link-local
+	phaseInSwap       = "inside the link-local swap" // both link-local addresses
+	phaseSwapped      = "after the link-local swap"  // only the new link-local, not finished
+)
+
+// killPhases are the phases TestKilledAtRandomTimes must land a kill in.
+var killPhases = []string{phaseBeforeChange, phaseInWrite, phaseRecorded, phaseMACChanged, phaseInSwap, phaseSwapped}
+
+// phaseFinished is an ADD that ended before the kill reached it.
+const phaseFinished = "finished before the kill"
+
+// phaseOf tells where the killed ADD of w was, from what it left behind.
+func (w *world) phaseOf(t *testing.T) string {
+	t.Helper()
+	records, temps, err := testutil.StateFiles(w.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := w.mac(t)
+	if mac == w.orig {
+		switch {
+		case len(records) > 0:
+			return phaseRecorded
+		case len(temps) > 0:
+			return phaseInWrite
+		}
+		return phaseBeforeChange
+	}
+	oldLL, newLL := false, false
+	for _, ip := range testutil.Addrs(t, w.pod.NS, w.pod.IfName) {
+		oldLL = oldLL || ip.Equal(macaddr.LinkLocal(macaddr.MustParse(w.orig)))
+		newLL = newLL || ip.Equal(macaddr.LinkLocal(macaddr.MustParse(mac)))
+	}
+	switch {
+	case oldLL && newLL:
+		return phaseInSwap
+	case newLL:
+		return phaseSwapped
+	}
+	return phaseMACChanged
+}
+
+// TestKilledAtRandomTimes kills the real binary's ADD after random delays,
+// so kills also land inside steps the named pauses cannot reach (inside
+// the record write, between adding the new link-local address and
+// removing the old one). DEL must always clean up; a temporary file from a
+// write cut short is the one thing DEL leaves, and GC removes it once it is
+// a minute old.
+//
+// The first kills are spread over the time an ADD takes. Some phases last
+// microseconds, so the kills after that are aimed (see aim) where kills
+// have landed mid-change, until every phase of killPhases has had a kill
+// or maxKills is spent. A phase with no kill fails the test, by name.
 func TestKilledAtRandomTimes(t *testing.T) {
-	const kills = 30
+	const (
+		spreadKills = 30
+		maxKills    = 1000
+	)
 	bin := testutil.PluginBinary(t)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -205,10 +264,24 @@ func TestKilledAtRandomTimes(t *testing.T) {
 	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
 	span := took[len(took)/2] * 12 / 10
 
-	outcomes := map[string]int{}
-	for i := range kills {
-		w := newWorld(t)
+	// delays holds, by phase, the delays whose kill landed there.
+	delays := map[string][]time.Duration{}
+	missing := func() []string {
+		var m []string
+		for _, p := range killPhases {
+			if len(delays[p]) == 0 {
+				m = append(m, p)
+			}
+		}
+		return m
+	}
+	kills := 0
+	for ; kills < maxKills && (kills < spreadKills || len(missing()) > 0); kills++ {
 		delay := time.Duration(rng.Int64N(int64(span)))
+		if kills >= spreadKills {
+			delay = aim(rng, delays, missing()[0], span)
+		}
+		w := newWorld(t)
 		cmd := exec.Command(bin)
 		cmd.Env = w.pod.Env("ADD", cid, "").List()
 		cmd.Stdin = bytes.NewReader(w.conf(""))
@@ -216,27 +289,17 @@ func TestKilledAtRandomTimes(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(delay)
-		_ = cmd.Process.Signal(syscall.SIGKILL) // it may have finished first: the switch below tells
+		_ = cmd.Process.Signal(syscall.SIGKILL) // it may have finished first: the phase below tells
 		err := cmd.Wait()
-		ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		records, temps, _ := testutil.StateFiles(w.dataDir)
-		switch {
-		case !ws.Signaled():
-			outcomes["finished before the kill"]++
-			if err != nil {
-				t.Fatalf("kill %d: ADD failed on its own: %v", i, err)
-			}
-		case w.mac(t) != w.orig:
-			outcomes["killed after the MAC change"]++
-		case len(records) > 0:
-			outcomes["killed after the record write"]++
-		case len(temps) > 0:
-			outcomes["killed inside the record write"]++
-		default:
-			outcomes["killed before any change"]++
+		phase := phaseFinished
+		if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() {
+			phase = w.phaseOf(t)
+		} else if err != nil {
+			t.Fatalf("kill %d: ADD failed on its own: %v", kills, err)
 		}
+		delays[phase] = append(delays[phase], delay)
 		if o := w.run(t, "DEL", w.delConf()); o.Err != nil {
-			t.Fatalf("kill %d after %s: DEL: %v", i, delay, o.Err)
+			t.Fatalf("kill %d %s (after %s): DEL: %v", kills, phase, delay, o.Err)
 		}
 		if _, temps, _ := testutil.StateFiles(w.dataDir); len(temps) > 0 {
 			agePast(t, w.dataDir, temps, 2*time.Minute)
@@ -247,10 +310,60 @@ func TestKilledAtRandomTimes(t *testing.T) {
 		}
 		w.requireClean(t)
 		if t.Failed() {
-			t.Fatalf("kill %d after %s of a %s ADD left the pod unclean (see above)", i, delay, span)
+			t.Fatalf("kill %d %s (after %s of a %s ADD) left the pod unclean (see above)", kills, phase, delay, span)
 		}
 	}
-	t.Logf("%d kills over 0-%s: %v", kills, span, outcomes)
+	t.Logf("%d kills, the first %d over 0-%s", kills, spreadKills, span)
+	for _, p := range append(slices.Clone(killPhases), phaseFinished) {
+		if d := delays[p]; len(d) > 0 {
+			t.Logf("%s: %d kills, after %s-%s (median %s)", p, len(d), slices.Min(d), slices.Max(d), median(d))
+		}
+	}
+	for _, p := range missing() {
+		t.Errorf("no kill landed %s in %d kills (seed %d): that phase's cleanup went untested", p, kills, seed)
+	}
+}
+
+// aim draws the delay of a kill meant to land in phase, where none has
+// yet. The steps of an ADD last microseconds, but when the ADD reaches
+// them varies by far more from run to run (starting the process), so the
+// delays that landed kills in the phases either side of it (of those after
+// the start of the record write) are where the next kill is likeliest to
+// land in it: aim takes one of those (or, while they have none, of any
+// such phase), moved by up to span/40 either way. Before any kill has
+// landed mid-change, it draws from where kills have both landed before any
+// change and got further (finished): the zone where the change happens.
+func aim(rng *rand.Rand, delays map[string][]time.Duration, phase string, span time.Duration) time.Duration {
+	i := slices.Index(killPhases, phase)
+	var near, mid []time.Duration
+	for j, p := range killPhases[1:] {
+		mid = append(mid, delays[p]...)
+		if j+1 == i-1 || j+1 == i+1 {
+			near = append(near, delays[p]...)
+		}
+	}
+	if len(near) == 0 {
+		near = mid
+	}
+	if len(near) > 0 {
+		d := near[rng.IntN(len(near))] + time.Duration(rng.Int64N(int64(span/20)+1)) - span/40
+		return max(d, 0)
+	}
+	before, later := delays[phaseBeforeChange], delays[phaseFinished]
+	if len(before) == 0 || len(later) == 0 {
+		return time.Duration(rng.Int64N(int64(span)))
+	}
+	lo, hi := slices.Min(later), slices.Max(before)
+	if hi < lo {
+		lo, hi = hi, lo
+	}
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+}
+
+func median(d []time.Duration) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // agePast backdates files so that GC treats them as abandoned.

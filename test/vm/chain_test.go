@@ -1,8 +1,6 @@
 package vm
 
 import (
-	"encoding/json"
-	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -35,51 +33,34 @@ func pluginDir(t *testing.T) string {
 	return dir
 }
 
-// chain is one conflist in a NETCONFPATH of its own and the cnitool that
+// chain is one conflist in the node's NETCONFPATH and the cnitool that
 // runs it inside the node namespace, as a runtime on that node would.
 type chain struct {
-	name    string
-	ipamDir string // host-local's dataDir
-	tool    *testutil.CNITool
+	name string
+	n    *node
+	tool *testutil.CNITool
 }
 
 // newChain writes a conflist named name whose plugins are the given
 // entries; the first one's IPAM should be ch.hostLocal.
 func (n *node) newChain(t *testing.T, name string, plugins ...func(*chain) map[string]any) *chain {
 	t.Helper()
-	dir := t.TempDir()
-	ch := &chain{name: name, ipamDir: filepath.Join(dir, "ipam"),
-		tool: &testutil.CNITool{Bin: tool(t, "cnitool"), CNIPath: pluginDir(t), NetConfPath: dir, Node: n.NS}}
-	var list []any
+	ch := &chain{name: name, n: n, tool: n.CNITool(tool(t, "cnitool"), pluginDir(t))}
+	var list []map[string]any
 	for _, p := range plugins {
 		list = append(list, p(ch))
 	}
-	b, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": list})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".conflist"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	n.WriteConfList(t, map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": list})
 	return ch
 }
 
 // hostLocal is the IPAM section for a main plugin of the chain.
-func (ch *chain) hostLocal(subnet string) map[string]any {
-	return map[string]any{"type": "host-local", "dataDir": ch.ipamDir,
-		"ranges": [][]map[string]string{{{"subnet": subnet}}}}
-}
+func (ch *chain) hostLocal(subnet string) map[string]any { return ch.n.HostLocal(subnet) }
 
 // macguardEntry is macguard's entry in a conflist, writing to the node's
 // dataDir and logFile.
 func (n *node) macguardEntry(fields map[string]any) func(*chain) map[string]any {
-	return func(*chain) map[string]any {
-		mg := map[string]any{"type": "macguard", "dataDir": n.DataDir, "logFile": n.LogFile}
-		for k, v := range fields {
-			mg[k] = v
-		}
-		return mg
-	}
+	return func(*chain) map[string]any { return n.MacguardEntry(fields) }
 }
 
 // run is `cnitool <cmd> <chain> <pod netns>`.
@@ -91,17 +72,7 @@ func (ch *chain) run(t *testing.T, cmd string, pod ns.NetNS, call testutil.Call)
 // leases lists the addresses host-local holds for the chain.
 func (ch *chain) leases(t *testing.T) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(ch.ipamDir, ch.name))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	var ips []string
-	for _, e := range entries {
-		if net.ParseIP(e.Name()) != nil {
-			ips = append(ips, e.Name())
-		}
-	}
-	return ips
+	return ch.n.Leases(t, ch.name)
 }
 
 // The whole chain as a runtime runs it: cnitool (libcni, what Multus uses

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -26,9 +27,10 @@ const (
 	podIf      = "eth0"
 )
 
-// node is one simulated node (testutil's Node): the namespace where
-// plugins run and host-side devices live, and macguard's state directory
-// and log file. The suite runs the binaries in it directly.
+// node is one simulated node, testutil's Node (the namespace where
+// plugins run and host-side devices live, its NETCONFPATH, host-local's
+// and macguard's files), to which this suite adds running the binaries in
+// it directly.
 type node struct{ *testutil.Node }
 
 func newNode(t *testing.T) *node {
@@ -109,11 +111,9 @@ func (o outcome) mustSucceed(t *testing.T, what string) []byte {
 // (when a capability is set) runtimeConfig.
 func (n *node) macguardConf(t *testing.T, fields map[string]any, prev []byte, runtimeConfig map[string]any) []byte {
 	t.Helper()
-	c := map[string]any{"cniVersion": cniVersion, "name": netName, "type": "macguard",
-		"dataDir": n.DataDir, "logFile": n.LogFile}
-	for k, v := range fields {
-		c[k] = v
-	}
+	c := map[string]any{"cniVersion": cniVersion, "name": netName}
+	maps.Copy(c, fields)
+	c = n.MacguardEntry(c)
 	if prev != nil {
 		c["prevResult"] = json.RawMessage(prev)
 	}
@@ -133,9 +133,9 @@ func (n *node) macguardConf(t *testing.T, fields map[string]any, prev []byte, ru
 func (n *node) warnings(t *testing.T) []string {
 	t.Helper()
 	var w []string
-	for _, line := range strings.Split(n.ReadLog(t), "\n") {
-		if strings.Contains(line, "level=WARN") {
-			w = append(w, line)
+	for _, l := range n.LogLines(t) {
+		if l["level"] == "WARN" {
+			w = append(w, fmt.Sprint(l))
 		}
 	}
 	return w
