@@ -23,8 +23,10 @@ const (
 	// envWithoutMacguard is test/kubevirt's switch: the VM's networks
 	// without macguard, to see the assertions fail.
 	envWithoutMacguard = "KUBEVIRT_CHAIN_WITHOUT_MACGUARD"
-	// kvBridge is the bridge of the VM's primary networks on the node.
-	kvBridge = "kv0"
+	// kvBridges are the bridges of the VM's primary networks on the node
+	// (with and without macguard), one each: the bridge plugin refuses a
+	// bridge that already holds another network's gateway address.
+	kvBridgeWith, kvBridgeWithout = "kv0", "kv1"
 )
 
 // kubevirtDomain is what cmd/kubevirt-launcher's domain command prints.
@@ -50,8 +52,8 @@ type vmNetworks struct {
 // cni-conf/multus) and without it.
 func kubevirtNetworks(t *testing.T, n *node) (with, without vmNetworks) {
 	t.Helper()
-	primary := func(name, subnet string, macguard bool) string {
-		plugins := []any{map[string]any{"type": "bridge", "bridge": kvBridge, "isGateway": true,
+	primary := func(name, bridge, subnet string, macguard bool) string {
+		plugins := []any{map[string]any{"type": "bridge", "bridge": bridge, "isGateway": true,
 			"ipam": map[string]any{"type": "host-local", "ranges": [][]map[string]string{{{"subnet": subnet}}}}}}
 		if macguard {
 			plugins = append(plugins, map[string]any{"type": "macguard", "assign": "always"})
@@ -60,22 +62,24 @@ func kubevirtNetworks(t *testing.T, n *node) (with, without vmNetworks) {
 		return nadYAML("vms", name, string(b))
 	}
 	with = vmNetworks{primary: "vms/pod-always", secondary: "default/host-device-mac",
-		nads: []string{primary("pod-always", "192.168.61.0/24", true), hostDeviceNAD(t, n, "host-device-mac", true)}}
+		nads: []string{primary("pod-always", kvBridgeWith, "192.168.61.0/24", true), hostDeviceNAD(t, n, "host-device-mac", true)}}
 	without = vmNetworks{primary: "vms/pod-plain", secondary: "default/host-device-plain",
-		nads: []string{primary("pod-plain", "192.168.62.0/24", false), hostDeviceNAD(t, n, "host-device-plain", false)}}
+		nads: []string{primary("pod-plain", kvBridgeWithout, "192.168.62.0/24", false), hostDeviceNAD(t, n, "host-device-plain", false)}}
 	for _, w := range []vmNetworks{with, without} {
 		for _, nad := range w.nads {
 			n.applyNAD(t, nad)
 		}
 	}
 	// The bridge plugin never deletes its bridge; the node's namespace
-	// (where this test runs) gets it back without.
+	// (where this test runs) gets them back without.
 	t.Cleanup(func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		if l, err := netlink.LinkByName(kvBridge); err == nil {
-			if err := netlink.LinkDel(l); err != nil {
-				t.Errorf("cleanup: deleting the bridge %s: %v", kvBridge, err)
+		for _, br := range []string{kvBridgeWith, kvBridgeWithout} {
+			if l, err := netlink.LinkByName(br); err == nil {
+				if err := netlink.LinkDel(l); err != nil {
+					t.Errorf("cleanup: deleting the bridge %s: %v", br, err)
+				}
 			}
 		}
 	})
