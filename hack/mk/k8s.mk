@@ -91,10 +91,11 @@ k8s-kubevirt-crds: kubevirt-deps
 		mv $(K8S_KUBEVIRT_CRDS).tmp $(K8S_KUBEVIRT_CRDS); \
 	fi
 
-test-k8s: build image k8s-deps k8s-images k8s-helm k8s-kubevirt-crds
+test-k8s: build image k8s-deps k8s-images k8s-helm k8s-kubevirt-crds k8s-kubevirt-launcher
 	$(GO) test -c -o $(K8S_CACHE)/k8s.test ./test/k8s
 	$(K8S_ENV) K8S_TEST_BIN=$(K8S_CACHE)/k8s.test K8S_RUN_TESTS='$(value K8S_RUN_TESTS)' \
 	MACGUARDCTL_BIN=$(K8S_MACGUARDCTL) REPO_ROOT=$(CURDIR) MACGUARD_KUBEVIRT_CRDS=$(K8S_KUBEVIRT_CRDS) \
+	KUBEVIRT_LAUNCHER_BIN=$(K8S_KUBEVIRT_LAUNCHER) \
 	K8S_HELM3=$(HELM3) K8S_HELM4=$(HELM4) MACGUARD_CHART=$(CURDIR)/$(CHART_PACKAGE) \
 	MACGUARD_NEXT_CHART=$(CURDIR)/$(CHART_OUT)/macguard-$(patsubst v%,%,$(K8S_NEXT_VERSION)).tgz \
 	MACGUARD_NEXT_IMAGE=$(IMAGE_REPO):$(K8S_NEXT_VERSION) MACGUARD_NEXT_IMAGE_ARCHIVE=$(K8S_NEXT_ARCHIVE) \

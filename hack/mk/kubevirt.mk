@@ -45,3 +45,15 @@ test-kubevirt-vm: build kubevirt-deps
 		hack/vmtest/run.sh vm
 
 TEST_TARGETS += test-kubevirt
+
+# KubeVirt's own network code as a command (test/kubevirt's
+# cmd/kubevirt-launcher: the pod annotations virt-controller writes and the
+# domain virt-launcher generates in a pod's network namespace), for
+# test/k8s, whose module cannot import KubeVirt: TestCluster/KubeVirtLauncher
+# runs it against a virt-launcher pod of the real node.
+K8S_KUBEVIRT_LAUNCHER = $(K8S_CACHE)/kubevirt-launcher-$(KUBEVIRT_VERSION)
+
+.PHONY: k8s-kubevirt-launcher
+k8s-kubevirt-launcher: kubevirt-deps
+	@mkdir -p $(K8S_CACHE)
+	cd test/kubevirt && CGO_ENABLED=0 $(GO) build -trimpath -o $(K8S_KUBEVIRT_LAUNCHER) ./cmd/kubevirt-launcher

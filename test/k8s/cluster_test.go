@@ -31,6 +31,7 @@ func TestCluster(t *testing.T) {
 	t.Run("PrimaryPod", func(t *testing.T) { testPrimaryPod(t, n) })
 	t.Run("Secondaries", func(t *testing.T) { testSecondaries(t, n) })
 	t.Run("VMRestart", func(t *testing.T) { testVMRestart(t, n) })
+	t.Run("KubeVirtLauncher", func(t *testing.T) { testKubeVirtLauncher(t, n) })
 	t.Run("BadRequest", func(t *testing.T) { testBadRequest(t, n) })
 	t.Run("Restarts", func(t *testing.T) { testRestarts(t, n) })
 	t.Run("Uninstall", func(t *testing.T) { testUninstall(t, n) })

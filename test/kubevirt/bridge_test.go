@@ -173,7 +173,7 @@ func TestBridgeBindingKeepsTheDerivedMAC(t *testing.T) {
 	if macs := domainMACs(d); len(macs) != 1 || macs[0] != want {
 		t.Errorf("KubeVirt's domain has interface MACs %q, want [%s]", macs, want)
 	}
-	if out, ok := virshDefine(t, domainXML(t, d)); !ok {
+	if out, ok := testutil.VirshDefine(t, domainXML(t, d)); !ok {
 		t.Errorf("libvirt refused the domain: %s", out)
 	}
 }

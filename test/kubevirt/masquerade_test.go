@@ -64,7 +64,7 @@ func TestMasqueradeDomainMACIsStableAcrossRestarts(t *testing.T) {
 				if !strings.Contains(string(x), `<mac address="`+want+`">`) {
 					t.Errorf("%s: the domain XML does not carry <mac address=%q>:\n%s", l.pod, want, x)
 				}
-				if out, ok := virshDefine(t, x); !ok {
+				if out, ok := testutil.VirshDefine(t, x); !ok {
 					t.Errorf("%s: libvirt refused the domain KubeVirt generated: %s\n%s", l.pod, out, x)
 				}
 				seen = append(seen, macs...)
@@ -95,7 +95,7 @@ func TestNetkitL3DomainNeedsTheSpecMAC(t *testing.T) {
 		t.Errorf("on netkit L3 KubeVirt's domain has interface MACs %q, want [\"\"] (the pod interface has none)", macs)
 	}
 	x := domainXML(t, d)
-	out, ok := virshDefine(t, x)
+	out, ok := testutil.VirshDefine(t, x)
 	if ok || !strings.Contains(out, "unable to parse mac address ''") {
 		t.Errorf("libvirt on the netkit L3 domain: accepted %v, said %q; want it refused with \"unable to parse mac address ''\"\n%s", ok, out, x)
 	}
@@ -114,7 +114,7 @@ func TestNetkitL3DomainNeedsTheSpecMAC(t *testing.T) {
 	if macs := domainMACs(d); len(macs) != 1 || macs[0] != spec {
 		t.Errorf("with the webhook's spec macAddress %s KubeVirt's domain has interface MACs %q", spec, macs)
 	}
-	if out, ok := virshDefine(t, domainXML(t, d)); !ok {
+	if out, ok := testutil.VirshDefine(t, domainXML(t, d)); !ok {
 		t.Errorf("libvirt refused the netkit L3 domain with the webhook's spec MAC %s: %s", spec, out)
 	}
 }
