@@ -283,7 +283,7 @@ func httpGetIn(podNS ns.NetNS, ip, path string) (string, error) {
 		if err != nil {
 			return err
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }() // a read body; nothing to report on close
 		b, err := io.ReadAll(resp.Body)
 		body = string(b)
 		if err == nil && resp.StatusCode != http.StatusOK {
