@@ -522,22 +522,14 @@ func readFile(t *testing.T, p string) string {
 func TestDelThroughCNIToolWithUnwritableDataDir(t *testing.T) {
 	testutil.RequireRoot(t)
 	node := testutil.NewNode(t)
-	confDir, ipamDir := filepath.Join(node.Dir, "net.d"), filepath.Join(node.Dir, "ipam")
-	if err := os.Mkdir(confDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tool := &testutil.CNITool{Bin: testutil.CNIToolBinary(t), CNIPath: testutil.CNIPath(t), NetConfPath: confDir, Node: node.NS}
+	tool := node.CNITool(testutil.CNIToolBinary(t), testutil.CNIPath(t))
 	// A name of this run's own: cnitool's cache in /var/lib/cni is the
 	// machine's.
 	network := fmt.Sprintf("tenant-%d-%d", os.Getpid(), time.Now().UnixNano())
-	list := map[string]any{"cniVersion": "1.0.0", "name": network, "plugins": []map[string]any{
-		{"type": "ptp", "ipam": map[string]any{"type": "host-local", "dataDir": ipamDir, "ranges": [][]map[string]string{{{"subnet": "10.244.7.0/24"}}}}},
-		{"type": "macguard", "assign": "always", "dataDir": node.DataDir, "logFile": node.LogFile},
-	}}
-	b, _ := json.Marshal(list)
-	if err := os.WriteFile(filepath.Join(confDir, network+".conflist"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	node.WriteConfList(t, map[string]any{"cniVersion": "1.0.0", "name": network, "plugins": []map[string]any{
+		{"type": "ptp", "ipam": node.HostLocal("10.244.7.0/24")},
+		node.MacguardEntry(map[string]any{"assign": "always"}),
+	}})
 	pod := testutil.NewNetns(t)
 	t.Cleanup(func() {
 		// cnitool caches the attachment in the machine's /var/lib/cni; a
@@ -551,24 +543,14 @@ func TestDelThroughCNIToolWithUnwritableDataDir(t *testing.T) {
 	if recs := node.Records(t); len(recs) != 1 {
 		t.Fatalf("records after ADD: %v", recs)
 	}
-	leases := func() []string {
-		entries, _ := os.ReadDir(filepath.Join(ipamDir, network))
-		var ips []string
-		for _, e := range entries {
-			if net.ParseIP(e.Name()) != nil {
-				ips = append(ips, e.Name())
-			}
-		}
-		return ips
-	}
-	if l := leases(); len(l) != 1 {
+	if l := node.Leases(t, network); len(l) != 1 {
 		t.Fatalf("host-local leases after ADD: %v", l)
 	}
 	testutil.MakeUnwritable(t, node.DataDir)
 	if run := tool.Run(t, "del", network, pod.Path(), testutil.Call{}); run.Err != nil {
 		t.Fatalf("DEL with an unwritable dataDir failed: %s", run)
 	}
-	if l := leases(); len(l) != 0 {
+	if l := node.Leases(t, network); len(l) != 0 {
 		t.Errorf("host-local did not release the address: %v", l)
 	}
 	if links, err := testutil.LinkNames(node.NS); err != nil || len(links) != 1 {
