@@ -12,8 +12,8 @@ import (
 	"github.com/macguard-cni/macguard/pkg/config"
 	"github.com/macguard-cni/macguard/pkg/ctl/cniconf"
 	"github.com/macguard-cni/macguard/pkg/identity"
-	"github.com/macguard-cni/macguard/pkg/link"
 	"github.com/macguard-cni/macguard/pkg/macaddr"
+	"github.com/macguard-cni/macguard/pkg/policy"
 )
 
 // Analyze turns a gathered World into a Report. It is pure: the same World
@@ -329,13 +329,15 @@ func parseMAC(s string) net.HardwareAddr {
 	return m
 }
 
-// duplicates finds a MAC on interfaces of two different pods. ipvlan slaves
-// share their parent's MAC by design and are left out.
+// duplicates finds a MAC on interfaces of two different pods. A device the
+// plugin's policy says cannot carry a MAC of its own (policy.CannotCarry:
+// an ipvlan slave shows its parent's MAC by design, netkit L3 none) is
+// left out.
 func (a *analysis) duplicates(ifaces []podIface) {
 	by := map[string][]podIface{}
 	for _, pi := range ifaces {
 		m := parseMAC(pi.ifc.MAC)
-		if macaddr.IsZero(m) || pi.ifc.Kind == link.KindIPVlan || pi.ifc.Kind == link.KindIPVtap {
+		if macaddr.IsZero(m) || policy.CannotCarry(pi.ifc.observed()) != "" {
 			continue
 		}
 		by[m.String()] = append(by[m.String()], pi)
