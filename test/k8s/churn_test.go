@@ -108,18 +108,8 @@ func (n *node) ctl(t *testing.T, args ...string) {
 // both nodes.
 func (n *node) churnOverlay(t *testing.T) string {
 	t.Helper()
-	repo, tag, _ := strings.Cut(n.env["MACGUARD_IMAGE"], ":")
 	return n.writeOverlay(t, "churn", func(rel func(string) string) string {
-		return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - %s
-images:
-  - name: ghcr.io/macguard-cni/macguard
-    newName: %s
-    newTag: %s
-`+installPatch+`                imagePullPolicy: Never
-`, rel(filepath.Join(n.repo, "deploy", "overlays", "calico")), repo, tag)
+		return n.imageKustomization(t, rel, filepath.Join("overlays", "calico"))
 	})
 }
 

@@ -27,25 +27,12 @@ import (
 // (the node reaches no registry). It returns the overlay's directory.
 func (n *node) overlay(t *testing.T, name, base string) string {
 	t.Helper()
-	repo, tag, ok := strings.Cut(n.env["MACGUARD_IMAGE"], ":")
-	if !ok {
-		t.Fatalf("MACGUARD_IMAGE %q has no tag", n.env["MACGUARD_IMAGE"])
-	}
 	return n.writeOverlay(t, name, func(rel func(string) string) string {
-		k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - %s
-images:
-  - name: ghcr.io/macguard-cni/macguard
-    newName: %s
-    newTag: %s
-`+installPatch+`                imagePullPolicy: Never
-            volumes:
+		k := n.imageKustomization(t, rel, base) + fmt.Sprintf(`            volumes:
               - name: cni-bin
                 hostPath:
                   path: %s
-`, rel(filepath.Join(n.repo, "deploy", base)), repo, tag, n.env["CNI_BIN_DIR"])
+`, n.env["CNI_BIN_DIR"])
 		if base != "overlays/secondary" && base != "base" {
 			k += fmt.Sprintf(`              - name: cni-conf
                 hostPath:
@@ -54,6 +41,28 @@ images:
 		}
 		return k
 	})
+}
+
+// imageKustomization is the start of every test overlay over deploy/<base>:
+// the image `make image` built and k8s-up imported, never pulled (the node
+// reaches no registry), and the install container's patch open for the
+// caller's volumes.
+func (n *node) imageKustomization(t *testing.T, rel func(string) string, base string) string {
+	t.Helper()
+	repo, tag, ok := strings.Cut(n.env["MACGUARD_IMAGE"], ":")
+	if !ok {
+		t.Fatalf("MACGUARD_IMAGE %q has no tag", n.env["MACGUARD_IMAGE"])
+	}
+	return fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+images:
+  - name: ghcr.io/macguard-cni/macguard
+    newName: %s
+    newTag: %s
+`+installPatch+`                imagePullPolicy: Never
+`, rel(filepath.Join(n.repo, "deploy", base)), repo, tag)
 }
 
 // rollout applies an overlay and waits until the DaemonSet's pod on the
