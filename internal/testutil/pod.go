@@ -365,18 +365,26 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// MakefileVersion is the VERSION the top-level Makefile builds (`VERSION ?=`),
-// which the manifests, the chart and the image must carry.
-func MakefileVersion(t testing.TB) string {
+// RepoFile reads the file at the slash-separated path rel below the
+// repository's root, failing the test when it cannot.
+func RepoFile(t testing.TB, rel string) []byte {
 	t.Helper()
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(root, "Makefile"))
+	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rel)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// MakefileVersion is the VERSION the top-level Makefile builds (`VERSION ?=`),
+// which the manifests, the chart and the image must carry.
+func MakefileVersion(t testing.TB) string {
+	t.Helper()
+	b := RepoFile(t, "Makefile")
 	m := regexp.MustCompile(`(?m)^VERSION\s*\?=\s*(\S+)\s*$`).FindSubmatch(b)
 	if m == nil {
 		t.Fatal("no `VERSION ?= ...` line in the Makefile")

@@ -89,14 +89,7 @@ func commandBlocks(readme []byte) []block {
 }
 
 func TestREADMECommands(t *testing.T) {
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := testutil.RepoFile(t, "README.md")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "bin")
 	if err := os.Mkdir(bin, 0o755); err != nil {

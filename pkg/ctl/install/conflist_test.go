@@ -2,8 +2,6 @@ package install
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,15 +17,7 @@ var fixtures = []string{"05-cilium.conflist", "10-calico.conflist", "10-calico-o
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	root, err := testutil.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(root, "cni-conf", "installer", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testutil.RepoFile(t, "cni-conf/installer/"+name)
 }
 
 func mustEntry(t *testing.T, cfg string) json.RawMessage {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -24,10 +22,7 @@ func TestPluginLinksWhatTheMapSays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	readme := testutil.RepoFile(t, "README.md")
 	pluginTable := mapTable(t, string(readme), "The plugin's packages (`pkg/`)")
 	ctlTable := mapTable(t, string(readme), "The operator's packages (`pkg/ctl/`)")
 
