@@ -22,18 +22,20 @@ func asList(path string) bool { return filepath.Ext(path) == ".conflist" }
 func checkEntry(raw []byte) (*config.Config, string) {
 	cfg, err := cniconf.CheckEntry(raw)
 	if err != nil {
-		var e *types.Error
-		if errors.As(err, &e) {
-			return nil, e.Msg
-		}
-		return nil, err.Error()
+		return nil, pluginMessage(err)
 	}
 	return cfg, ""
 }
 
 // prevResultMessage is the plugin's own refusal when it is first in a chain.
 func prevResultMessage() string {
-	err := (&config.Config{}).RequirePrevResult()
+	return pluginMessage((&config.Config{}).RequirePrevResult())
+}
+
+// pluginMessage is the message the plugin would print for err: a CNI
+// error's Msg (its code and details are the plugin's JSON, not the
+// doctor's words), or the error's text.
+func pluginMessage(err error) string {
 	var e *types.Error
 	if errors.As(err, &e) {
 		return e.Msg

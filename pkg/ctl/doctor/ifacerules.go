@@ -2,7 +2,6 @@ package doctor
 
 import (
 	"fmt"
-	"net"
 	"path/filepath"
 
 	"github.com/macguard-cni/macguard/pkg/config"
@@ -17,9 +16,8 @@ import (
 type ifaceCheck struct {
 	pod *Pod
 	ifc Interface
-	// link is ifc as the plugin's policy sees it, mac its address.
+	// link is ifc as the plugin's policy sees it (link.MAC its address).
 	link link.Observed
-	mac  net.HardwareAddr
 	// cached is its entry in libcni's cache, rec macguard's record of it;
 	// either may be nil.
 	cached *cachedAttachment
@@ -30,7 +28,7 @@ type ifaceCheck struct {
 }
 
 func newIfaceCheck(p *Pod, ifc Interface, ca *cachedAttachment, rec *Record) *ifaceCheck {
-	c := &ifaceCheck{pod: p, ifc: ifc, link: ifc.observed(), mac: parseMAC(ifc.MAC), cached: ca, rec: rec}
+	c := &ifaceCheck{pod: p, ifc: ifc, link: ifc.observed(), cached: ca, rec: rec}
 	c.reqMAC, c.reqSource = ca.requested()
 	return c
 }
@@ -122,7 +120,7 @@ func noLinkLayerRule(c *ifaceCheck) ([]Finding, bool) {
 
 // missingRule: an Ethernet device without a MAC.
 func missingRule(c *ifaceCheck) ([]Finding, bool) {
-	if !macaddr.IsZero(c.mac) {
+	if !macaddr.IsZero(c.link.MAC) {
 		return nil, false
 	}
 	remedy := "chain macguard after the main plugin (assign \"zero\", the default, gives such an interface the stable MAC of its pod or VM)"
@@ -138,7 +136,7 @@ func missingRule(c *ifaceCheck) ([]Finding, bool) {
 
 // multicastRule: a multicast MAC, which no peer answers.
 func multicastRule(c *ifaceCheck) ([]Finding, bool) {
-	if !macaddr.IsMulticast(c.mac) {
+	if !macaddr.IsMulticast(c.link.MAC) {
 		return nil, false
 	}
 	return []Finding{c.finding(Error, "mac-multicast", "give it a unicast MAC: a requested MAC must be unicast, and macguard's derived MACs always are",
@@ -148,7 +146,7 @@ func multicastRule(c *ifaceCheck) ([]Finding, bool) {
 // driftRule: the MAC is no longer the one macguard's record says it set.
 func driftRule(c *ifaceCheck) ([]Finding, bool) {
 	rec := c.rec
-	if rec == nil || rec.AppliedMAC == "" || macaddr.Equal(c.mac, parseMAC(rec.AppliedMAC)) {
+	if rec == nil || rec.AppliedMAC == "" || macaddr.Equal(c.link.MAC, parseMAC(rec.AppliedMAC)) {
 		return nil, false
 	}
 	return []Finding{c.finding(Warning, "mac-drift",
@@ -167,7 +165,7 @@ func resultDiffersRule(c *ifaceCheck) ([]Finding, bool) {
 		if ri.Name != c.ifc.Name || ri.Sandbox == "" || ri.MAC == "" {
 			continue
 		}
-		if rm := parseMAC(ri.MAC); rm != nil && !macaddr.Equal(rm, c.mac) {
+		if rm := parseMAC(ri.MAC); rm != nil && !macaddr.Equal(rm, c.link.MAC) {
 			out = append(out, c.finding(Warning, "mac-differs-from-result",
 				"the runtime and Multus's network-status report the cached MAC; recreate the pod so that they match, and leave one owner of the MAC (see the record and the chain)",
 				"%s has %s, but the cached CNI result of network %q reports %s", c.ifc.Name, c.ifc.MAC, c.cached.entry.Network, ri.MAC))
@@ -222,7 +220,7 @@ func notDerivedRule(c *ifaceCheck) ([]Finding, bool) {
 	d := policy.Decide(policy.Input{Assign: ca.cfg.Assign, Derived: derived, Identity: id.String(), Link: c.link})
 	derives := ca.cfg.Assign == config.AssignAlways || (c.rec != nil && macaddr.Equal(parseMAC(c.rec.AppliedMAC), derived))
 	switch {
-	case derives && !macaddr.IsLocal(c.mac):
+	case derives && !macaddr.IsLocal(c.link.MAC):
 		return []Finding{c.finding(Warning, "mac-not-local", "recreate the pod so that macguard derives its MAC again, and find what set this one",
 			"%s has %s, which is not locally administered, where macguard derives the stable MAC %s of %s", c.ifc.Name, c.ifc.MAC, derived, id)}, false
 	case d.Action == policy.Set:

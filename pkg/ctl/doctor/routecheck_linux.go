@@ -66,6 +66,9 @@ func routing(path string, self ns.NetNS, cached []ResultIP) (*Routing, error) {
 	defer n.Close()
 	rt := &Routing{}
 	var parents []parentQuery
+	// byIndex names the pod's interfaces by index, for the routes' output
+	// devices; the second entry below reads it again.
+	byIndex := map[int]string{}
 	err = n.Do(func(ns.NetNS) error {
 		// Inside the pod's namespace: /proc/sys/net is the namespace's.
 		rt.RPFilterAll = readRPFilter("all")
@@ -73,7 +76,6 @@ func routing(path string, self ns.NetNS, cached []ResultIP) (*Routing, error) {
 		if err != nil {
 			return fmt.Errorf("listing interfaces: %w", err)
 		}
-		byIndex := map[int]string{}
 		for _, l := range links {
 			byIndex[l.Attrs().Index] = l.Attrs().Name
 		}
@@ -152,14 +154,6 @@ func routing(path string, self ns.NetNS, cached []ResultIP) (*Routing, error) {
 		nodeAddrs = append(nodeAddrs, ips)
 	}
 	err = n.Do(func(ns.NetNS) error {
-		links, err := netlinksafe.LinkList()
-		if err != nil {
-			return err
-		}
-		byIndex := map[int]string{}
-		for _, l := range links {
-			byIndex[l.Attrs().Index] = l.Attrs().Name
-		}
 		for i, q := range parents {
 			for _, ip := range nodeAddrs[i] {
 				rt.Interfaces[q.at].ParentAddrs = append(rt.Interfaces[q.at].ParentAddrs, withTarget(lookup(ip, nil, byIndex), TargetNode))
