@@ -254,14 +254,21 @@ func kustomize(t *testing.T) string {
 
 func render(t *testing.T, dir string) objects {
 	t.Helper()
+	return decodeAll(t, "kustomize build "+dir, kustomizeBuild(t, dir, dir))
+}
+
+// kustomizeBuild runs the real `kustomize build dir`; what names the
+// kustomization in a failure.
+func kustomizeBuild(t *testing.T, dir, what string) []byte {
+	t.Helper()
 	cmd := exec.Command(kustomize(t), "build", dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("kustomize build %s: %v\n%s", dir, err, stderr.String())
+		t.Fatalf("kustomize build %s: %v\n%s", what, err, stderr.String())
 	}
-	return decodeAll(t, "kustomize build "+dir, out)
+	return out
 }
 
 // kustomizeWith builds, with the real kustomize, a kustomization of
@@ -291,14 +298,7 @@ func kustomizeWith(t *testing.T, resource string, components ...string) []byte {
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(kustomize(t), "build", dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kustomize build %s %v: %v\n%s", resource, components, err, stderr.String())
-	}
-	return out
+	return kustomizeBuild(t, dir, fmt.Sprintf("%s %v", resource, components))
 }
 
 // variant is one way to deploy and what it must do.
