@@ -1,7 +1,6 @@
 package kubevirt
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,30 +30,15 @@ type node struct {
 func newNode(t *testing.T, chain string, main map[string]any, macguard map[string]any) *node {
 	t.Helper()
 	n := &node{Node: testutil.NewNode(t), chain: chain}
-	confDir := filepath.Join(n.Dir, "net.d")
-	if err := os.MkdirAll(confDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	if _, ok := main["ipam"]; !ok {
-		main["ipam"] = map[string]any{"type": "host-local", "dataDir": filepath.Join(n.Dir, "ipam"),
-			"ranges": [][]map[string]string{{{"subnet": "10.99.0.0/24"}}}}
+		main["ipam"] = n.HostLocal("10.99.0.0/24")
 	}
-	plugins := []any{main}
+	plugins := []map[string]any{main}
 	if !withoutMacguard() {
-		mg := map[string]any{"type": "macguard", "dataDir": n.DataDir, "logFile": n.LogFile}
-		for k, v := range macguard {
-			mg[k] = v
-		}
-		plugins = append(plugins, mg)
+		plugins = append(plugins, n.MacguardEntry(macguard))
 	}
-	b, err := json.Marshal(map[string]any{"cniVersion": cniVersion, "name": chain, "plugins": plugins})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(confDir, chain+".conflist"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n.tool = &testutil.CNITool{Bin: cnitool(t), CNIPath: pluginDir(t), NetConfPath: confDir, Node: n.NS}
+	n.WriteConfList(t, map[string]any{"cniVersion": cniVersion, "name": chain, "plugins": plugins})
+	n.tool = n.CNITool(cnitool(t), pluginDir(t))
 	return n
 }
 
