@@ -120,11 +120,10 @@ func TestDoctorPaths(t *testing.T) {
 			t.Errorf("findings without Calico's and KubeVirt's CRDs: %+v", got)
 		}
 	}
-	if real := os.Getenv("MACGUARD_KUBEVIRT_CRDS"); real != "" {
+	if os.Getenv("MACGUARD_KUBEVIRT_CRDS") != "" {
 		// KubeVirt's own CRDs (TestWebhook's; left installed, as there):
 		// the stand-ins are then used for Calico's only.
-		n.kubectl(t, "", "apply", "--server-side", "--force-conflicts", "-f", real)
-		n.kubectl(t, "", "wait", "--for", "condition=established", "--timeout", "60s", "crd/virtualmachines.kubevirt.io", "crd/virtualmachineinstances.kubevirt.io")
+		n.kubeVirtCRDs(t)
 	}
 	n.installStandIns(t, crds)
 
