@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -166,13 +167,7 @@ func (h *helmEnv) checkInstalled(t *testing.T, n *node, image, archive string) {
 	}
 	err = eventually(30*time.Second, func() error {
 		types, mg := conflistPlugins(t, n.env["PRIMARY_CONFLIST"])
-		count := 0
-		for _, ty := range types {
-			if ty == "macguard" {
-				count++
-			}
-		}
-		if mg == nil || count != 1 || types[len(types)-1] != "macguard" {
+		if mg == nil || !oneMacguardLast(types) {
 			return fmt.Errorf("plugins %v, want one macguard entry, last", types)
 		}
 		if mg["onUnsupported"] != "skip" || fmt.Sprint(mg["capabilities"]) != "map[mac:true]" {
@@ -484,8 +479,7 @@ func testHelm4(t *testing.T, n *node, h *helmEnv) {
 		h.must(t, n, h.helm4, "upgrade", "macguard", h.nextChart, "-n", "macguard", "--reuse-values", "--set", "chaining.plugin.logLevel=debug", "--wait", "--timeout", "3m")
 		err := eventually(30*time.Second, func() error {
 			types, mg := conflistPlugins(t, n.env["PRIMARY_CONFLIST"])
-			count := strings.Count(strings.Join(types, " "), "macguard")
-			if count != 1 || types[len(types)-1] != "macguard" || mg["logLevel"] != "debug" || mg["onUnsupported"] != "skip" {
+			if !oneMacguardLast(types) || mg["logLevel"] != "debug" || mg["onUnsupported"] != "skip" {
 				return fmt.Errorf("plugins %v, entry %v: want one macguard entry, last, with logLevel debug and the other options kept", types, mg)
 			}
 			return nil
@@ -647,4 +641,10 @@ func testHelmWebhook(t *testing.T, n *node, h *helmEnv, helm string) {
 	// What the NOTES say is left, and to delete.
 	n.kubectl(t, "", "-n", "macguard", "delete", "secret", "macguard-webhook-cert")
 	h.clean(t, n)
+}
+
+// oneMacguardLast says whether a chain's plugin types hold exactly one
+// macguard entry, and last: the first "macguard" is the last entry.
+func oneMacguardLast(types []string) bool {
+	return len(types) > 0 && slices.Index(types, "macguard") == len(types)-1
 }
